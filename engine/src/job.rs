@@ -1,0 +1,333 @@
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::builder::{BuildState, JobBuilder, Mode};
+use crate::config::JobConfig;
+use crate::error::{EngineError, Result, panic_message};
+use crate::exchange::ExchangeRegistry;
+use crate::graph::JobGraph;
+use crate::metrics::JobMetrics;
+use crate::worker::{RunFlags, WorkerExit, run_worker};
+
+type BuildFn = dyn Fn(&mut JobBuilder) -> Result<()> + Send + Sync;
+
+/// A validated job: its settings, its graph, and the function that builds it on each worker.
+///
+/// See [`JobBuilder`] for an example.
+#[derive(Clone)]
+pub struct Job {
+    config: Arc<JobConfig>,
+    build: Arc<BuildFn>,
+    graph: JobGraph,
+}
+
+/// What a finished job run reports.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// Counters and gauges of the run (summed over attempts).
+    pub metrics: JobMetrics,
+    /// Number of attempts (1 when nothing failed).
+    pub attempts: u32,
+    /// Whether the job was stopped on request rather than running out of input.
+    pub stopped: bool,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Job {
+    /// Validates `build` against `config` by building the graph once without running it.
+    ///
+    /// # Errors
+    /// Invalid settings, duplicate or invalid operator names, dangling streams, a job without
+    /// source or sink, or whatever `build` returns; each names the operator at fault.
+    pub fn new(
+        config: JobConfig,
+        build: impl Fn(&mut JobBuilder) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<Job> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let build: Arc<BuildFn> = Arc::new(build);
+        let state = BuildState::new(Mode::Plan, Arc::clone(&config), 0, Arc::default(), JobMetrics::default());
+        let mut builder = JobBuilder::new(state);
+        build(&mut builder)?;
+        let mut st = builder.state.borrow_mut();
+        st.validate().map_err(|e| with_job(e, &config.name))?;
+        let graph = st.graph.clone();
+        drop(st);
+        Ok(Job { config, build, graph })
+    }
+
+    /// The validated graph.
+    pub fn graph(&self) -> &JobGraph {
+        &self.graph
+    }
+
+    /// The job's settings.
+    pub fn config(&self) -> &JobConfig {
+        &self.config
+    }
+
+    /// Runs the job to the end of its input (or its failure) on the calling thread's behalf.
+    ///
+    /// # Errors
+    /// The first error of the last attempt, naming the operator that failed.
+    pub fn run(&self) -> Result<JobReport> {
+        self.start()?.join()
+    }
+
+    /// Starts the job in the background.
+    ///
+    /// # Errors
+    /// When the supervisor thread cannot be spawned.
+    pub fn start(&self) -> Result<JobHandle> {
+        let metrics = JobMetrics::default();
+        let control = Arc::new(Control::default());
+        let job = self.clone();
+        let (m, c) = (metrics.clone(), Arc::clone(&control));
+        let supervisor = std::thread::Builder::new()
+            .name(format!("sluice-{}", self.config.name))
+            .spawn(move || job.supervise(&m, &c))
+            .map_err(|e| EngineError::InvalidJob {
+                job: self.config.name.clone(),
+                reason: format!("cannot spawn supervisor thread: {e}"),
+            })?;
+        Ok(JobHandle {
+            supervisor: Some(supervisor),
+            control,
+            metrics,
+        })
+    }
+
+    fn supervise(&self, metrics: &JobMetrics, control: &Arc<Control>) -> Result<JobReport> {
+        let started = Instant::now();
+        let mut attempt = 1u32;
+        loop {
+            match self.attempt(metrics, control) {
+                Ok(exit) => {
+                    return Ok(JobReport {
+                        metrics: metrics.clone(),
+                        attempts: attempt,
+                        stopped: exit == WorkerExit::Stopped,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(e) => {
+                    let stopping = control.flags().stop.load(Ordering::Relaxed);
+                    let delay = self.config.restart.delay_before(attempt);
+                    match delay {
+                        Some(delay) if e.is_restartable() && !stopping => {
+                            tracing::warn!(job = %self.config.name, attempt, error = %e, ?delay, "restarting job");
+                            std::thread::sleep(delay);
+                            attempt += 1;
+                        }
+                        _ if attempt > 1 => {
+                            return Err(EngineError::RestartsExhausted {
+                                attempts: attempt,
+                                last: Box::new(e),
+                            });
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn attempt(&self, metrics: &JobMetrics, control: &Arc<Control>) -> Result<WorkerExit> {
+        let flags = control.new_attempt();
+        let registry = Arc::new(ExchangeRegistry::default());
+        let failure: Arc<Mutex<Option<EngineError>>> = Arc::default();
+        let mut handles: Vec<JoinHandle<Result<WorkerExit>>> = Vec::new();
+        for worker in 0..self.config.workers {
+            let (job, worker_flags, registry, metrics, worker_failure) = (
+                self.clone(),
+                Arc::clone(&flags),
+                Arc::clone(&registry),
+                metrics.clone(),
+                Arc::clone(&failure),
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("sluice-worker-{worker}"))
+                .spawn(move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| {
+                        job.run_worker(worker, &worker_flags, registry, metrics)
+                    }))
+                    .unwrap_or_else(|payload| {
+                        Err(EngineError::WorkerPanicked {
+                            worker,
+                            message: panic_message(payload.as_ref()),
+                        })
+                    });
+                    match result {
+                        Err(EngineError::Aborted) => {
+                            worker_flags.failed.store(true, Ordering::Relaxed);
+                            Err(EngineError::Aborted)
+                        }
+                        Err(e) => {
+                            // The first real failure is the job's; the others only follow it.
+                            worker_failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            worker_flags.failed.store(true, Ordering::Relaxed);
+                            Err(EngineError::Aborted)
+                        }
+                        ok => ok,
+                    }
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    flags.failed.store(true, Ordering::Relaxed);
+                    failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(
+                        EngineError::InvalidJob {
+                            job: self.config.name.clone(),
+                            reason: format!("cannot spawn worker thread: {e}"),
+                        },
+                    );
+                    break;
+                }
+            }
+        }
+        let _ = registry
+            .threads
+            .set(handles.iter().map(|h| h.thread().clone()).collect());
+        let mut exit = WorkerExit::Finished;
+        let mut aborted = false;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(WorkerExit::Stopped)) => exit = WorkerExit::Stopped,
+                Ok(Ok(WorkerExit::Finished)) => {}
+                Ok(Err(_)) => aborted = true,
+                Err(payload) => {
+                    aborted = true;
+                    failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(EngineError::WorkerPanicked {
+                            worker: usize::MAX,
+                            message: panic_message(payload.as_ref()),
+                        });
+                }
+            }
+        }
+        if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        if aborted && exit != WorkerExit::Stopped {
+            return Err(EngineError::Aborted);
+        }
+        Ok(exit)
+    }
+
+    fn run_worker(
+        &self,
+        worker: usize,
+        flags: &Arc<RunFlags>,
+        registry: Arc<ExchangeRegistry>,
+        metrics: JobMetrics,
+    ) -> Result<WorkerExit> {
+        let state = BuildState::new(Mode::Run, Arc::clone(&self.config), worker, registry, metrics);
+        let mut builder = JobBuilder::new(state);
+        (self.build)(&mut builder)?;
+        let mut state = into_build_state(builder)?;
+        state.validate().map_err(|e| with_job(e, &self.config.name))?;
+        run_worker(state, flags, self.config.tick_interval)
+    }
+}
+
+fn into_build_state(builder: JobBuilder) -> Result<BuildState> {
+    std::rc::Rc::try_unwrap(builder.state)
+        .map(|cell| cell.into_inner())
+        .map_err(|_| EngineError::InvalidJob {
+            job: String::new(),
+            reason: "a stream handle escaped the build function".into(),
+        })
+}
+
+fn with_job(e: EngineError, job: &str) -> EngineError {
+    match e {
+        EngineError::InvalidJob { job: j, reason } if j.is_empty() => EngineError::InvalidJob {
+            job: job.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+#[derive(Default)]
+struct Control {
+    current: Mutex<Arc<RunFlags>>,
+    stop_requested: std::sync::atomic::AtomicBool,
+}
+
+impl Control {
+    fn flags(&self) -> Arc<RunFlags> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn new_attempt(&self) -> Arc<RunFlags> {
+        let flags = Arc::new(RunFlags::default());
+        if self.stop_requested.load(Ordering::Relaxed) {
+            flags.stop.store(true, Ordering::Relaxed);
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&flags);
+        flags
+    }
+
+    fn stop(&self) {
+        self.stop_requested.store(true, Ordering::Relaxed);
+        self.flags().stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A running job.
+pub struct JobHandle {
+    supervisor: Option<JoinHandle<Result<JobReport>>>,
+    control: Arc<Control>,
+    metrics: JobMetrics,
+}
+
+impl JobHandle {
+    /// Live metrics of the run.
+    pub fn metrics(&self) -> &JobMetrics {
+        &self.metrics
+    }
+
+    /// Asks every worker to stop promptly; open windows are not flushed.
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    /// Whether the job has ended (finished, stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.supervisor.as_ref().is_none_or(|s| s.is_finished())
+    }
+
+    /// Waits for the job to end.
+    ///
+    /// # Errors
+    /// The job's failure, naming the operator at fault.
+    pub fn join(mut self) -> Result<JobReport> {
+        match self.supervisor.take().map(|s| s.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(payload)) => Err(EngineError::WorkerPanicked {
+                worker: usize::MAX,
+                message: panic_message(payload.as_ref()),
+            }),
+            None => Err(EngineError::Aborted),
+        }
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if let Some(s) = self.supervisor.take() {
+            self.control.stop();
+            let _ = s.join();
+        }
+    }
+}

@@ -1,0 +1,232 @@
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use sluice_state::{KeyGroupRange, StateBackend, TableSnapshot};
+
+use crate::error::{EngineError, Result, panic_message};
+use crate::ids::{CheckpointId, WorkerId};
+use crate::metrics::{Counter, JobMetrics};
+use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::time::{Timestamp, Watermark};
+
+/// What an operator instance knows about where it runs.
+#[derive(Clone)]
+pub struct OperatorContext {
+    pub(crate) name: Arc<str>,
+    pub(crate) worker: WorkerId,
+    pub(crate) workers: usize,
+    pub(crate) max_key_groups: u16,
+    pub(crate) state: StateBackend,
+    pub(crate) metrics: JobMetrics,
+}
+
+impl OperatorContext {
+    /// The operator's stable name (also its state namespace and metrics label).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The worker running this instance.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// Number of workers of the job.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The job's maximum number of key groups.
+    pub fn max_key_groups(&self) -> u16 {
+        self.max_key_groups
+    }
+
+    /// The key groups whose state this instance owns.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.state.key_groups()
+    }
+
+    /// This worker's state backend.
+    pub fn state(&self) -> &StateBackend {
+        &self.state
+    }
+
+    /// The counter `name` of this operator on this worker.
+    pub fn counter(&self, name: &'static str) -> Arc<Counter> {
+        self.metrics.counter(&self.name, name, self.worker.0)
+    }
+}
+
+/// The snapshot of one operator instance: its keyed tables and any operator-local bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorSnapshot {
+    /// Keyed tables of the operator.
+    pub tables: Vec<TableSnapshot>,
+    /// Operator-specific encoded state (timers, buffers).
+    pub local: Vec<u8>,
+}
+
+/// A one-input operator. Only [`Operator::process`] is required; the lifecycle hooks have
+/// defaults.
+///
+/// The engine calls the hooks in order: `open` once, then `process` for records and
+/// `on_watermark` when the input watermark advances (before forwarding it), `on_processing_time`
+/// on a timer tick, `snapshot` on a checkpoint barrier, and `on_end` once after the final
+/// watermark when the input ends.
+pub trait Operator: 'static {
+    /// Input record type.
+    type In: Data;
+    /// Output record type.
+    type Out: Data;
+
+    /// Handles one record with its event timestamp.
+    fn process(&mut self, value: Self::In, ts: Timestamp, out: &mut Output<Self::Out>) -> Result<()>;
+
+    /// Prepares the instance (open state tables, create counters).
+    fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// The input watermark advanced to `wm`; fire event-time timers here.
+    fn on_watermark(&mut self, _wm: Watermark, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The wall clock reached `now`; fire processing-time timers here.
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Captures the state of this instance for checkpoint `id`.
+    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// Loads state captured by [`Operator::snapshot`] (possibly by other workers: keep only
+    /// the key groups of [`OperatorContext::key_groups`]).
+    fn restore(&mut self, _snapshot: &OperatorSnapshot) -> Result<()> {
+        Ok(())
+    }
+
+    /// The input has ended (after the final `+inf` watermark); emit what is left.
+    fn on_end(&mut self, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Something the worker calls on every processing-time tick.
+pub(crate) trait Tick {
+    fn tick(&mut self, now: Timestamp) -> Result<()>;
+}
+
+/// The runtime instance of an operator on one worker: catches errors and panics and names
+/// them, forwards progress downstream, counts records.
+pub(crate) struct OperatorNode<O: Operator> {
+    pub(crate) name: Arc<str>,
+    op: O,
+    out: Output<O::Out>,
+    side_outputs: Vec<Box<dyn Control>>,
+    records_in: Arc<Counter>,
+    watermark: Watermark,
+    ended: bool,
+}
+
+impl<O: Operator> OperatorNode<O> {
+    pub(crate) fn new(
+        ctx: &OperatorContext,
+        op: O,
+        out: Output<O::Out>,
+        side_outputs: Vec<Box<dyn Control>>,
+    ) -> Self {
+        OperatorNode {
+            name: Arc::clone(&ctx.name),
+            records_in: ctx.counter("records_in"),
+            op,
+            out,
+            side_outputs,
+            watermark: Watermark::MIN,
+            ended: false,
+        }
+    }
+
+    /// Runs `f` on the operator, turning errors and panics into errors that name it.
+    #[inline]
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut O, &mut Output<O::Out>) -> Result<R>) -> Result<R> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.in_operator(&self.name)),
+            Err(payload) => Err(EngineError::OperatorPanicked {
+                operator: self.name.to_string(),
+                message: panic_message(payload.as_ref()),
+            }),
+        }
+    }
+
+    fn forward_control(&mut self, f: impl Fn(&mut dyn Control) -> Result<()>) -> Result<()> {
+        f(&mut self.out)?;
+        for side in &mut self.side_outputs {
+            f(side.as_mut())?;
+        }
+        Ok(())
+    }
+}
+
+impl<O: Operator> Tick for OperatorNode<O> {
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.guarded(|op, out| op.on_processing_time(now, out))
+    }
+}
+
+/// Shared handle to a node; what upstream outputs and the worker's tick list hold.
+pub(crate) struct NodeInput<O: Operator>(pub(crate) Rc<RefCell<OperatorNode<O>>>);
+
+impl<O: Operator> Push<O::In> for NodeInput<O> {
+    #[inline]
+    fn push(&mut self, value: O::In, ts: Timestamp) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        node.records_in.inc();
+        node.guarded(|op, out| op.process(value, ts, out))
+    }
+
+    fn watermark(&mut self, wm: Watermark) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        if wm <= node.watermark {
+            return Ok(());
+        }
+        node.watermark = wm;
+        node.guarded(|op, out| op.on_watermark(wm, out))?;
+        node.forward_control(|c| c.watermark(wm))
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.0.borrow_mut().forward_control(|c| c.idle())
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        // Snapshots are taken here; storing them is the checkpoint coordinator's job.
+        node.guarded(|op, _| op.snapshot(barrier.id).map(drop))?;
+        node.forward_control(|c| c.barrier(barrier))
+    }
+
+    fn end(&mut self) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        if node.ended {
+            return Ok(());
+        }
+        if node.watermark < Watermark::MAX {
+            node.watermark = Watermark::MAX;
+            node.guarded(|op, out| op.on_watermark(Watermark::MAX, out))?;
+            node.forward_control(|c| c.watermark(Watermark::MAX))?;
+        }
+        node.guarded(|op, out| op.on_end(out))?;
+        node.ended = true;
+        node.forward_control(|c| c.end())
+    }
+}

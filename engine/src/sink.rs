@@ -1,0 +1,98 @@
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::{BoxError, EngineError, Result, panic_message};
+use crate::ids::CheckpointId;
+use crate::metrics::Counter;
+use crate::push::{Barrier, Data, Push};
+use crate::time::{Timestamp, Watermark};
+
+/// Where a stream's records leave the job. One instance runs on each worker.
+pub trait Sink<T>: 'static {
+    /// Writes one record.
+    ///
+    /// # Errors
+    /// A write that cannot be done; the job stops with the sink's name.
+    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError>;
+
+    /// The input watermark advanced.
+    fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Checkpoint `id` reached this sink: make every earlier write durable before returning.
+    fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// The input ended: flush everything.
+    fn finish(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Creates one sink instance per worker.
+pub trait SinkFactory<T>: 'static {
+    /// The sink for `worker` of `workers`.
+    ///
+    /// # Errors
+    /// When the destination cannot be reached.
+    fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError>;
+}
+
+pub(crate) struct SinkNode<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) sink: Box<dyn Sink<T>>,
+    pub(crate) records_in: Arc<Counter>,
+    pub(crate) ended: bool,
+    pub(crate) finished: Rc<RefCell<bool>>,
+}
+
+impl<T> SinkNode<T> {
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut dyn Sink<T>) -> Result<R, BoxError>) -> Result<R> {
+        let sink = &mut self.sink;
+        match catch_unwind(AssertUnwindSafe(|| f(sink.as_mut()))) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(source)) => Err(EngineError::SinkFailed {
+                sink: self.name.to_string(),
+                source,
+            }),
+            Err(payload) => Err(EngineError::OperatorPanicked {
+                operator: self.name.to_string(),
+                message: panic_message(payload.as_ref()),
+            }),
+        }
+    }
+}
+
+impl<T: Data> Push<T> for SinkNode<T> {
+    #[inline]
+    fn push(&mut self, value: T, ts: Timestamp) -> Result<()> {
+        self.records_in.inc();
+        self.guarded(|s| s.write(value, ts))
+    }
+
+    fn watermark(&mut self, wm: Watermark) -> Result<()> {
+        self.guarded(|s| s.on_watermark(wm))
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.guarded(|s| s.on_checkpoint(barrier.id))
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        self.guarded(|s| s.finish())?;
+        *self.finished.borrow_mut() = true;
+        Ok(())
+    }
+}

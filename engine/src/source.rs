@@ -1,0 +1,255 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BoxError;
+use crate::ids::{PartitionId, WorkerId};
+use crate::push::Data;
+use crate::time::Timestamp;
+
+/// What a source does with a record it cannot decode or whose timestamp is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadRecordPolicy {
+    /// Stop the job with an error naming where the record came from.
+    #[default]
+    Fail,
+    /// Skip the record and count it in the `bad_records_skipped` metric.
+    Skip,
+}
+
+impl std::str::FromStr for BadRecordPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(BadRecordPolicy::Fail),
+            "skip" => Ok(BadRecordPolicy::Skip),
+            other => Err(format!("unknown bad-record policy '{other}' (expected fail or skip)")),
+        }
+    }
+}
+
+/// Where a record came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordLocation {
+    /// A line of a file.
+    File {
+        /// The file's path.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A Kafka record.
+    Kafka {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// The n-th record of a source partition.
+    Index {
+        /// Partition.
+        partition: PartitionId,
+        /// 0-based index in the partition.
+        index: u64,
+    },
+}
+
+impl fmt::Display for RecordLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordLocation::File { path, line } => write!(f, "{path}:{line}"),
+            RecordLocation::Kafka {
+                topic,
+                partition,
+                offset,
+            } => write!(f, "topic {topic} partition {partition} offset {offset}"),
+            RecordLocation::Index { partition, index } => {
+                write!(f, "partition {partition} record {index}")
+            }
+        }
+    }
+}
+
+/// How far a source reader has read: the next offset of every partition it owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// Next offset to read per partition.
+    pub offsets: BTreeMap<PartitionId, u64>,
+}
+
+/// One item produced by a reader poll.
+#[derive(Debug)]
+pub enum SourceItem<T> {
+    /// A decoded record.
+    Record {
+        /// Partition it came from.
+        partition: PartitionId,
+        /// The value.
+        value: T,
+        /// Timestamp carried by the transport (e.g. the Kafka record timestamp), if any.
+        timestamp: Option<Timestamp>,
+        /// Where it came from, used if its timestamp turns out to be unusable.
+        location: Option<RecordLocation>,
+    },
+    /// A record that could not be decoded.
+    BadRecord {
+        /// Partition it came from.
+        partition: PartitionId,
+        /// Where it came from.
+        location: RecordLocation,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The reader starts reading a partition it did not report before (e.g. the next file
+    /// split). Until its first record it holds the watermark where it is.
+    PartitionStart(PartitionId),
+    /// The partition has no more records.
+    PartitionEnd(PartitionId),
+}
+
+/// The items of one poll, reused between polls.
+#[derive(Debug)]
+pub struct SourceBatch<T> {
+    items: Vec<SourceItem<T>>,
+}
+
+impl<T> Default for SourceBatch<T> {
+    fn default() -> Self {
+        SourceBatch { items: Vec::new() }
+    }
+}
+
+impl<T> SourceBatch<T> {
+    /// Adds a decoded record.
+    #[inline]
+    pub fn record(&mut self, partition: PartitionId, value: T, timestamp: Option<Timestamp>) {
+        self.items.push(SourceItem::Record {
+            partition,
+            value,
+            timestamp,
+            location: None,
+        });
+    }
+
+    /// Adds a decoded record with its location.
+    #[inline]
+    pub fn record_at(
+        &mut self,
+        partition: PartitionId,
+        value: T,
+        timestamp: Option<Timestamp>,
+        location: RecordLocation,
+    ) {
+        self.items.push(SourceItem::Record {
+            partition,
+            value,
+            timestamp,
+            location: Some(location),
+        });
+    }
+
+    /// Adds a record that could not be decoded.
+    pub fn bad_record(&mut self, partition: PartitionId, location: RecordLocation, reason: String) {
+        self.items.push(SourceItem::BadRecord {
+            partition,
+            location,
+            reason,
+        });
+    }
+
+    /// Announces `partition` before its first record. Announce the next partition before
+    /// ending the last active one, or the watermark jumps to the end of input.
+    pub fn partition_start(&mut self, partition: PartitionId) {
+        self.items.push(SourceItem::PartitionStart(partition));
+    }
+
+    /// Marks `partition` as finished.
+    pub fn partition_end(&mut self, partition: PartitionId) {
+        self.items.push(SourceItem::PartitionEnd(partition));
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, SourceItem<T>> {
+        self.items.drain(..)
+    }
+}
+
+/// What a reader's poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollStatus {
+    /// Items were added to the batch (or may be soon): poll again.
+    Ready,
+    /// Nothing is available right now.
+    Pending,
+    /// Every partition of this reader has ended.
+    Finished,
+}
+
+/// Where a reader runs.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The source's operator name.
+    pub name: String,
+    /// This worker.
+    pub worker: WorkerId,
+    /// Number of workers.
+    pub workers: usize,
+    /// Suggested largest number of items per poll.
+    pub batch_size: usize,
+}
+
+/// A source definition: describes where data comes from and opens one reader per worker.
+///
+/// Construction must be cheap and do no I/O: the job graph is built once for validation and
+/// once per worker. I/O starts in [`Source::open`].
+pub trait Source: 'static {
+    /// Record type.
+    type Item: Data;
+
+    /// Opens the reader for `ctx.worker`, owning that worker's share of the partitions.
+    ///
+    /// # Errors
+    /// When the underlying data cannot be reached (missing file, unreachable broker).
+    fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<Self::Item>>, BoxError>;
+
+    /// What to do with records that cannot be decoded or carry an unusable timestamp.
+    fn bad_record_policy(&self) -> BadRecordPolicy {
+        BadRecordPolicy::Fail
+    }
+}
+
+/// Reads the partitions a worker owns.
+pub trait SourceReader<T> {
+    /// The partitions this reader owns.
+    fn partitions(&self) -> Vec<PartitionId>;
+
+    /// Adds up to `batch_size` items to `batch`.
+    ///
+    /// # Errors
+    /// When reading fails (I/O, lost connection); the job stops with the source's name.
+    fn poll(&mut self, batch: &mut SourceBatch<T>) -> Result<PollStatus, BoxError>;
+
+    /// The next offset of every owned partition.
+    fn position(&self) -> SourcePosition;
+
+    /// Continues from `position` (for the partitions it names).
+    ///
+    /// # Errors
+    /// When the position cannot be reached.
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError>;
+}

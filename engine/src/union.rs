@@ -1,0 +1,73 @@
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::error::Result;
+use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::time::{Timestamp, Watermark};
+use crate::watermark_tracker::{Combined, WatermarkTracker};
+
+/// Merges several streams of the same type; its watermark is the minimum of its inputs'.
+pub(crate) struct Union<T: Data> {
+    tracker: WatermarkTracker,
+    out: Output<T>,
+    ended: bool,
+}
+
+impl<T: Data> Union<T> {
+    pub(crate) fn new(inputs: usize, out: Output<T>) -> Self {
+        Union {
+            tracker: WatermarkTracker::new(inputs),
+            out,
+            ended: false,
+        }
+    }
+
+    fn emit(&mut self, c: Combined) -> Result<()> {
+        match c {
+            Combined::Unchanged => Ok(()),
+            Combined::Advanced(wm) => self.out.watermark(wm),
+            Combined::Idle => self.out.idle(),
+        }
+    }
+}
+
+/// One input of a [`Union`].
+pub(crate) struct UnionInput<T: Data> {
+    pub(crate) index: usize,
+    pub(crate) union: Rc<RefCell<Union<T>>>,
+}
+
+impl<T: Data> Push<T> for UnionInput<T> {
+    #[inline]
+    fn push(&mut self, value: T, ts: Timestamp) -> Result<()> {
+        self.union.borrow_mut().out.push(value, ts)
+    }
+
+    fn watermark(&mut self, wm: Watermark) -> Result<()> {
+        let mut u = self.union.borrow_mut();
+        let c = u.tracker.update(self.index, wm);
+        u.emit(c)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        let mut u = self.union.borrow_mut();
+        let c = u.tracker.set_idle(self.index);
+        u.emit(c)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        // Alignment across inputs is added with checkpoints; the first barrier passes.
+        self.union.borrow_mut().out.barrier(barrier)
+    }
+
+    fn end(&mut self) -> Result<()> {
+        let mut u = self.union.borrow_mut();
+        let c = u.tracker.end(self.index);
+        u.emit(c)?;
+        if u.tracker.all_ended() && !u.ended {
+            u.ended = true;
+            u.out.end()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+use crate::time::Watermark;
+
+/// Progress of one input of a multi-input point (a source partition, an exchange sender, a
+/// union input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputProgress {
+    Active(Watermark),
+    Idle(Watermark),
+    Ended,
+}
+
+/// What a change of one input means for the combined watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combined {
+    /// Nothing to tell downstream.
+    Unchanged,
+    /// The combined watermark moved forward to this value.
+    Advanced(Watermark),
+    /// Every input that has not ended is idle: downstream should not wait for this point.
+    Idle,
+}
+
+/// Combines the watermarks of several inputs: the minimum over active inputs. Idle inputs do
+/// not hold it back, ended inputs count as `+inf`, and the result never moves backwards.
+#[derive(Debug, Clone)]
+pub struct WatermarkTracker {
+    inputs: Vec<InputProgress>,
+    current: Watermark,
+    idle: bool,
+}
+
+impl WatermarkTracker {
+    /// A tracker over `inputs` inputs, all active at `-inf`.
+    pub fn new(inputs: usize) -> Self {
+        WatermarkTracker {
+            inputs: vec![InputProgress::Active(Watermark::MIN); inputs],
+            current: Watermark::MIN,
+            idle: false,
+        }
+    }
+
+    /// The combined watermark so far.
+    pub fn current(&self) -> Watermark {
+        self.current
+    }
+
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Whether there are no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// Adds an input (e.g. a newly assigned partition), active at `-inf` only if that does not
+    /// move the combined watermark backwards: it starts at the current watermark.
+    pub fn add_input(&mut self) -> usize {
+        self.inputs.push(InputProgress::Active(self.current));
+        self.inputs.len() - 1
+    }
+
+    /// Whether input `i` is idle.
+    pub fn is_idle(&self, i: usize) -> bool {
+        matches!(self.inputs.get(i), Some(InputProgress::Idle(_)))
+    }
+
+    /// Whether every input has ended.
+    pub fn all_ended(&self) -> bool {
+        self.inputs.iter().all(|p| *p == InputProgress::Ended)
+    }
+
+    /// Input `i` reports watermark `wm` (an idle input becomes active again).
+    pub fn update(&mut self, i: usize, wm: Watermark) -> Combined {
+        match self.inputs[i] {
+            InputProgress::Ended => return Combined::Unchanged,
+            InputProgress::Active(old) if old >= wm => return Combined::Unchanged,
+            InputProgress::Active(old) => {
+                self.inputs[i] = InputProgress::Active(wm);
+                // Only the input that held the minimum can move the minimum.
+                if old > self.current && !self.idle {
+                    return Combined::Unchanged;
+                }
+            }
+            InputProgress::Idle(old) => self.inputs[i] = InputProgress::Active(old.max(wm)),
+        }
+        self.recompute()
+    }
+
+    /// Input `i` has seen no data for its idle timeout.
+    pub fn set_idle(&mut self, i: usize) -> Combined {
+        if let InputProgress::Active(wm) = self.inputs[i] {
+            self.inputs[i] = InputProgress::Idle(wm);
+            return self.recompute();
+        }
+        Combined::Unchanged
+    }
+
+    /// Input `i` will send nothing more.
+    pub fn end(&mut self, i: usize) -> Combined {
+        if self.inputs[i] == InputProgress::Ended {
+            return Combined::Unchanged;
+        }
+        self.inputs[i] = InputProgress::Ended;
+        self.recompute()
+    }
+
+    fn recompute(&mut self) -> Combined {
+        let mut min_active: Option<Watermark> = None;
+        let mut any_idle = false;
+        for p in &self.inputs {
+            match *p {
+                InputProgress::Active(w) => min_active = Some(min_active.map_or(w, |m| m.min(w))),
+                InputProgress::Idle(_) => any_idle = true,
+                InputProgress::Ended => {}
+            }
+        }
+        let target = match min_active {
+            Some(m) => m,
+            None if any_idle => {
+                if self.idle {
+                    return Combined::Unchanged;
+                }
+                self.idle = true;
+                return Combined::Idle;
+            }
+            None => Watermark::MAX,
+        };
+        self.idle = false;
+        if target > self.current {
+            self.current = target;
+            Combined::Advanced(target)
+        } else {
+            Combined::Unchanged
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_over_active_inputs() {
+        let mut t = WatermarkTracker::new(2);
+        assert_eq!(t.update(0, Watermark(10)), Combined::Unchanged);
+        assert_eq!(t.update(1, Watermark(5)), Combined::Advanced(Watermark(5)));
+        assert_eq!(t.update(1, Watermark(20)), Combined::Advanced(Watermark(10)));
+        assert_eq!(t.update(1, Watermark(15)), Combined::Unchanged);
+    }
+
+    #[test]
+    fn idle_input_does_not_hold_back_and_never_regresses() {
+        let mut t = WatermarkTracker::new(2);
+        t.update(0, Watermark(100));
+        assert_eq!(t.set_idle(1), Combined::Advanced(Watermark(100)));
+        assert_eq!(t.update(1, Watermark(50)), Combined::Unchanged);
+        assert_eq!(t.current(), Watermark(100));
+        assert_eq!(t.update(1, Watermark(120)), Combined::Unchanged);
+        assert_eq!(t.update(0, Watermark(130)), Combined::Advanced(Watermark(120)));
+    }
+
+    #[test]
+    fn all_idle_reports_idle_once_and_all_ended_is_max() {
+        let mut t = WatermarkTracker::new(2);
+        assert_eq!(t.set_idle(0), Combined::Unchanged);
+        assert_eq!(t.set_idle(1), Combined::Idle);
+        assert_eq!(t.end(0), Combined::Unchanged);
+        assert_eq!(t.end(1), Combined::Advanced(Watermark::MAX));
+        assert!(t.all_ended());
+    }
+}

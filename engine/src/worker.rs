@@ -1,0 +1,116 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::builder::BuildState;
+use crate::error::{EngineError, Result};
+use crate::time::{Timestamp, now_millis};
+
+/// What driving an input did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Records or control messages moved.
+    Worked,
+    /// Nothing was available.
+    Waiting,
+    /// The input has ended.
+    Finished,
+}
+
+/// Something the worker loop pulls from: a source reader or an exchange receiver.
+pub(crate) trait WorkerInput {
+    fn drive(&mut self) -> Result<Drive>;
+    fn tick(&mut self, _now: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    fn is_finished(&self) -> bool;
+}
+
+/// Flags shared by the workers of one attempt.
+#[derive(Default)]
+pub(crate) struct RunFlags {
+    pub stop: AtomicBool,
+    pub failed: AtomicBool,
+}
+
+/// How a worker's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerExit {
+    Finished,
+    Stopped,
+}
+
+/// Runs one worker's graph until all its inputs end, the job is stopped, or something fails.
+///
+/// Inputs are driven downstream first. An input is only driven while no exchange it may feed
+/// is over capacity, so a slow consumer pauses its producers instead of growing queues, and
+/// the most downstream blocked exchange can always drain.
+pub(crate) fn run_worker(mut st: BuildState, flags: &Arc<RunFlags>, tick_interval: Duration) -> Result<WorkerExit> {
+    st.inputs.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut last_tick = Instant::now();
+    let mut idle_spins = 0u32;
+    loop {
+        if flags.stop.load(Ordering::Relaxed) {
+            return Ok(WorkerExit::Stopped);
+        }
+        if flags.failed.load(Ordering::Relaxed) {
+            return Err(EngineError::Aborted);
+        }
+        let max_blocked = st
+            .senders
+            .iter()
+            .filter(|(_, s)| s.borrow().is_blocked())
+            .map(|(id, _)| *id)
+            .max();
+        let mut worked = false;
+        let mut all_finished = true;
+        for (level, input) in st.inputs.iter_mut() {
+            if input.is_finished() {
+                continue;
+            }
+            if max_blocked.is_some_and(|m| m >= *level) {
+                all_finished = false;
+                continue;
+            }
+            match input.drive()? {
+                Drive::Worked => {
+                    worked = true;
+                    all_finished = false;
+                }
+                Drive::Waiting => all_finished = false,
+                Drive::Finished => worked = true,
+            }
+        }
+        let mut drained = true;
+        for (_, sender) in &st.senders {
+            let mut s = sender.borrow_mut();
+            worked |= s.flush()?;
+            drained &= s.is_drained();
+        }
+        if last_tick.elapsed() >= tick_interval {
+            last_tick = Instant::now();
+            let now = now_millis();
+            for (_, input) in st.inputs.iter_mut() {
+                input.tick(now)?;
+            }
+            for t in &st.tickers {
+                t.borrow_mut().tick(now)?;
+            }
+        }
+        if all_finished && drained && st.inputs.iter().all(|(_, i)| i.is_finished()) {
+            return Ok(WorkerExit::Finished);
+        }
+        if worked {
+            idle_spins = 0;
+        } else {
+            // Back off gently: senders unpark this thread when they hand it data.
+            idle_spins = idle_spins.saturating_add(1);
+            let wait = if idle_spins < 8 {
+                Duration::from_micros(50)
+            } else {
+                Duration::from_millis(1)
+            };
+            std::thread::park_timeout(wait.min(tick_interval));
+        }
+    }
+}

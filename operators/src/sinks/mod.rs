@@ -1,0 +1,4 @@
+//! Sinks for jobs and tests.
+
+pub(crate) mod collect;
+pub(crate) mod stdout;

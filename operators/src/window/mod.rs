@@ -1,0 +1,9 @@
+//! Event-time windows on keyed streams.
+
+mod assigner;
+mod fixed;
+mod session;
+mod windowed_stream;
+
+pub use assigner::{Window, WindowResult, Windows};
+pub use windowed_stream::WindowedStream;

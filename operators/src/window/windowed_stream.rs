@@ -1,0 +1,100 @@
+use std::hash::Hash;
+use std::time::Duration;
+
+use sluice_engine::state::StateKey;
+use sluice_engine::{Data, EngineError, KeyedStream, Output, Stream, millis};
+
+use super::assigner::{WindowResult, Windows};
+use super::fixed::FixedWindowAggregate;
+use super::session::SessionAggregate;
+use crate::aggregators::Aggregator;
+
+/// A keyed stream grouped into windows, waiting for its aggregate.
+///
+/// Results are final: a window emits once, when the watermark passes its end plus the allowed
+/// lateness. Records for windows already emitted are late: they are counted in the
+/// operator's `late_records` metric and, with [`WindowedStream::aggregate_with_late`],
+/// delivered on a side stream.
+pub struct WindowedStream<'a, K: Data, T: Data> {
+    keyed: &'a KeyedStream<K, T>,
+    name: String,
+    windows: Windows,
+    allowed_lateness: i64,
+}
+
+impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
+    pub(crate) fn new(keyed: &'a KeyedStream<K, T>, name: &str, windows: Windows) -> Self {
+        WindowedStream {
+            keyed,
+            name: name.to_string(),
+            windows,
+            allowed_lateness: 0,
+        }
+    }
+
+    /// Keeps each window open for `lateness` after the watermark passes its end, so records
+    /// up to that late still count.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.allowed_lateness = millis(lateness);
+        self
+    }
+
+    /// Aggregates each window incrementally with `agg`.
+    pub fn aggregate<A: Aggregator<T>>(self, agg: A) -> Stream<WindowResult<K, A::Out>>
+    where
+        K: StateKey,
+    {
+        let records = self.keyed.records();
+        self.check();
+        let (name, l) = (self.name.as_str(), self.allowed_lateness);
+        match self.windows {
+            Windows::Tumbling { size } => {
+                records.transform(name, "window", FixedWindowAggregate::new(size, size, l, agg, None))
+            }
+            Windows::Sliding { size, slide } => {
+                records.transform(name, "window", FixedWindowAggregate::new(size, slide, l, agg, None))
+            }
+            Windows::Session { gap } => {
+                records.transform(name, "window", SessionAggregate::new(gap, l, agg, None))
+            }
+        }
+    }
+
+    /// Like [`Self::aggregate`], and also returns the stream of late records.
+    pub fn aggregate_with_late<A: Aggregator<T>>(
+        self,
+        agg: A,
+    ) -> (Stream<WindowResult<K, A::Out>>, Stream<T>)
+    where
+        K: StateKey,
+    {
+        let records = self.keyed.records();
+        self.check();
+        let (name, l) = (self.name.as_str(), self.allowed_lateness);
+        match self.windows {
+            Windows::Tumbling { size } => records.transform_with_side_output(name, "window", |late: Output<T>| {
+                FixedWindowAggregate::new(size, size, l, agg, Some(late))
+            }),
+            Windows::Sliding { size, slide } => {
+                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                    FixedWindowAggregate::new(size, slide, l, agg, Some(late))
+                })
+            }
+            Windows::Session { gap } => records.transform_with_side_output(name, "window", |late: Output<T>| {
+                SessionAggregate::new(gap, l, agg, Some(late))
+            }),
+        }
+    }
+
+    fn check(&self) {
+        let problem = self.windows.problem().or_else(|| {
+            (self.allowed_lateness < 0).then(|| "allowed lateness must not be negative".to_string())
+        });
+        if let Some(reason) = problem {
+            self.keyed.records().report_error(EngineError::InvalidConfig {
+                key: "windows",
+                reason: format!("window operator '{}': {reason}", self.name),
+            });
+        }
+    }
+}
