@@ -9,8 +9,9 @@ pub type Timestamp = i64;
 /// The largest event timestamp a source accepts (9999-12-31T23:59:59.999Z).
 pub const MAX_EVENT_TIMESTAMP: Timestamp = 253_402_300_799_999;
 
-/// The event-time clock: a promise that no more records with a timestamp `<=` this value are
-/// expected. Records that arrive after their window has been closed by it are *late*.
+/// The event-time clock: a promise that no more records with a timestamp `<` this value are
+/// expected. A window `[start, end)` is complete once the watermark reaches `end`; records
+/// that arrive after their window was closed are *late*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Watermark(pub Timestamp);
 

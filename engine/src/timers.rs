@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 
 /// Timers of a keyed operator: `(key group, key, namespace)` due at a time, deduplicated.
 ///
-/// Event-time timers fire when the watermark reaches their time; processing-time timers when
+/// Event-time timers fire when the watermark reaches (`>=`) their time; processing-time timers when
 /// the wall clock does. Both kinds use this queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(

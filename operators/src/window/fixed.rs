@@ -12,7 +12,7 @@ use crate::aggregators::Aggregator;
 use crate::snapshot;
 
 /// Tumbling and sliding window aggregation: one accumulator per (key, window) in keyed
-/// state, one event-time timer per (key, window) at `end - 1 + allowed_lateness`, when the
+/// state, one event-time timer per (key, window) at `end + allowed_lateness`, when the
 /// final result is emitted and the state dropped.
 pub(crate) struct FixedWindowAggregate<K: StateKey, T, A: Aggregator<T>> {
     name: String,
@@ -89,7 +89,7 @@ where
         let mut result = Ok(());
         created.clear();
         for_each_window(ts, self.size, self.slide, |w| {
-            if result.is_err() || w.max_timestamp().saturating_add(lateness) <= wm {
+            if result.is_err() || w.end.saturating_add(lateness) <= wm {
                 return;
             }
             accepted = true;
@@ -102,7 +102,7 @@ where
         result?;
         for w in &self.created {
             self.timers
-                .register(w.max_timestamp().saturating_add(lateness), key_group, key.clone(), *w);
+                .register(w.end.saturating_add(lateness), key_group, key.clone(), *w);
         }
         if !accepted {
             self.late_records.inc();

@@ -13,7 +13,7 @@ use crate::snapshot;
 
 /// Session window aggregation: per key, the open sessions with their accumulators. A record
 /// opens `[ts, ts + gap)`, which absorbs every session it overlaps (their accumulators merge).
-/// A session's result is emitted when the watermark passes `end - 1 + allowed_lateness`.
+/// A session's result is emitted when the watermark reaches `end + allowed_lateness`.
 pub(crate) struct SessionAggregate<K: StateKey, T, A: Aggregator<T>> {
     name: String,
     gap: i64,
@@ -50,7 +50,7 @@ impl<K: StateKey, T, A: Aggregator<T>> SessionAggregate<K, T, A> {
     }
 
     fn cleanup_time(&self, w: &Window) -> Timestamp {
-        w.max_timestamp().saturating_add(self.lateness)
+        w.end.saturating_add(self.lateness)
     }
 }
 
@@ -132,7 +132,7 @@ where
                 };
                 let (closed, open): (Vec<_>, Vec<_>) = sessions
                     .into_iter()
-                    .partition(|(w, _)| w.max_timestamp().saturating_add(lateness) <= wm.0);
+                    .partition(|(w, _)| w.end.saturating_add(lateness) <= wm.0);
                 if !open.is_empty() {
                     self.table()?.put(key_group, key.clone(), (), open)?;
                 }

@@ -11,8 +11,8 @@ use crate::aggregators::Aggregator;
 
 /// A keyed stream grouped into windows, waiting for its aggregate.
 ///
-/// Results are final: a window emits once, when the watermark passes its end plus the allowed
-/// lateness. Records for windows already emitted are late: they are counted in the
+/// Results are final: a window `[start, end)` emits once, when the watermark reaches
+/// `end + allowed_lateness` (every record before `end` has then arrived, up to the lateness). Records for windows already emitted are late: they are counted in the
 /// operator's `late_records` metric and, with [`WindowedStream::aggregate_with_late`],
 /// delivered on a side stream.
 pub struct WindowedStream<'a, K: Data, T: Data> {
