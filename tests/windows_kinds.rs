@@ -11,6 +11,17 @@ use sluice::prelude::*;
 type Row = (String, i64, i64, u64, i64);
 
 fn run(events: Vec<Event>, windows: Windows, lateness_ms: u64, workers: usize) -> (Vec<Row>, Vec<Event>) {
+    run_with_bound(events, windows, lateness_ms, workers, 100)
+}
+
+/// Runs with watermarks `bound_ms` behind the largest timestamp seen.
+fn run_with_bound(
+    events: Vec<Event>,
+    windows: Windows,
+    lateness_ms: u64,
+    workers: usize,
+    bound_ms: u64,
+) -> (Vec<Row>, Vec<Event>) {
     let rows = CollectSink::new();
     let late = CollectSink::new();
     let (r, l) = (rows.clone(), late.clone());
@@ -19,7 +30,7 @@ fn run(events: Vec<Event>, windows: Windows, lateness_ms: u64, workers: usize) -
             .source(
                 "events",
                 MemorySource::new(events.clone()).chunk(1),
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100))
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(bound_ms))
                     .with_timestamps(|e: &Event| e.ts),
             )
             .key_by("by_key", |e| e.key.clone())
@@ -81,9 +92,10 @@ fn sliding_windows_count_each_record_in_every_window() {
 
 #[test]
 fn sessions_merge_when_a_record_bridges_them() {
-    // Two sessions [0, 300) and [500, 800), then 250 arrives (on time) and joins them.
-    let events = vec![e("a", 0, 1), e("a", 500, 1), e("a", 250, 1), e("a", 5_000, 1), e("b", 100, 7)];
-    let (rows, late) = run(events, Windows::session(Duration::from_millis(300)), 0, 2);
+    // Two sessions [0, 300) and [500, 800), then 250 arrives (on time with a 1 s bound) and
+    // joins them.
+    let events = vec![e("a", 0, 1), e("a", 500, 1), e("a", 250, 1), e("b", 100, 7), e("a", 5_000, 1)];
+    let (rows, late) = run_with_bound(events, Windows::session(Duration::from_millis(300)), 0, 2, 1_000);
     assert_eq!(rows, vec![row("a", 0, 800, 3, 3), row("a", 5_000, 5_300, 1, 1), row("b", 100, 400, 1, 7)]);
     assert!(late.is_empty());
 }

@@ -241,6 +241,7 @@ impl JobBuilder {
                         source.bad_record_policy(),
                         out.clone(),
                         counters,
+                        st.config.batch_size,
                     );
                     st.inputs.push((0, Box::new(driver)));
                 }

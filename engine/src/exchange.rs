@@ -1,12 +1,13 @@
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_state::{KeyGroup, KeyGroupRange};
 
@@ -27,66 +28,84 @@ pub struct Keyed<K, V> {
     pub value: V,
 }
 
-enum Message<T> {
-    Records(Vec<(T, Timestamp)>),
+/// What travels between workers. Records are encoded (serde + bincode) by the sender and
+/// decoded by the receiver, so their allocations never cross threads and a batch's memory is
+/// its byte length.
+enum Message {
+    Records { bytes: Vec<u8>, count: usize },
     Watermark(Watermark),
     Idle,
     Barrier(Barrier),
     End,
 }
 
-struct Envelope<T> {
+struct Envelope {
     from: usize,
-    message: Message<T>,
+    message: Message,
 }
 
-struct Channels<T> {
-    senders: Vec<Sender<Envelope<T>>>,
-    receivers: Vec<Option<Receiver<Envelope<T>>>>,
+struct Channels {
+    senders: Vec<Sender<Envelope>>,
+    receivers: Vec<Option<Receiver<Envelope>>>,
+    /// Emptied batch buffers on their way back to the worker that allocated them.
+    pools: Vec<(Sender<Vec<u8>>, Receiver<Vec<u8>>)>,
+}
+
+/// The channel ends one worker holds for one exchange.
+struct Endpoints {
+    senders: Vec<Sender<Envelope>>,
+    receiver: Receiver<Envelope>,
+    /// Where this worker returns the buffers of each sender.
+    returns: Vec<Sender<Vec<u8>>>,
+    /// Where this worker's own buffers come back.
+    pool: Receiver<Vec<u8>>,
 }
 
 /// The channels of every exchange of a job run, created by the first worker that asks.
 #[derive(Default)]
 pub(crate) struct ExchangeRegistry {
-    exchanges: Mutex<HashMap<usize, Box<dyn Any + Send>>>,
+    exchanges: Mutex<HashMap<usize, Channels>>,
     /// Worker threads, to wake a receiver that sleeps.
     pub(crate) threads: OnceLock<Vec<Thread>>,
 }
 
 impl ExchangeRegistry {
-    fn endpoints<T: Data>(
-        &self,
-        id: usize,
-        me: usize,
-        workers: usize,
-        capacity: usize,
-    ) -> Result<(Vec<Sender<Envelope<T>>>, Receiver<Envelope<T>>)> {
+    fn endpoints(&self, spec: &ExchangeSpec) -> Result<Endpoints> {
         let mut map = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(id).or_insert_with(|| {
-            let (senders, receivers) = (0..workers)
+        let channels = map.entry(spec.id).or_insert_with(|| {
+            let (senders, receivers) = (0..spec.workers)
                 .map(|_| {
-                    let (s, r) = crossbeam_channel::bounded(capacity);
+                    let (s, r) = crossbeam_channel::bounded(spec.capacity);
                     (s, Some(r))
                 })
                 .unzip();
-            Box::new(Channels::<T> { senders, receivers })
+            let pools = (0..spec.workers)
+                .map(|_| crossbeam_channel::bounded(2 * spec.capacity * spec.workers))
+                .collect();
+            Channels {
+                senders,
+                receivers,
+                pools,
+            }
         });
-        let channels = entry
-            .downcast_mut::<Channels<T>>()
+        let receiver = channels.receivers[spec.me]
+            .take()
             .ok_or_else(|| EngineError::InvalidJob {
                 job: String::new(),
-                reason: format!("exchange {id} was built with different types on different workers"),
+                reason: format!("exchange '{}' was opened twice by worker {}", spec.name, spec.me),
             })?;
-        let receiver = channels.receivers[me].take().ok_or_else(|| EngineError::InvalidJob {
-            job: String::new(),
-            reason: format!("exchange {id} was opened twice by worker {me}"),
-        })?;
-        Ok((channels.senders.clone(), receiver))
+        Ok(Endpoints {
+            senders: channels.senders.clone(),
+            receiver,
+            returns: channels.pools.iter().map(|(s, _)| s.clone()).collect(),
+            pool: channels.pools[spec.me].1.clone(),
+        })
     }
 }
 
 /// Settings of one exchange on one worker.
 pub(crate) struct ExchangeSpec {
+    pub name: Arc<str>,
     pub id: usize,
     pub me: usize,
     pub workers: usize,
@@ -95,21 +114,58 @@ pub(crate) struct ExchangeSpec {
     pub capacity: usize,
 }
 
-/// Receiving side of an exchange on one worker: merges the senders' watermarks.
-pub(crate) struct ExchangeReceiver<T: Data> {
-    rx: Receiver<Envelope<T>>,
+/// Largest encoded batch before it is sealed, whatever its record count.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Capacity of a fresh batch buffer.
+const BATCH_BUFFER: usize = 64 * 1024;
+
+/// Fixed-width integers: larger than varints, but cheaper to encode and decode.
+fn codec() -> impl bincode::config::Config {
+    bincode::config::standard().with_fixed_int_encoding()
+}
+
+type Encoded<K, T> = (Timestamp, u16, K, T);
+
+/// Receiving side of an exchange on one worker: decodes records and merges the senders'
+/// watermarks.
+pub(crate) struct ExchangeReceiver<K: Data, T: Data> {
+    name: Arc<str>,
+    rx: Receiver<Envelope>,
+    returns: Vec<Sender<Vec<u8>>>,
     tracker: WatermarkTracker,
-    out: Output<T>,
+    out: Output<Keyed<K, T>>,
     ended: bool,
 }
 
-impl<T: Data> ExchangeReceiver<T> {
-    fn deliver(&mut self, from: usize, message: Message<T>) -> Result<()> {
+impl<K, T> ExchangeReceiver<K, T>
+where
+    K: Data + DeserializeOwned,
+    T: Data + DeserializeOwned,
+{
+    fn deliver(&mut self, from: usize, message: Message) -> Result<()> {
         match message {
-            Message::Records(records) => {
-                for (v, ts) in records {
-                    self.out.push(v, ts)?;
+            Message::Records { mut bytes, count } => {
+                let mut rest = &bytes[..];
+                for _ in 0..count {
+                    let ((ts, kg, key, value), n): (Encoded<K, T>, usize) =
+                        bincode::serde::decode_from_slice(rest, codec()).map_err(|e| {
+                            EngineError::OperatorFailed {
+                                operator: self.name.to_string(),
+                                source: format!("cannot decode a record from worker {from}: {e}").into(),
+                            }
+                        })?;
+                    rest = &rest[n..];
+                    let record = Keyed {
+                        key_group: KeyGroup(kg),
+                        key,
+                        value,
+                    };
+                    self.out.push(record, ts)?;
                 }
+                bytes.clear();
+                // A full pool only means the sender has buffers enough.
+                let _ = self.returns[from].try_send(bytes);
                 Ok(())
             }
             Message::Watermark(wm) => {
@@ -144,9 +200,13 @@ impl<T: Data> ExchangeReceiver<T> {
 }
 
 /// The receiver registered as a worker input.
-pub(crate) struct ReceiverInput<T: Data>(pub(crate) Rc<RefCell<ExchangeReceiver<T>>>);
+pub(crate) struct ReceiverInput<K: Data, T: Data>(pub(crate) Rc<RefCell<ExchangeReceiver<K, T>>>);
 
-impl<T: Data> WorkerInput for ReceiverInput<T> {
+impl<K, T> WorkerInput for ReceiverInput<K, T>
+where
+    K: Data + DeserializeOwned,
+    T: Data + DeserializeOwned,
+{
     fn drive(&mut self) -> Result<Drive> {
         let mut r = self.0.borrow_mut();
         if r.ended {
@@ -175,31 +235,32 @@ impl<T: Data> WorkerInput for ReceiverInput<T> {
     }
 }
 
-struct Destination<R> {
-    tx: Sender<Envelope<R>>,
-    current: Vec<(R, Timestamp)>,
-    pending: VecDeque<Message<R>>,
+struct Destination {
+    tx: Sender<Envelope>,
+    bytes: Vec<u8>,
+    count: usize,
+    pending: VecDeque<Message>,
 }
 
 /// Sending side of a `key_by` exchange on one worker: computes the key and its key group,
-/// batches records per destination worker and delivers records for this worker directly.
-pub(crate) struct ExchangeSender<T, K, F>
-where
-    T: Data,
-    K: Data,
-{
+/// encodes records for other workers into batches and delivers records for this worker
+/// directly.
+pub(crate) struct ExchangeSender<T: Data, K: Data, F> {
+    name: Arc<str>,
     key_fn: F,
     me: usize,
     workers: usize,
     max_key_groups: u16,
     batch_size: usize,
     max_pending: usize,
-    local: Rc<RefCell<ExchangeReceiver<Keyed<K, T>>>>,
-    destinations: Vec<Destination<Keyed<K, T>>>,
-    threads: Arc<ExchangeRegistry>,
+    local: Rc<RefCell<ExchangeReceiver<K, T>>>,
+    destinations: Vec<Destination>,
+    pool: Receiver<Vec<u8>>,
+    registry: Arc<ExchangeRegistry>,
     latest_wm: Watermark,
     sent_wm: Watermark,
     ended: bool,
+    _types: PhantomData<fn(T)>,
 }
 
 /// Creates both ends of an exchange for this worker.
@@ -208,18 +269,22 @@ pub(crate) fn exchange<T, K, F>(
     spec: &ExchangeSpec,
     key_fn: F,
     out: Output<Keyed<K, T>>,
-) -> Result<(
-    Rc<RefCell<ExchangeSender<T, K, F>>>,
-    Rc<RefCell<ExchangeReceiver<Keyed<K, T>>>>,
-)>
+) -> Result<(Rc<RefCell<ExchangeSender<T, K, F>>>, Rc<RefCell<ExchangeReceiver<K, T>>>)>
 where
-    T: Data,
-    K: Data + Hash,
+    T: Data + Serialize + DeserializeOwned,
+    K: Data + Hash + Serialize + DeserializeOwned,
     F: Fn(&T) -> K + 'static,
 {
-    let (senders, rx) = registry.endpoints::<Keyed<K, T>>(spec.id, spec.me, spec.workers, spec.capacity)?;
+    let Endpoints {
+        senders,
+        receiver: rx,
+        returns,
+        pool,
+    } = registry.endpoints(spec)?;
     let receiver = Rc::new(RefCell::new(ExchangeReceiver {
+        name: Arc::clone(&spec.name),
         rx,
+        returns,
         tracker: WatermarkTracker::new(spec.workers),
         out,
         ended: false,
@@ -228,11 +293,13 @@ where
         .into_iter()
         .map(|tx| Destination {
             tx,
-            current: Vec::new(),
+            bytes: Vec::new(),
+            count: 0,
             pending: VecDeque::new(),
         })
         .collect();
     let sender = Rc::new(RefCell::new(ExchangeSender {
+        name: Arc::clone(&spec.name),
         key_fn,
         me: spec.me,
         workers: spec.workers,
@@ -241,24 +308,34 @@ where
         max_pending: spec.capacity.max(1),
         local: Rc::clone(&receiver),
         destinations,
-        threads: Arc::clone(registry),
+        pool,
+        registry: Arc::clone(registry),
         latest_wm: Watermark::MIN,
         sent_wm: Watermark::MIN,
         ended: false,
+        _types: PhantomData,
     }));
     Ok((sender, receiver))
 }
 
-impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> ExchangeSender<T, K, F> {
+impl<T, K, F> ExchangeSender<T, K, F>
+where
+    T: Data + Serialize,
+    K: Data + Hash + Serialize,
+    F: Fn(&T) -> K + 'static,
+{
     fn seal(&mut self, dest: usize) {
         let d = &mut self.destinations[dest];
-        if !d.current.is_empty() {
-            let batch = std::mem::replace(&mut d.current, Vec::with_capacity(self.batch_size));
-            d.pending.push_back(Message::Records(batch));
+        if d.count > 0 {
+            let bytes = std::mem::take(&mut d.bytes);
+            d.pending.push_back(Message::Records {
+                bytes,
+                count: std::mem::take(&mut d.count),
+            });
         }
     }
 
-    fn broadcast(&mut self, make: impl Fn() -> Message<Keyed<K, T>>) {
+    fn broadcast(&mut self, make: impl Fn() -> Message) {
         for dest in 0..self.workers {
             if dest != self.me {
                 self.seal(dest);
@@ -267,8 +344,41 @@ impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> ExchangeSender<T, K, F> 
         }
     }
 
+    fn encode(&mut self, dest: usize, ts: Timestamp, key_group: KeyGroup, key: &K, value: &T) -> Result<()> {
+        let d = &mut self.destinations[dest];
+        if d.bytes.capacity() == 0 {
+            d.bytes = self.pool.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BUFFER));
+        }
+        bincode::serde::encode_into_std_write((ts, key_group.0, key, value), &mut d.bytes, codec())
+            .map_err(|e| EngineError::OperatorFailed {
+                operator: self.name.to_string(),
+                source: format!("cannot encode a record for worker {dest}: {e}").into(),
+            })?;
+        d.count += 1;
+        if d.count >= self.batch_size || d.bytes.len() >= MAX_BATCH_BYTES {
+            self.seal(dest);
+        }
+        Ok(())
+    }
+}
+
+/// Type-erased view of a sender for the worker loop.
+pub(crate) trait Flush {
     /// Sends what the channels accept. Returns whether anything was sent.
-    pub(crate) fn flush(&mut self) -> Result<bool> {
+    fn flush(&mut self) -> Result<bool>;
+    /// Whether more is queued than the channels take: upstream must pause.
+    fn is_blocked(&self) -> bool;
+    /// Whether everything, including end-of-input, has been handed to the channels.
+    fn is_drained(&self) -> bool;
+}
+
+impl<T, K, F> Flush for ExchangeSender<T, K, F>
+where
+    T: Data + Serialize,
+    K: Data + Hash + Serialize,
+    F: Fn(&T) -> K + 'static,
+{
+    fn flush(&mut self) -> Result<bool> {
         if self.latest_wm > self.sent_wm {
             let wm = self.latest_wm;
             self.sent_wm = wm;
@@ -283,14 +393,8 @@ impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> ExchangeSender<T, K, F> 
             let d = &mut self.destinations[dest];
             let mut woke = false;
             while let Some(message) = d.pending.pop_front() {
-                match d.tx.try_send(Envelope {
-                    from: self.me,
-                    message,
-                }) {
-                    Ok(()) => {
-                        sent = true;
-                        woke = true;
-                    }
+                match d.tx.try_send(Envelope { from: self.me, message }) {
+                    Ok(()) => woke = true,
                     Err(TrySendError::Full(env)) => {
                         d.pending.push_front(env.message);
                         break;
@@ -299,7 +403,8 @@ impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> ExchangeSender<T, K, F> 
                 }
             }
             if woke {
-                if let Some(threads) = self.threads.threads.get() {
+                sent = true;
+                if let Some(threads) = self.registry.threads.get() {
                     threads[dest].unpark();
                 }
             }
@@ -307,37 +412,14 @@ impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> ExchangeSender<T, K, F> 
         Ok(sent)
     }
 
-    /// Whether more is queued than the channels take: upstream must pause.
-    pub(crate) fn is_blocked(&self) -> bool {
-        self.destinations
-            .iter()
-            .any(|d| d.pending.len() >= self.max_pending)
-    }
-
-    /// Whether everything, including end-of-input, has been handed to the channels.
-    pub(crate) fn is_drained(&self) -> bool {
-        self.destinations
-            .iter()
-            .all(|d| d.pending.is_empty() && d.current.is_empty())
-    }
-}
-
-/// Type-erased view of a sender for the worker loop.
-pub(crate) trait Flush {
-    fn flush(&mut self) -> Result<bool>;
-    fn is_blocked(&self) -> bool;
-    fn is_drained(&self) -> bool;
-}
-
-impl<T: Data, K: Data + Hash, F: Fn(&T) -> K + 'static> Flush for ExchangeSender<T, K, F> {
-    fn flush(&mut self) -> Result<bool> {
-        ExchangeSender::flush(self)
-    }
     fn is_blocked(&self) -> bool {
-        ExchangeSender::is_blocked(self)
+        self.destinations.iter().any(|d| d.pending.len() >= self.max_pending)
     }
+
     fn is_drained(&self) -> bool {
-        ExchangeSender::is_drained(self)
+        self.destinations
+            .iter()
+            .all(|d| d.pending.is_empty() && d.count == 0)
     }
 }
 
@@ -346,8 +428,8 @@ pub(crate) struct SenderPush<T: Data, K: Data, F>(pub(crate) Rc<RefCell<Exchange
 
 impl<T, K, F> Push<T> for SenderPush<T, K, F>
 where
-    T: Data,
-    K: Data + Hash,
+    T: Data + Serialize + DeserializeOwned,
+    K: Data + Hash + Serialize + DeserializeOwned,
     F: Fn(&T) -> K + 'static,
 {
     #[inline]
@@ -356,22 +438,18 @@ where
         let key = (s.key_fn)(&value);
         let key_group = KeyGroup::of(&key, s.max_key_groups);
         let dest = KeyGroupRange::worker_for(key_group, s.workers, s.max_key_groups);
+        if dest != s.me {
+            return s.encode(dest, ts, key_group, &key, &value);
+        }
+        let local = Rc::clone(&s.local);
+        drop(s);
         let record = Keyed {
             key_group,
             key,
             value,
         };
-        if dest == s.me {
-            let local = Rc::clone(&s.local);
-            drop(s);
-            return local.borrow_mut().out.push(record, ts);
-        }
-        let batch_size = s.batch_size;
-        s.destinations[dest].current.push((record, ts));
-        if s.destinations[dest].current.len() >= batch_size {
-            s.seal(dest);
-        }
-        Ok(())
+        let mut receiver = local.borrow_mut();
+        receiver.out.push(record, ts)
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
@@ -399,7 +477,8 @@ where
         s.broadcast(|| Message::Barrier(barrier));
         let local = Rc::clone(&s.local);
         drop(s);
-        local.borrow_mut().out.barrier(barrier)
+        let mut r = local.borrow_mut();
+        r.out.barrier(barrier)
     }
 
     fn end(&mut self) -> Result<()> {
@@ -408,17 +487,15 @@ where
             return Ok(());
         }
         s.ended = true;
-        if s.latest_wm < Watermark::MAX {
-            s.latest_wm = Watermark::MAX;
-        }
-        let wm = s.latest_wm;
-        if wm > s.sent_wm {
-            s.sent_wm = wm;
-            s.broadcast(|| Message::Watermark(wm));
+        s.latest_wm = Watermark::MAX;
+        if s.sent_wm < Watermark::MAX {
+            s.sent_wm = Watermark::MAX;
+            s.broadcast(|| Message::Watermark(Watermark::MAX));
         }
         s.broadcast(|| Message::End);
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
-        local.borrow_mut().deliver(me, Message::End)
+        let mut r = local.borrow_mut();
+        r.deliver(me, Message::End)
     }
 }

@@ -3,7 +3,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::BoxError;
+use crate::error::{BoxError, EngineError};
 use crate::ids::{PartitionId, WorkerId};
 use crate::push::Data;
 use crate::time::Timestamp;
@@ -113,23 +113,43 @@ pub enum SourceItem<T> {
     PartitionEnd(PartitionId),
 }
 
-/// The items of one poll, reused between polls.
-#[derive(Debug)]
-pub struct SourceBatch<T> {
-    items: Vec<SourceItem<T>>,
+/// Where a reader's poll puts its items: each item is handed downstream as soon as it is
+/// added, so a record is decoded, processed and dropped before the next one is decoded.
+///
+/// When the job fails downstream, further items are ignored and the poll's result is that
+/// failure; readers need not check.
+pub struct SourceBatch<'a, T> {
+    emit: &'a mut dyn FnMut(SourceItem<T>) -> Result<(), EngineError>,
+    len: usize,
+    capacity: usize,
+    error: Option<EngineError>,
 }
 
-impl<T> Default for SourceBatch<T> {
-    fn default() -> Self {
-        SourceBatch { items: Vec::new() }
+impl<'a, T> SourceBatch<'a, T> {
+    /// A batch handing items to `emit`, meant to take up to `capacity` items per poll.
+    pub fn new(emit: &'a mut dyn FnMut(SourceItem<T>) -> Result<(), EngineError>, capacity: usize) -> Self {
+        SourceBatch {
+            emit,
+            len: 0,
+            capacity: capacity.max(1),
+            error: None,
+        }
     }
-}
 
-impl<T> SourceBatch<T> {
+    #[inline]
+    fn add(&mut self, item: SourceItem<T>) {
+        if self.error.is_none() {
+            self.len += 1;
+            if let Err(e) = (self.emit)(item) {
+                self.error = Some(e);
+            }
+        }
+    }
+
     /// Adds a decoded record.
     #[inline]
     pub fn record(&mut self, partition: PartitionId, value: T, timestamp: Option<Timestamp>) {
-        self.items.push(SourceItem::Record {
+        self.add(SourceItem::Record {
             partition,
             value,
             timestamp,
@@ -146,7 +166,7 @@ impl<T> SourceBatch<T> {
         timestamp: Option<Timestamp>,
         location: RecordLocation,
     ) {
-        self.items.push(SourceItem::Record {
+        self.add(SourceItem::Record {
             partition,
             value,
             timestamp,
@@ -156,7 +176,7 @@ impl<T> SourceBatch<T> {
 
     /// Adds a record that could not be decoded.
     pub fn bad_record(&mut self, partition: PartitionId, location: RecordLocation, reason: String) {
-        self.items.push(SourceItem::BadRecord {
+        self.add(SourceItem::BadRecord {
             partition,
             location,
             reason,
@@ -166,26 +186,37 @@ impl<T> SourceBatch<T> {
     /// Announces `partition` before its first record. Announce the next partition before
     /// ending the last active one, or the watermark jumps to the end of input.
     pub fn partition_start(&mut self, partition: PartitionId) {
-        self.items.push(SourceItem::PartitionStart(partition));
+        self.add(SourceItem::PartitionStart(partition));
     }
 
     /// Marks `partition` as finished.
     pub fn partition_end(&mut self, partition: PartitionId) {
-        self.items.push(SourceItem::PartitionEnd(partition));
+        self.add(SourceItem::PartitionEnd(partition));
     }
 
-    /// Number of items.
+    /// Number of items added in this poll.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.len
     }
 
-    /// Whether the batch is empty.
+    /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len == 0
     }
 
-    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, SourceItem<T>> {
-        self.items.drain(..)
+    /// Whether the poll has added as many items as it should.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity || self.error.is_some()
+    }
+
+    /// The number of items a poll should add at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The downstream failure that stopped this batch, if any.
+    pub fn take_error(&mut self) -> Option<EngineError> {
+        self.error.take()
     }
 }
 
@@ -238,11 +269,11 @@ pub trait SourceReader<T> {
     /// The partitions this reader owns.
     fn partitions(&self) -> Vec<PartitionId>;
 
-    /// Adds up to `batch_size` items to `batch`.
+    /// Adds up to `batch.capacity()` items to `batch`.
     ///
     /// # Errors
     /// When reading fails (I/O, lost connection); the job stops with the source's name.
-    fn poll(&mut self, batch: &mut SourceBatch<T>) -> Result<PollStatus, BoxError>;
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError>;
 
     /// The next offset of every owned partition.
     fn position(&self) -> SourcePosition;

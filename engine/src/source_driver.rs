@@ -14,27 +14,26 @@ use crate::worker::{Drive, WorkerInput};
 struct PartitionState {
     id: PartitionId,
     max_ts: Timestamp,
-    last_record: Instant,
+    /// When the last idleness check saw records of this partition.
+    last_active: Instant,
+    /// Records arrived since the last idleness check.
+    active: bool,
+    /// The partition's watermark must be recomputed after this poll.
+    dirty: bool,
     records: u64,
 }
 
-/// Reads one worker's share of a source: assigns timestamps, applies the bad-record policy,
-/// keeps a watermark per partition and emits the minimum.
-pub(crate) struct SourceDriver<T: Data> {
-    name: String,
-    reader: Box<dyn SourceReader<T>>,
-    strategy: WatermarkStrategy<T>,
-    policy: BadRecordPolicy,
-    out: Output<T>,
-    batch: SourceBatch<T>,
-    partitions: Vec<PartitionState>,
-    tracker: WatermarkTracker,
-    last_hit: usize,
-    finished: bool,
-    records_out: Arc<Counter>,
-    skipped: Arc<Counter>,
-    idle_partitions: Arc<Counter>,
-    watermark_gauge: Arc<Gauge>,
+impl PartitionState {
+    fn new(id: PartitionId, now: Instant) -> Self {
+        PartitionState {
+            id,
+            max_ts: Timestamp::MIN,
+            last_active: now,
+            active: false,
+            dirty: false,
+            records: 0,
+        }
+    }
 }
 
 pub(crate) struct SourceCounters {
@@ -42,6 +41,28 @@ pub(crate) struct SourceCounters {
     pub skipped: Arc<Counter>,
     pub idle_partitions: Arc<Counter>,
     pub watermark: Arc<Gauge>,
+}
+
+/// Reads one worker's share of a source: assigns timestamps, applies the bad-record policy,
+/// keeps a watermark per partition and emits the minimum.
+pub(crate) struct SourceDriver<T: Data> {
+    reader: Box<dyn SourceReader<T>>,
+    core: DriverCore<T>,
+    batch_size: usize,
+    finished: bool,
+}
+
+/// Everything but the reader, so the reader can hand items to it during a poll.
+struct DriverCore<T: Data> {
+    name: String,
+    strategy: WatermarkStrategy<T>,
+    policy: BadRecordPolicy,
+    out: Output<T>,
+    partitions: Vec<PartitionState>,
+    tracker: WatermarkTracker,
+    last_hit: usize,
+    ended: Vec<usize>,
+    counters: SourceCounters,
 }
 
 impl<T: Data> SourceDriver<T> {
@@ -52,66 +73,56 @@ impl<T: Data> SourceDriver<T> {
         policy: BadRecordPolicy,
         out: Output<T>,
         counters: SourceCounters,
+        batch_size: usize,
     ) -> Self {
         let now = Instant::now();
         let partitions: Vec<PartitionState> = reader
             .partitions()
             .into_iter()
-            .map(|id| PartitionState {
-                id,
-                max_ts: Timestamp::MIN,
-                last_record: now,
-                records: 0,
-            })
+            .map(|id| PartitionState::new(id, now))
             .collect();
         SourceDriver {
-            name,
             reader,
-            strategy,
-            policy,
-            out,
-            batch: SourceBatch::default(),
-            tracker: WatermarkTracker::new(partitions.len()),
-            partitions,
-            last_hit: 0,
+            core: DriverCore {
+                name,
+                strategy,
+                policy,
+                out,
+                tracker: WatermarkTracker::new(partitions.len()),
+                partitions,
+                last_hit: 0,
+                ended: Vec::new(),
+                counters,
+            },
+            batch_size,
             finished: false,
-            records_out: counters.records_out,
-            skipped: counters.skipped,
-            idle_partitions: counters.idle_partitions,
-            watermark_gauge: counters.watermark,
         }
     }
+}
 
+impl<T: Data> DriverCore<T> {
     #[inline]
-    fn slot(&mut self, partition: PartitionId) -> Result<usize> {
+    fn slot(&mut self, partition: PartitionId) -> usize {
         if self.partitions.get(self.last_hit).is_some_and(|p| p.id == partition) {
-            return Ok(self.last_hit);
+            return self.last_hit;
         }
-        match self.partitions.iter().position(|p| p.id == partition) {
-            Some(i) => {
-                self.last_hit = i;
-                Ok(i)
-            }
+        let i = match self.partitions.iter().position(|p| p.id == partition) {
+            Some(i) => i,
             None => {
-                // A reader may pick up partitions later (e.g. on a rebalance).
-                self.partitions.push(PartitionState {
-                    id: partition,
-                    max_ts: Timestamp::MIN,
-                    last_record: Instant::now(),
-                    records: 0,
-                });
-                let i = self.tracker.add_input();
-                self.last_hit = i;
-                Ok(i)
+                // A reader may pick up partitions later (the next split, a rebalance).
+                self.partitions.push(PartitionState::new(partition, Instant::now()));
+                self.tracker.add_input()
             }
-        }
+        };
+        self.last_hit = i;
+        i
     }
 
     fn emit_combined(&mut self, c: Combined) -> Result<()> {
         match c {
             Combined::Unchanged => Ok(()),
             Combined::Advanced(wm) => {
-                self.watermark_gauge.set(wm.0);
+                self.counters.watermark.set(wm.0);
                 self.out.watermark(wm)
             }
             Combined::Idle => self.out.idle(),
@@ -126,13 +137,14 @@ impl<T: Data> SourceDriver<T> {
                 reason,
             }),
             BadRecordPolicy::Skip => {
-                self.skipped.inc();
+                self.counters.skipped.inc();
                 tracing::debug!(source = %self.name, %location, %reason, "skipping bad record");
                 Ok(())
             }
         }
     }
 
+    #[inline]
     fn handle(&mut self, item: SourceItem<T>) -> Result<()> {
         match item {
             SourceItem::Record {
@@ -141,7 +153,7 @@ impl<T: Data> SourceDriver<T> {
                 timestamp,
                 location,
             } => {
-                let slot = self.slot(partition)?;
+                let slot = self.slot(partition);
                 let ts = self.strategy.timestamp_of(&value, timestamp);
                 let p = &mut self.partitions[slot];
                 let index = p.records;
@@ -150,19 +162,14 @@ impl<T: Data> SourceDriver<T> {
                     let location = location.unwrap_or(RecordLocation::Index { partition, index });
                     return self.bad_record(&location, format!("event timestamp {ts} is out of range"));
                 }
-                p.last_record = Instant::now();
-                let was_idle = self.tracker.is_idle(slot);
-                if ts > p.max_ts || was_idle {
-                    p.max_ts = p.max_ts.max(ts);
-                    let wm = Watermark(p.max_ts.saturating_sub(self.strategy.out_of_orderness));
-                    // The record goes out before the watermark it raised, so it is never late
-                    // with respect to its own partition.
-                    self.records_out.inc();
-                    self.out.push(value, ts)?;
-                    let c = self.tracker.update(slot, wm);
-                    return self.emit_combined(c);
+                p.active = true;
+                if ts > p.max_ts {
+                    p.max_ts = ts;
+                    p.dirty = true;
+                } else if !p.dirty && self.tracker.is_idle(slot) {
+                    p.dirty = true;
                 }
-                self.records_out.inc();
+                self.counters.records_out.inc();
                 self.out.push(value, ts)
             }
             SourceItem::BadRecord {
@@ -170,27 +177,54 @@ impl<T: Data> SourceDriver<T> {
                 location,
                 reason,
             } => {
-                let slot = self.slot(partition)?;
+                let slot = self.slot(partition);
                 self.partitions[slot].records += 1;
                 self.bad_record(&location, reason)
             }
-            SourceItem::PartitionStart(partition) => self.slot(partition).map(drop),
+            SourceItem::PartitionStart(partition) => {
+                self.slot(partition);
+                Ok(())
+            }
             SourceItem::PartitionEnd(partition) => {
-                let slot = self.slot(partition)?;
-                let c = self.tracker.end(slot);
-                self.emit_combined(c)
+                let slot = self.slot(partition);
+                self.ended.push(slot);
+                Ok(())
             }
         }
     }
 
+    /// Applies the watermark changes of a poll. Records go out before the watermark they
+    /// raise, so no record is late with respect to its own partition.
+    fn advance_watermarks(&mut self) -> Result<()> {
+        let bound = self.strategy.out_of_orderness;
+        let mut combined = Combined::Unchanged;
+        for slot in 0..self.partitions.len() {
+            let p = &mut self.partitions[slot];
+            if p.dirty {
+                p.dirty = false;
+                let wm = Watermark(p.max_ts.saturating_sub(bound));
+                match self.tracker.update(slot, wm) {
+                    Combined::Unchanged => {}
+                    c => combined = c,
+                }
+            }
+        }
+        for slot in std::mem::take(&mut self.ended) {
+            match self.tracker.end(slot) {
+                Combined::Unchanged => {}
+                c => combined = c,
+            }
+        }
+        self.emit_combined(combined)
+    }
+
     fn finish(&mut self) -> Result<()> {
-        self.finished = true;
         for i in 0..self.tracker.len() {
             let c = self.tracker.end(i);
             self.emit_combined(c)?;
         }
         if self.tracker.current() < Watermark::MAX {
-            self.watermark_gauge.set(Watermark::MAX.0);
+            self.counters.watermark.set(Watermark::MAX.0);
             self.out.watermark(Watermark::MAX)?;
         }
         self.out.end()
@@ -202,27 +236,28 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         if self.finished {
             return Ok(Drive::Finished);
         }
-        let status = self
-            .reader
-            .poll(&mut self.batch)
-            .map_err(|source| EngineError::SourceFailed {
-                source_name: self.name.clone(),
-                source,
-            })?;
-        let mut batch = std::mem::take(&mut self.batch);
-        let worked = !batch.is_empty();
-        let mut result = Ok(());
-        for item in batch.drain() {
-            result = self.handle(item);
-            if result.is_err() {
-                break;
-            }
+        let Self {
+            reader,
+            core,
+            batch_size,
+            ..
+        } = self;
+        let mut emit = |item| core.handle(item);
+        let mut batch = SourceBatch::new(&mut emit, *batch_size);
+        let polled = reader.poll(&mut batch);
+        let (failed, worked) = (batch.take_error(), !batch.is_empty());
+        if let Some(e) = failed {
+            return Err(e);
         }
-        self.batch = batch;
-        result?;
+        let status = polled.map_err(|source| EngineError::SourceFailed {
+            source_name: self.core.name.clone(),
+            source,
+        })?;
+        self.core.advance_watermarks()?;
         match status {
             PollStatus::Finished => {
-                self.finish()?;
+                self.finished = true;
+                self.core.finish()?;
                 Ok(Drive::Finished)
             }
             PollStatus::Ready => Ok(Drive::Worked),
@@ -232,19 +267,25 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
     }
 
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        let Some(timeout) = self.strategy.idle_timeout else {
+        let core = &mut self.core;
+        let Some(timeout) = core.strategy.idle_timeout else {
             return Ok(());
         };
         let now = Instant::now();
-        for slot in 0..self.partitions.len() {
-            let p = &self.partitions[slot];
-            if !self.tracker.is_idle(slot) && now.duration_since(p.last_record) >= timeout {
-                let c = self.tracker.set_idle(slot);
-                if self.tracker.is_idle(slot) {
-                    self.idle_partitions.inc();
-                    tracing::debug!(source = %self.name, partition = %p.id, "partition idle");
+        for slot in 0..core.partitions.len() {
+            let p = &mut core.partitions[slot];
+            if std::mem::take(&mut p.active) {
+                p.last_active = now;
+                continue;
+            }
+            if !core.tracker.is_idle(slot) && now.duration_since(p.last_active) >= timeout {
+                let id = p.id;
+                let c = core.tracker.set_idle(slot);
+                if core.tracker.is_idle(slot) {
+                    core.counters.idle_partitions.inc();
+                    tracing::debug!(source = %core.name, partition = %id, "partition idle");
                 }
-                self.emit_combined(c)?;
+                core.emit_combined(c)?;
             }
         }
         Ok(())

@@ -4,6 +4,9 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::builder::{BuildState, Mode};
 use crate::error::EngineError;
 use crate::exchange::{ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
@@ -86,9 +89,13 @@ impl<T: Data> Stream<T> {
 
     /// Partitions the stream by `key`: records with equal keys meet on the same worker, so
     /// keyed state and windows can follow. This is an exchange between workers.
+    ///
+    /// Records bound for another worker are encoded with serde + bincode on the way, so keys
+    /// and values are serde types.
     pub fn key_by<K, F>(&self, name: &str, key: F) -> KeyedStream<K, T>
     where
-        K: Data + Hash + Eq,
+        T: Serialize + DeserializeOwned,
+        K: Data + Hash + Eq + Serialize + DeserializeOwned,
         F: Fn(&T) -> K + 'static,
     {
         let out = Output::<Keyed<K, T>>::new();
@@ -107,6 +114,7 @@ impl<T: Data> Stream<T> {
             Mode::Plan => Arc::default(),
         };
         let spec = ExchangeSpec {
+            name: Arc::from(name),
             id,
             me: st.worker,
             workers: st.config.workers,

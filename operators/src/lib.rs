@@ -10,12 +10,15 @@
 //! use sluice_operators::{CollectSink, Count, KeyedStreamExt, MemorySource, StreamExt, Windows};
 //!
 //! # fn main() -> Result<(), sluice_engine::EngineError> {
-//! let clicks = vec![("u-1", 1_000), ("u-2", 2_000), ("u-1", 61_000), ("u-1", 62_000)];
+//! let clicks: Vec<(String, i64)> = [("u-1", 1_000), ("u-2", 2_000), ("u-1", 61_000), ("u-1", 62_000)]
+//!     .into_iter()
+//!     .map(|(user, ts)| (user.to_string(), ts))
+//!     .collect();
 //! let out = CollectSink::new();
 //! let sink = out.clone();
 //! let job = Job::new(JobConfig::new("clicks").workers(2), move |b| {
-//!     b.source("clicks", MemorySource::new(clicks.clone()), WatermarkStrategy::monotonous().with_timestamps(|c: &(&str, i64)| c.1))
-//!         .key_by("by_user", |c| c.0.to_string())
+//!     b.source("clicks", MemorySource::new(clicks.clone()), WatermarkStrategy::monotonous().with_timestamps(|c: &(String, i64)| c.1))
+//!         .key_by("by_user", |c| c.0.clone())
 //!         .window("clicks_per_minute", Windows::tumbling(Duration::from_secs(60)))
 //!         .aggregate(Count)
 //!         .map("to_row", |r| (r.key, r.window.start, r.value))

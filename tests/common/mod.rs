@@ -95,7 +95,7 @@ impl<T: Data> SourceReader<T> for ScriptedReader<T> {
         self.owned.iter().map(|p| p.id).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
         let n = self.owned.len();
         if self.owned.iter().all(|p| p.ended) {
             return Ok(PollStatus::Finished);

@@ -127,7 +127,6 @@ impl<T: DeserializeOwned + Data> Source for JsonLinesSource<T> {
             reader: None,
             offsets: Vec::new(),
             line_cache: None,
-            batch_size: ctx.batch_size.max(1),
             _record: PhantomData,
         }))
     }
@@ -143,35 +142,35 @@ struct JsonLinesReader<T> {
     reader: Option<LineReader>,
     /// Next offset per split already started.
     offsets: Vec<(PartitionId, u64)>,
-    /// (file, offset, line number at offset): where the last line count stopped.
-    line_cache: Option<(PathBuf, u64, u64)>,
-    batch_size: usize,
+    line_cache: LineCache,
     _record: PhantomData<fn() -> T>,
 }
 
-impl<T> JsonLinesReader<T> {
-    /// 1-based line number of the line starting at `offset` (only computed for errors).
-    fn line_number(&mut self, file: &Path, offset: u64) -> io::Result<u64> {
-        let (from, mut line) = match &self.line_cache {
-            Some((f, o, l)) if f == file && *o <= offset => (*o, *l),
-            _ => (0, 1),
-        };
-        let mut f = std::fs::File::open(file)?;
-        io::Seek::seek(&mut f, io::SeekFrom::Start(from))?;
-        let mut remaining = offset - from;
-        let mut buf = vec![0u8; 1 << 16];
-        while remaining > 0 {
-            let want = remaining.min(buf.len() as u64) as usize;
-            let n = f.read(&mut buf[..want])?;
-            if n == 0 {
-                break;
-            }
-            line += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-            remaining -= n as u64;
+/// (file, offset, line number at offset): where the last line count stopped.
+type LineCache = Option<(PathBuf, u64, u64)>;
+
+/// 1-based line number of the line starting at `offset` (only computed for errors; counting
+/// resumes from the previous answer when it can).
+fn line_number(cache: &mut LineCache, file: &Path, offset: u64) -> io::Result<u64> {
+    let (from, mut line) = match cache {
+        Some((f, o, l)) if f == file && *o <= offset => (*o, *l),
+        _ => (0, 1),
+    };
+    let mut f = std::fs::File::open(file)?;
+    io::Seek::seek(&mut f, io::SeekFrom::Start(from))?;
+    let mut remaining = offset - from;
+    let mut buf = vec![0u8; 1 << 16];
+    while remaining > 0 {
+        let want = remaining.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
         }
-        self.line_cache = Some((file.to_path_buf(), offset, line));
-        Ok(line)
+        line += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        remaining -= n as u64;
     }
+    *cache = Some((file.to_path_buf(), offset, line));
+    Ok(line)
 }
 
 impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
@@ -179,52 +178,50 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
         self.splits.first().map(|s| s.id).into_iter().collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
         let Some(split) = self.splits.get(self.current).cloned() else {
             return Ok(PollStatus::Finished);
         };
         let io_error = |e: io::Error| -> BoxError {
             Box::new(Message(format!("cannot read {}: {e}", split.file.display())))
         };
-        if self.reader.is_none() {
-            let start = self
-                .offsets
-                .iter()
-                .find(|(p, _)| *p == split.id)
-                .map_or(split.start, |(_, o)| *o);
-            self.reader = Some(LineReader::open(&split.file, start, split.end).map_err(io_error)?);
-        }
-        let mut bad = Vec::new();
-        let mut taken = 0;
+        let reader = match &mut self.reader {
+            Some(r) => r,
+            None => {
+                let start = self
+                    .offsets
+                    .iter()
+                    .find(|(p, _)| *p == split.id)
+                    .map_or(split.start, |(_, o)| *o);
+                self.reader
+                    .insert(LineReader::open(&split.file, start, split.end).map_err(io_error)?)
+            }
+        };
         let mut finished_split = false;
-        if let Some(reader) = self.reader.as_mut() {
-            while taken < self.batch_size {
-                let Some((offset, line)) = reader.next_line().map_err(io_error)? else {
-                    finished_split = true;
-                    break;
-                };
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                taken += 1;
-                match serde_json::from_slice::<T>(line) {
-                    Ok(value) => batch.record(split.id, value, None),
-                    Err(e) => bad.push((offset, e.to_string())),
-                }
+        while !batch.is_full() {
+            let Some((offset, line)) = reader.next_line().map_err(io_error)? else {
+                finished_split = true;
+                break;
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
-            let position = reader.position();
-            match self.offsets.iter_mut().find(|(p, _)| *p == split.id) {
-                Some(entry) => entry.1 = position,
-                None => self.offsets.push((split.id, position)),
+            match serde_json::from_slice::<T>(line) {
+                Ok(value) => batch.record(split.id, value, None),
+                Err(e) => {
+                    let line = line_number(&mut self.line_cache, &split.file, offset).map_err(io_error)?;
+                    let location = RecordLocation::File {
+                        path: split.file.display().to_string(),
+                        line,
+                    };
+                    batch.bad_record(split.id, location, e.to_string());
+                }
             }
         }
-        for (offset, reason) in bad {
-            let line = self.line_number(&split.file, offset).map_err(io_error)?;
-            let location = RecordLocation::File {
-                path: split.file.display().to_string(),
-                line,
-            };
-            batch.bad_record(split.id, location, reason);
+        let position = reader.position();
+        match self.offsets.iter_mut().find(|(p, _)| *p == split.id) {
+            Some(entry) => entry.1 = position,
+            None => self.offsets.push((split.id, position)),
         }
         if finished_split {
             self.reader = None;

@@ -69,7 +69,7 @@ impl<T: Data> SourceReader<T> for MemoryReader<T> {
         self.owned.iter().map(|(p, ..)| PartitionId(*p as u32)).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
         let n = self.owned.len();
         for _ in 0..n {
             let i = self.next % n;
