@@ -167,13 +167,19 @@ fn rate(m: &Measurement) -> f64 {
 
 fn parent(args: &Args) -> anyhow::Result<()> {
     let input = data_file(args.events)?;
-    println!("tumbling_revenue: 1-minute revenue per product, {} orders", args.events);
+    println!(
+        "tumbling_revenue: 1-minute revenue per product, {} orders",
+        args.events
+    );
     println!("  file reader: sluice_operators::LineReader (1 MiB buffer), one file, 4 MiB splits");
     println!("  parsing:     serde_json::from_slice::<Order>");
     println!("  state:       hashbrown maps with FxHash (rustc-hash), keyed by (product, window)");
     println!("  allocator:   mimalloc (engine and baseline)");
     println!("  windows:     tumbling 60 s, watermark = max event time - 5 s, final results only");
-    println!("  runs:        median of {} per measurement, each in its own process\n", args.runs);
+    println!(
+        "  runs:        median of {} per measurement, each in its own process\n",
+        args.runs
+    );
 
     let baseline = median("baseline", 1, &input, args.runs)?;
     println!(
@@ -193,7 +199,14 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         }
         let ratio = rate(&engine) / rate(&baseline);
         print_row("sluice", workers, &engine, ratio);
-        lines.push(json_line("tumbling_revenue", "revenue_1m", workers, &engine, &baseline, ratio));
+        lines.push(json_line(
+            "tumbling_revenue",
+            "revenue_1m",
+            workers,
+            &engine,
+            &baseline,
+            ratio,
+        ));
     }
     println!(
         "\noutputs checked: {} window rows, {} orders, revenue {} cents, {} late, identical in every run",
@@ -220,7 +233,14 @@ fn parent(args: &Args) -> anyhow::Result<()> {
                 b.peak_rss_bytes as f64 / (1 << 20) as f64
             );
             let ratio = rate(&m) / rate(&b);
-            lines.push(json_line("tumbling_revenue_memory", "revenue_1m", 1, &m, &b, ratio));
+            lines.push(json_line(
+                "tumbling_revenue_memory",
+                "revenue_1m",
+                1,
+                &m,
+                &b,
+                ratio,
+            ));
         }
     }
     println!();
@@ -300,9 +320,9 @@ fn baseline(input: &Path) -> anyhow::Result<(u64, Checksum)> {
     let mut max_ts = i64::MIN;
     let mut events = 0u64;
     let close = |wm: i64,
-                     state: &mut HashMap<(String, i64), Totals, FxBuildHasher>,
-                     closing: &mut BTreeMap<i64, Vec<String>>,
-                     checksum: &mut Checksum| {
+                 state: &mut HashMap<(String, i64), Totals, FxBuildHasher>,
+                 closing: &mut BTreeMap<i64, Vec<String>>,
+                 checksum: &mut Checksum| {
         while let Some(entry) = closing.first_entry() {
             if *entry.key() > wm {
                 break;
@@ -333,7 +353,10 @@ fn baseline(input: &Path) -> anyhow::Result<(u64, Checksum)> {
                 t.2 += quantity;
             }
             None => {
-                closing.entry(start + WINDOW_MS).or_default().push(order.product_id.clone());
+                closing
+                    .entry(start + WINDOW_MS)
+                    .or_default()
+                    .push(order.product_id.clone());
                 state.insert((order.product_id, start), (revenue, 1, quantity));
             }
         }
@@ -366,7 +389,8 @@ impl SinkFactory<WindowResult<String, Totals>> for ChecksumSink {
 
 impl Sink<WindowResult<String, Totals>> for ChecksumWriter {
     fn write(&mut self, r: WindowResult<String, Totals>, _: Timestamp) -> Result<(), BoxError> {
-        self.local.add(&r.key, r.window.start, r.value.0, r.value.1, r.value.2);
+        self.local
+            .add(&r.key, r.window.start, r.value.0, r.value.1, r.value.2);
         Ok(())
     }
 
@@ -391,13 +415,23 @@ fn engine(input: &Path, workers: usize) -> anyhow::Result<(u64, Checksum)> {
                 .with_timestamps(|o: &Order| o.ts),
         )
         .key_by("by_product", |o| o.product_id.clone())
-        .window("revenue_1m", Windows::tumbling(Duration::from_millis(WINDOW_MS as u64)))
-        .aggregate((Sum::of(|o: &Order| o.revenue_cents()), Count, Sum::of(|o: &Order| o.quantity)))
+        .window(
+            "revenue_1m",
+            Windows::tumbling(Duration::from_millis(WINDOW_MS as u64)),
+        )
+        .aggregate((
+            Sum::of(|o: &Order| o.revenue_cents()),
+            Count,
+            Sum::of(|o: &Order| o.quantity),
+        ))
         .sink("checksum", out.clone());
         Ok(())
     })?;
     let report = job.run()?;
-    let mut checksum = *sink.0.lock().map_err(|_| anyhow::anyhow!("checksum lock poisoned"))?;
+    let mut checksum = *sink
+        .0
+        .lock()
+        .map_err(|_| anyhow::anyhow!("checksum lock poisoned"))?;
     checksum.late = report.metrics.total("revenue_1m", "late_records");
     Ok((report.metrics.total("orders", "records_out"), checksum))
 }

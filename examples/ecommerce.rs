@@ -103,7 +103,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         orders
             .key_by("by_product", |o| o.product_id.clone())
             .window("product_revenue_1m", Windows::tumbling(Duration::from_secs(60)))
-            .aggregate((Sum::of(|o: &Order| o.revenue_cents()), Count, Sum::of(|o: &Order| o.quantity)))
+            .aggregate((
+                Sum::of(|o: &Order| o.revenue_cents()),
+                Count,
+                Sum::of(|o: &Order| o.quantity),
+            ))
             .sink("revenue", sink.clone());
         Ok(())
     })?;
@@ -153,7 +157,11 @@ fn print_report(rows: &[Revenue], top: usize) {
     let mut overall: Vec<(&str, (i64, u64, i64))> = totals.into_iter().collect();
     overall.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
     let first = rows.iter().map(|r| r.window.start).min().unwrap_or(complete);
-    println!("\nTop products from {} to {}:", utc(first), utc(last_start + 60_000));
+    println!(
+        "\nTop products from {} to {}:",
+        utc(first),
+        utc(last_start + 60_000)
+    );
     print_table(overall.iter().take(top).copied());
 
     let mut per_minute: HashMap<i64, i64> = HashMap::new();
@@ -161,14 +169,26 @@ fn print_report(rows: &[Revenue], top: usize) {
         *per_minute.entry(r.window.start).or_default() += r.value.0;
     }
     if let Some((start, revenue)) = per_minute.iter().max_by_key(|(s, r)| (**r, -**s)) {
-        println!("\nBusiest minute: {} with {} in revenue", utc(*start), dollars(*revenue));
+        println!(
+            "\nBusiest minute: {} with {} in revenue",
+            utc(*start),
+            dollars(*revenue)
+        );
     }
 }
 
 fn print_table<'a>(rows: impl Iterator<Item = (&'a str, (i64, u64, i64))>) {
-    println!("  {:<10} {:>14} {:>8} {:>8}", "product", "revenue", "orders", "units");
+    println!(
+        "  {:<10} {:>14} {:>8} {:>8}",
+        "product", "revenue", "orders", "units"
+    );
     for (product, (revenue, orders, units)) in rows {
-        println!("  {product:<10} {:>14} {:>8} {:>8}", dollars(revenue), group(orders), group(units as u64));
+        println!(
+            "  {product:<10} {:>14} {:>8} {:>8}",
+            dollars(revenue),
+            group(orders),
+            group(units as u64)
+        );
     }
 }
 
@@ -201,5 +221,9 @@ fn utc(ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }

@@ -135,7 +135,10 @@ mod tests {
         assert!(top > 100, "the most popular product should be frequent: {top}");
         let mut max_ts = i64::MIN;
         for o in &orders {
-            assert!(o.ts >= max_ts.saturating_sub(g.max_disorder_ms + 1), "disorder beyond bound");
+            assert!(
+                o.ts >= max_ts.saturating_sub(g.max_disorder_ms + 1),
+                "disorder beyond bound"
+            );
             max_ts = max_ts.max(o.ts);
         }
         let json = serde_json::to_string(&orders[0]).unwrap();

@@ -44,13 +44,13 @@ pub use sluice_state as state;
 /// Everything a job definition usually needs.
 pub mod prelude {
     pub use sluice_engine::{
-        BadRecordPolicy, EngineError, Job, JobBuilder, JobConfig, JobReport, Keyed, KeyedStream,
-        Operator, OperatorContext, Output, RestartStrategy, Sink, SinkFactory, Source, Stream,
-        Timestamp, Watermark, WatermarkStrategy,
+        BadRecordPolicy, EngineError, Job, JobBuilder, JobConfig, JobReport, Keyed, KeyedStream, Operator,
+        OperatorContext, Output, RestartStrategy, Sink, SinkFactory, Source, Stream, Timestamp, Watermark,
+        WatermarkStrategy,
     };
     pub use sluice_operators::{
         Aggregator, Avg, CollectSink, Count, GeneratorSource, JsonLinesSource, KeyedProcessFunction,
-        KeyedStreamExt, Max, MemorySource, Min, ProcessContext, StdoutSink, StreamExt, Sum, Timer,
-        Window, WindowResult, Windows,
+        KeyedStreamExt, Max, MemorySource, Min, ProcessContext, StdoutSink, StreamExt, Sum, Timer, Window,
+        WindowResult, Windows,
     };
 }

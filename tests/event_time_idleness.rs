@@ -29,7 +29,9 @@ fn results_during_silence(idleness: Option<Duration>, workers: usize) -> (usize,
     let silence = Duration::from_millis(1_500);
     let out = CollectSink::new();
     let sink = out.clone();
-    let config = JobConfig::new("idle").workers(workers).tick_interval(Duration::from_millis(5));
+    let config = JobConfig::new("idle")
+        .workers(workers)
+        .tick_interval(Duration::from_millis(5));
     let job = Job::new(config, move |b| {
         let mut strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100))
             .with_timestamps(|e: &Event| e.ts);
@@ -48,7 +50,10 @@ fn results_during_silence(idleness: Option<Duration>, workers: usize) -> (usize,
     let handle = job.start().expect("starts");
     std::thread::sleep(silence / 2);
     let during = out.len();
-    assert!(started.elapsed() < silence, "the check ran after the silence ended");
+    assert!(
+        started.elapsed() < silence,
+        "the check ran after the silence ended"
+    );
     let report = handle.join().expect("job ends");
     let total = out.len();
     assert_eq!(total, 301, "every window is emitted by the end of input");
@@ -59,7 +64,10 @@ fn results_during_silence(idleness: Option<Duration>, workers: usize) -> (usize,
 fn idle_partition_does_not_hold_back_windows() {
     for workers in [1, 2] {
         let (during, idle) = results_during_silence(Some(Duration::from_millis(50)), workers);
-        assert!(during > 10, "workers={workers}: only {during} windows closed while partition 0 was idle");
+        assert!(
+            during > 10,
+            "workers={workers}: only {during} windows closed while partition 0 was idle"
+        );
         assert!(idle >= 1, "workers={workers}: idleness was never detected");
     }
 }
@@ -68,6 +76,9 @@ fn idle_partition_does_not_hold_back_windows() {
 fn without_idleness_a_silent_partition_holds_back_windows() {
     let (during, idle) = results_during_silence(None, 1);
     // Only windows before partition 0's watermark (500 - 100 ms) can close.
-    assert_eq!(during, 0, "windows closed although partition 0 held the watermark");
+    assert_eq!(
+        during, 0,
+        "windows closed although partition 0 held the watermark"
+    );
     assert_eq!(idle, 0);
 }

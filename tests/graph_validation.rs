@@ -20,7 +20,10 @@ fn duplicate_operator_names_are_refused() {
     })
     .err()
     .expect("duplicate names must fail");
-    assert!(matches!(&err, EngineError::DuplicateOperator { operator } if operator == "double"), "{err}");
+    assert!(
+        matches!(&err, EngineError::DuplicateOperator { operator } if operator == "double"),
+        "{err}"
+    );
     assert!(err.to_string().contains("'double'"));
 }
 
@@ -34,7 +37,10 @@ fn dangling_streams_are_refused() {
     })
     .err()
     .expect("a dangling stream must fail");
-    assert!(matches!(&err, EngineError::DanglingStream { operator } if operator == "evens"), "{err}");
+    assert!(
+        matches!(&err, EngineError::DanglingStream { operator } if operator == "evens"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -50,7 +56,10 @@ fn unused_late_output_is_a_dangling_stream() {
     })
     .err()
     .expect("unused side output must fail");
-    assert!(matches!(&err, EngineError::DanglingStream { operator } if operator == "sums"), "{err}");
+    assert!(
+        matches!(&err, EngineError::DanglingStream { operator } if operator == "sums"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,7 +71,10 @@ fn jobs_need_a_sink() {
     })
     .err()
     .expect("a job without sink must fail");
-    assert!(err.to_string().contains("no sink") || matches!(err, EngineError::DanglingStream { .. }), "{err}");
+    assert!(
+        err.to_string().contains("no sink") || matches!(err, EngineError::DanglingStream { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,17 +86,26 @@ fn invalid_names_and_settings_are_explained() {
     })
     .err()
     .expect("a name with a slash must fail");
-    assert!(matches!(&err, EngineError::InvalidOperatorName { operator, .. } if operator == "a/b"), "{err}");
+    assert!(
+        matches!(&err, EngineError::InvalidOperatorName { operator, .. } if operator == "a/b"),
+        "{err}"
+    );
 
     let err = Job::new(JobConfig::new("workers").workers(0), |_| Ok(()))
         .err()
         .expect("zero workers must fail");
-    assert!(matches!(err, EngineError::InvalidConfig { key: "workers", .. }), "{err}");
+    assert!(
+        matches!(err, EngineError::InvalidConfig { key: "workers", .. }),
+        "{err}"
+    );
 
     let err = Job::new(JobConfig::new("slide").workers(1), |b| {
         b.source("numbers", numbers(), WatermarkStrategy::monotonous())
             .key_by("k", |n| *n)
-            .window("bad_slide", Windows::sliding(Duration::from_secs(1), Duration::from_secs(5)))
+            .window(
+                "bad_slide",
+                Windows::sliding(Duration::from_secs(1), Duration::from_secs(5)),
+            )
             .aggregate(Count)
             .sink("out", CollectSink::new());
         Ok(())
@@ -108,7 +129,10 @@ fn graph_describes_the_job_and_has_a_stable_fingerprint() {
     let b = Job::new(JobConfig::new("g").workers(3), build).expect("valid");
     let kinds: Vec<&str> = a.graph().operators.iter().map(|o| o.kind.as_str()).collect();
     assert_eq!(kinds, ["source", "key_by", "window", "sink"]);
-    assert_eq!(a.graph().operator("counts").map(|o| o.inputs.clone()), Some(vec!["by_parity".to_string()]));
+    assert_eq!(
+        a.graph().operator("counts").map(|o| o.inputs.clone()),
+        Some(vec!["by_parity".to_string()])
+    );
     assert_eq!(a.graph().fingerprint(), b.graph().fingerprint());
     let renamed = Job::new(JobConfig::new("g").workers(1), |b| {
         b.source("numbers", numbers(), WatermarkStrategy::monotonous())

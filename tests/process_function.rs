@@ -15,7 +15,11 @@ impl KeyedProcessFunction<String, Event> for TotalAfterQuiet {
     type State = (i64, i64);
     type Out = (String, i64);
 
-    fn process(&mut self, e: Event, ctx: &mut ProcessContext<'_, String, (i64, i64), (String, i64)>) -> Result<(), BoxError> {
+    fn process(
+        &mut self,
+        e: Event,
+        ctx: &mut ProcessContext<'_, String, (i64, i64), (String, i64)>,
+    ) -> Result<(), BoxError> {
         let (sum, _) = ctx.state()?.unwrap_or((0, 0));
         let deadline = e.ts + 1_000;
         ctx.set_state((sum + e.value, deadline))?;
@@ -23,7 +27,11 @@ impl KeyedProcessFunction<String, Event> for TotalAfterQuiet {
         Ok(())
     }
 
-    fn on_timer(&mut self, timer: Timer, ctx: &mut ProcessContext<'_, String, (i64, i64), (String, i64)>) -> Result<(), BoxError> {
+    fn on_timer(
+        &mut self,
+        timer: Timer,
+        ctx: &mut ProcessContext<'_, String, (i64, i64), (String, i64)>,
+    ) -> Result<(), BoxError> {
         // Only the latest deadline counts; earlier timers find a later deadline in state.
         if let Some((sum, deadline)) = ctx.state()? {
             if deadline == timer.time {
@@ -53,18 +61,24 @@ fn event_time_timers_and_keyed_state() {
         let sink = out.clone();
         let source = ScriptedSource::new(vec![events.clone()], 1);
         let job = Job::new(JobConfig::new("quiet").workers(workers), move |b| {
-            b.source("events", source.clone(), WatermarkStrategy::monotonous().with_timestamps(|e: &Event| e.ts))
-                .key_by("by_key", |e| e.key.clone())
-                .process("totals", TotalAfterQuiet)
-                .sink("out", sink.clone());
+            b.source(
+                "events",
+                source.clone(),
+                WatermarkStrategy::monotonous().with_timestamps(|e: &Event| e.ts),
+            )
+            .key_by("by_key", |e| e.key.clone())
+            .process("totals", TotalAfterQuiet)
+            .sink("out", sink.clone());
             Ok(())
         })
         .expect("valid");
         job.run().expect("runs");
         let mut rows = out.take();
         rows.sort();
-        let expected: Vec<(String, i64)> =
-            [("a", 3), ("a", 4), ("b", 10), ("b", 20), ("c", 5)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let expected: Vec<(String, i64)> = [("a", 3), ("a", 4), ("b", 10), ("b", 20), ("c", 5)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         assert_eq!(rows, expected, "workers = {workers}");
     }
 }
@@ -76,7 +90,11 @@ impl KeyedProcessFunction<String, Event> for Ping {
     type State = bool;
     type Out = String;
 
-    fn process(&mut self, _: Event, ctx: &mut ProcessContext<'_, String, bool, String>) -> Result<(), BoxError> {
+    fn process(
+        &mut self,
+        _: Event,
+        ctx: &mut ProcessContext<'_, String, bool, String>,
+    ) -> Result<(), BoxError> {
         if ctx.state()?.is_none() {
             ctx.set_state(true)?;
             ctx.register_processing_timer(sluice::engine::now_millis() + 20);
@@ -84,7 +102,11 @@ impl KeyedProcessFunction<String, Event> for Ping {
         Ok(())
     }
 
-    fn on_timer(&mut self, timer: Timer, ctx: &mut ProcessContext<'_, String, bool, String>) -> Result<(), BoxError> {
+    fn on_timer(
+        &mut self,
+        timer: Timer,
+        ctx: &mut ProcessContext<'_, String, bool, String>,
+    ) -> Result<(), BoxError> {
         assert_eq!(timer.domain, sluice::operators::TimeDomain::ProcessingTime);
         ctx.emit(ctx.key().clone())?;
         Ok(())
@@ -103,13 +125,18 @@ fn processing_time_timers_fire_while_the_job_runs() {
         ]],
         8,
     );
-    let job = Job::new(JobConfig::new("ping").workers(2).tick_interval(Duration::from_millis(5)), move |b| {
-        b.source("events", source.clone(), WatermarkStrategy::processing_time())
-            .key_by("by_key", |e| e.key.clone())
-            .process("ping", Ping)
-            .sink("out", sink.clone());
-        Ok(())
-    })
+    let job = Job::new(
+        JobConfig::new("ping")
+            .workers(2)
+            .tick_interval(Duration::from_millis(5)),
+        move |b| {
+            b.source("events", source.clone(), WatermarkStrategy::processing_time())
+                .key_by("by_key", |e| e.key.clone())
+                .process("ping", Ping)
+                .sink("out", sink.clone());
+            Ok(())
+        },
+    )
     .expect("valid");
     job.run().expect("runs");
     let mut keys = out.take();

@@ -29,11 +29,15 @@ fn slow_sink_bounds_records_in_flight() {
         .batch_size(batch)
         .channel_capacity(capacity);
     let job = Job::new(config, |b| {
-        b.source("numbers", GeneratorSource::new(2, None, |p, i| i * 2 + u64::from(p.0)), WatermarkStrategy::processing_time())
-            .key_by("spread", |n| *n)
-            .records()
-            .map("values", |r| r.value)
-            .sink("slow", Slow);
+        b.source(
+            "numbers",
+            GeneratorSource::new(2, None, |p, i| i * 2 + u64::from(p.0)),
+            WatermarkStrategy::processing_time(),
+        )
+        .key_by("spread", |n| *n)
+        .records()
+        .map("values", |r| r.value)
+        .sink("slow", Slow);
         Ok(())
     })
     .expect("valid job");
@@ -51,7 +55,13 @@ fn slow_sink_bounds_records_in_flight() {
     let produced = handle.metrics().total("numbers", "records_out");
     handle.stop();
     handle.join().expect("stops cleanly");
-    assert!(max_in_flight <= bound, "{max_in_flight} records in flight, bound {bound}");
+    assert!(
+        max_in_flight <= bound,
+        "{max_in_flight} records in flight, bound {bound}"
+    );
     // An unthrottled generator makes millions per second; the sink allows ~10k/s.
-    assert!(produced < 200_000, "source ran ahead of the sink: {produced} records");
+    assert!(
+        produced < 200_000,
+        "source ran ahead of the sink: {produced} records"
+    );
 }

@@ -24,7 +24,7 @@ fn an_operator_error_names_the_operator() {
             Ok(())
         })
         .expect("valid job");
-        let err = job.run().err().expect("the job must fail");
+        let err = job.run().expect_err("the job must fail");
         match &err {
             EngineError::OperatorFailed { operator, source } => {
                 assert_eq!(operator, "explode");
@@ -41,7 +41,12 @@ impl Operator for Exploding {
     type In = Keyed<u64, u64>;
     type Out = u64;
 
-    fn process(&mut self, r: Keyed<u64, u64>, ts: Timestamp, out: &mut Output<u64>) -> Result<(), EngineError> {
+    fn process(
+        &mut self,
+        r: Keyed<u64, u64>,
+        ts: Timestamp,
+        out: &mut Output<u64>,
+    ) -> Result<(), EngineError> {
         if r.value == 5000 {
             return Err(EngineError::user(Message("cannot handle record 5000".into())));
         }
@@ -61,7 +66,7 @@ fn a_panic_names_the_operator_and_does_not_hang() {
         Ok(())
     })
     .expect("valid job");
-    let err = job.run().err().expect("the job must fail");
+    let err = job.run().expect_err("the job must fail");
     match err {
         EngineError::OperatorPanicked { operator, message } => {
             assert_eq!(operator, "boom");
@@ -90,8 +95,11 @@ fn sink_failures_name_the_sink() {
         Ok(())
     })
     .expect("valid job");
-    let err = job.run().err().expect("the job must fail");
-    assert!(matches!(&err, EngineError::SinkFailed { sink, .. } if sink == "store"), "{err}");
+    let err = job.run().expect_err("the job must fail");
+    assert!(
+        matches!(&err, EngineError::SinkFailed { sink, .. } if sink == "store"),
+        "{err}"
+    );
     assert!(err.to_string().contains("table missing"));
 }
 
@@ -106,15 +114,19 @@ fn restart_strategy_retries_then_gives_up() {
         .restart_strategy(RestartStrategy::backoff(2, Duration::from_millis(5)));
     let job = Job::new(config, move |b| {
         let counter = Arc::clone(&counter);
-        b.source("numbers", MemorySource::new((0..100u64).collect()), WatermarkStrategy::monotonous())
-            .map("flaky", move |n| {
-                // Fails in the first attempt only.
-                if n == 50 && counter.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("transient failure");
-                }
-                n
-            })
-            .sink("out", sink.clone());
+        b.source(
+            "numbers",
+            MemorySource::new((0..100u64).collect()),
+            WatermarkStrategy::monotonous(),
+        )
+        .map("flaky", move |n| {
+            // Fails in the first attempt only.
+            if n == 50 && counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("transient failure");
+            }
+            n
+        })
+        .sink("out", sink.clone());
         Ok(())
     })
     .expect("valid job");
@@ -130,9 +142,13 @@ fn restart_strategy_retries_then_gives_up() {
             .workers(1)
             .restart_strategy(RestartStrategy::backoff(2, Duration::from_millis(1))),
         |b| {
-            b.source("numbers", MemorySource::new(vec![1u64]), WatermarkStrategy::monotonous())
-                .map("broken", |_: u64| -> u64 { panic!("always") })
-                .sink("out", CollectSink::new());
+            b.source(
+                "numbers",
+                MemorySource::new(vec![1u64]),
+                WatermarkStrategy::monotonous(),
+            )
+            .map("broken", |_: u64| -> u64 { panic!("always") })
+            .sink("out", CollectSink::new());
             Ok(())
         },
     )
@@ -163,7 +179,7 @@ fn bad_records_are_not_retried() {
         },
     )
     .expect("valid job");
-    let err = job.run().err().expect("negative timestamp must fail");
+    let err = job.run().expect_err("negative timestamp must fail");
     assert!(matches!(err, EngineError::BadRecord { .. }), "{err}");
     assert!(err.to_string().contains("partition 0 record 1"), "{err}");
 }

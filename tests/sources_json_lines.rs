@@ -11,7 +11,12 @@ use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
 use sluice::prelude::*;
 
-fn write_orders(dir: &std::path::Path, name: &str, orders: &[Order], bad_lines: &[(usize, &str)]) -> std::path::PathBuf {
+fn write_orders(
+    dir: &std::path::Path,
+    name: &str,
+    orders: &[Order],
+    bad_lines: &[(usize, &str)],
+) -> std::path::PathBuf {
     let path = dir.join(name);
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
     for (i, o) in orders.iter().enumerate() {
@@ -26,12 +31,20 @@ fn write_orders(dir: &std::path::Path, name: &str, orders: &[Order], bad_lines: 
     path
 }
 
-fn revenue_job(path: std::path::PathBuf, policy: BadRecordPolicy, workers: usize, out: CollectSink<(String, i64, i64)>) -> Job {
+fn revenue_job(
+    path: std::path::PathBuf,
+    policy: BadRecordPolicy,
+    workers: usize,
+    out: CollectSink<(String, i64, i64)>,
+) -> Job {
     Job::new(JobConfig::new("json").workers(workers), move |b| {
         b.source(
             "orders",
-            JsonLinesSource::<Order>::new(path.clone()).split_size(8 * 1024).on_bad_record(policy),
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+            JsonLinesSource::<Order>::new(path.clone())
+                .split_size(8 * 1024)
+                .on_bad_record(policy),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                .with_timestamps(|o: &Order| o.ts),
         )
         .key_by("by_product", |o| o.product_id.clone())
         .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))
@@ -44,8 +57,10 @@ fn revenue_job(path: std::path::PathBuf, policy: BadRecordPolicy, workers: usize
 }
 
 fn expected(orders: &[Order]) -> Vec<(String, i64, i64)> {
-    let events: Vec<common::Event> =
-        orders.iter().map(|o| common::Event::new(&o.product_id, o.ts, o.revenue_cents())).collect();
+    let events: Vec<common::Event> = orders
+        .iter()
+        .map(|o| common::Event::new(&o.product_id, o.ts, o.revenue_cents()))
+        .collect();
     batch_fixed(&events, 60_000, 60_000)
         .into_iter()
         .map(|((k, start, _), (_, sum))| (k, start, sum))
@@ -86,10 +101,13 @@ fn bad_lines_fail_with_file_and_line() {
     let path = write_orders(&dir.0, "orders.jsonl", &orders, &[(300, "{\"order_id\": broken")]);
     let err = revenue_job(path.clone(), BadRecordPolicy::Fail, 2, CollectSink::new())
         .run()
-        .err()
-        .expect("bad line must fail");
+        .expect_err("bad line must fail");
     match &err {
-        EngineError::BadRecord { source_name, location, .. } => {
+        EngineError::BadRecord {
+            source_name,
+            location,
+            ..
+        } => {
             assert_eq!(source_name, "orders");
             assert_eq!(location, &format!("{}:301", path.display()));
         }
@@ -109,7 +127,12 @@ fn bad_lines_and_timestamps_are_skipped_and_counted() {
         &dir.0,
         "orders.jsonl",
         &orders,
-        &[(10, "garbage"), (400, missing_field), (650, &bad_ts), (651, "   ")],
+        &[
+            (10, "garbage"),
+            (400, missing_field),
+            (650, &bad_ts),
+            (651, "   "),
+        ],
     );
     for workers in [1, 2] {
         let out = CollectSink::new();
@@ -125,10 +148,17 @@ fn bad_lines_and_timestamps_are_skipped_and_counted() {
 
 #[test]
 fn missing_input_names_the_path() {
-    let err = revenue_job("/nonexistent/orders.jsonl".into(), BadRecordPolicy::Fail, 1, CollectSink::new())
-        .run()
-        .err()
-        .expect("missing file must fail");
-    assert!(matches!(&err, EngineError::SourceFailed { source_name, .. } if source_name == "orders"), "{err}");
+    let err = revenue_job(
+        "/nonexistent/orders.jsonl".into(),
+        BadRecordPolicy::Fail,
+        1,
+        CollectSink::new(),
+    )
+    .run()
+    .expect_err("missing file must fail");
+    assert!(
+        matches!(&err, EngineError::SourceFailed { source_name, .. } if source_name == "orders"),
+        "{err}"
+    );
     assert!(err.to_string().contains("/nonexistent/orders.jsonl"), "{err}");
 }

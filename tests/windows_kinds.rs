@@ -38,7 +38,9 @@ fn run_with_bound(
             .allowed_lateness(Duration::from_millis(lateness_ms))
             .aggregate_with_late((Count, Sum::of(|e: &Event| e.value)));
         results
-            .map("row", |w| (w.key, w.window.start, w.window.end, w.value.0, w.value.1))
+            .map("row", |w| {
+                (w.key, w.window.start, w.window.end, w.value.0, w.value.1)
+            })
             .sink("rows", r.clone());
         late.sink("late", l.clone());
         Ok(())
@@ -60,9 +62,20 @@ fn row(key: &str, start: i64, end: i64, count: u64, sum: i64) -> Row {
 
 #[test]
 fn tumbling_windows() {
-    let events = vec![e("a", 10, 1), e("b", 20, 2), e("a", 999, 3), e("a", 1_000, 4), e("a", 2_500, 5)];
+    let events = vec![
+        e("a", 10, 1),
+        e("b", 20, 2),
+        e("a", 999, 3),
+        e("a", 1_000, 4),
+        e("a", 2_500, 5),
+    ];
     for workers in [1, 3] {
-        let (rows, late) = run(events.clone(), Windows::tumbling(Duration::from_secs(1)), 0, workers);
+        let (rows, late) = run(
+            events.clone(),
+            Windows::tumbling(Duration::from_secs(1)),
+            0,
+            workers,
+        );
         assert_eq!(
             rows,
             vec![
@@ -79,7 +92,12 @@ fn tumbling_windows() {
 #[test]
 fn sliding_windows_count_each_record_in_every_window() {
     let events = vec![e("a", 50, 1), e("a", 120, 10)];
-    let (rows, _) = run(events, Windows::sliding(Duration::from_millis(200), Duration::from_millis(100)), 0, 2);
+    let (rows, _) = run(
+        events,
+        Windows::sliding(Duration::from_millis(200), Duration::from_millis(100)),
+        0,
+        2,
+    );
     assert_eq!(
         rows,
         vec![
@@ -94,9 +112,22 @@ fn sliding_windows_count_each_record_in_every_window() {
 fn sessions_merge_when_a_record_bridges_them() {
     // Two sessions [0, 300) and [500, 800), then 250 arrives (on time with a 1 s bound) and
     // joins them.
-    let events = vec![e("a", 0, 1), e("a", 500, 1), e("a", 250, 1), e("b", 100, 7), e("a", 5_000, 1)];
+    let events = vec![
+        e("a", 0, 1),
+        e("a", 500, 1),
+        e("a", 250, 1),
+        e("b", 100, 7),
+        e("a", 5_000, 1),
+    ];
     let (rows, late) = run_with_bound(events, Windows::session(Duration::from_millis(300)), 0, 2, 1_000);
-    assert_eq!(rows, vec![row("a", 0, 800, 3, 3), row("a", 5_000, 5_300, 1, 1), row("b", 100, 400, 1, 7)]);
+    assert_eq!(
+        rows,
+        vec![
+            row("a", 0, 800, 3, 3),
+            row("a", 5_000, 5_300, 1, 1),
+            row("b", 100, 400, 1, 7)
+        ]
+    );
     assert!(late.is_empty());
 }
 
@@ -142,7 +173,13 @@ fn end_of_input_flushes_open_windows() {
     // The watermark never passes the window end before the input ends.
     let events = vec![e("a", 1_000_000, 1), e("b", 1_000_001, 2)];
     let (rows, _) = run(events, Windows::session(Duration::from_secs(3_600)), 0, 2);
-    assert_eq!(rows, vec![row("a", 1_000_000, 4_600_000, 1, 1), row("b", 1_000_001, 4_600_001, 1, 2)]);
+    assert_eq!(
+        rows,
+        vec![
+            row("a", 1_000_000, 4_600_000, 1, 1),
+            row("b", 1_000_001, 4_600_001, 1, 2)
+        ]
+    );
 }
 
 #[test]
@@ -180,7 +217,11 @@ fn union_takes_the_minimum_watermark() {
     let sink = out.clone();
     let job = Job::new(JobConfig::new("union").workers(1), move |b| {
         let strategy = || WatermarkStrategy::monotonous().with_timestamps(|e: &Event| e.ts);
-        let x = b.source("x", MemorySource::new(vec![e("k", 100, 1), e("k", 90_000, 1)]), strategy());
+        let x = b.source(
+            "x",
+            MemorySource::new(vec![e("k", 100, 1), e("k", 90_000, 1)]),
+            strategy(),
+        );
         let y = b.source("y", MemorySource::new(vec![e("k", 500, 1)]), strategy());
         x.union("both", &[&y])
             .key_by("k", |e| e.key.clone())

@@ -25,14 +25,20 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    let partition = (prop::collection::vec((0u8..6, 0..=MAX_JITTER, -50i64..50), 20..120), 1i64..40);
+    let partition = (
+        prop::collection::vec((0u8..6, 0..=MAX_JITTER, -50i64..50), 20..120),
+        1i64..40,
+    );
     (
         prop::collection::vec(partition, 1..4),
         prop::collection::vec((0usize..4, 0usize..100), 0..4),
         prop::collection::vec((0usize..4, 0usize..100), 1..3),
         prop_oneof![
             (1i64..4).prop_map(|k| Windows::Tumbling { size: k * 250 }),
-            Just(Windows::Sliding { size: 1_000, slide: 250 }),
+            Just(Windows::Sliding {
+                size: 1_000,
+                slide: 250
+            }),
             Just(Windows::Session { gap: GAP }),
         ],
         prop_oneof![Just(0i64), Just(300i64)],
@@ -44,7 +50,9 @@ fn case() -> impl Strategy<Value = Case> {
                     events
                         .iter()
                         .enumerate()
-                        .map(|(i, (k, jitter, v))| Event::new(&format!("k{k}"), START + i as i64 * step - jitter, *v))
+                        .map(|(i, (k, jitter, v))| {
+                            Event::new(&format!("k{k}"), START + i as i64 * step - jitter, *v)
+                        })
                         .collect()
                 })
                 .collect();
@@ -67,7 +75,10 @@ fn case() -> impl Strategy<Value = Case> {
                 let first = 3 * CHUNK;
                 if part.len() > first {
                     let at = first + at % (part.len() - first);
-                    part.insert(at, Event::new(&format!("late-{j}"), START - 100_000 + j as i64, 7));
+                    part.insert(
+                        at,
+                        Event::new(&format!("late-{j}"), START - 100_000 + j as i64, 7),
+                    );
                     injected_late += 1;
                 }
             }

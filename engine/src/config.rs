@@ -144,7 +144,10 @@ impl JobConfig {
         if self.workers > usize::from(self.max_key_groups) {
             return invalid(
                 "workers",
-                format!("{} workers exceed max_key_groups = {}", self.workers, self.max_key_groups),
+                format!(
+                    "{} workers exceed max_key_groups = {}",
+                    self.workers, self.max_key_groups
+                ),
             );
         }
         if self.batch_size == 0 {

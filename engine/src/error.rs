@@ -27,7 +27,9 @@ pub enum EngineError {
         reason: &'static str,
     },
     /// A stream was produced but nothing consumes it.
-    #[error("the output of operator '{operator}' is never consumed (dangling stream); add a sink or another operator")]
+    #[error(
+        "the output of operator '{operator}' is never consumed (dangling stream); add a sink or another operator"
+    )]
     DanglingStream {
         /// Operator whose output is unused.
         operator: String,

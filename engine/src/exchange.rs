@@ -269,7 +269,10 @@ pub(crate) fn exchange<T, K, F>(
     spec: &ExchangeSpec,
     key_fn: F,
     out: Output<Keyed<K, T>>,
-) -> Result<(Rc<RefCell<ExchangeSender<T, K, F>>>, Rc<RefCell<ExchangeReceiver<K, T>>>)>
+) -> Result<(
+    Rc<RefCell<ExchangeSender<T, K, F>>>,
+    Rc<RefCell<ExchangeReceiver<K, T>>>,
+)>
 where
     T: Data + Serialize + DeserializeOwned,
     K: Data + Hash + Serialize + DeserializeOwned,
@@ -347,13 +350,17 @@ where
     fn encode(&mut self, dest: usize, ts: Timestamp, key_group: KeyGroup, key: &K, value: &T) -> Result<()> {
         let d = &mut self.destinations[dest];
         if d.bytes.capacity() == 0 {
-            d.bytes = self.pool.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BUFFER));
+            d.bytes = self
+                .pool
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH_BUFFER));
         }
-        bincode::serde::encode_into_std_write((ts, key_group.0, key, value), &mut d.bytes, codec())
-            .map_err(|e| EngineError::OperatorFailed {
+        bincode::serde::encode_into_std_write((ts, key_group.0, key, value), &mut d.bytes, codec()).map_err(
+            |e| EngineError::OperatorFailed {
                 operator: self.name.to_string(),
                 source: format!("cannot encode a record for worker {dest}: {e}").into(),
-            })?;
+            },
+        )?;
         d.count += 1;
         if d.count >= self.batch_size || d.bytes.len() >= MAX_BATCH_BYTES {
             self.seal(dest);
@@ -393,7 +400,10 @@ where
             let d = &mut self.destinations[dest];
             let mut woke = false;
             while let Some(message) = d.pending.pop_front() {
-                match d.tx.try_send(Envelope { from: self.me, message }) {
+                match d.tx.try_send(Envelope {
+                    from: self.me,
+                    message,
+                }) {
                     Ok(()) => woke = true,
                     Err(TrySendError::Full(env)) => {
                         d.pending.push_front(env.message);
@@ -413,7 +423,9 @@ where
     }
 
     fn is_blocked(&self) -> bool {
-        self.destinations.iter().any(|d| d.pending.len() >= self.max_pending)
+        self.destinations
+            .iter()
+            .any(|d| d.pending.len() >= self.max_pending)
     }
 
     fn is_drained(&self) -> bool {

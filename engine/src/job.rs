@@ -50,7 +50,13 @@ impl Job {
         config.validate()?;
         let config = Arc::new(config);
         let build: Arc<BuildFn> = Arc::new(build);
-        let state = BuildState::new(Mode::Plan, Arc::clone(&config), 0, Arc::default(), JobMetrics::default());
+        let state = BuildState::new(
+            Mode::Plan,
+            Arc::clone(&config),
+            0,
+            Arc::default(),
+            JobMetrics::default(),
+        );
         let mut builder = JobBuilder::new(state);
         build(&mut builder)?;
         let mut st = builder.state.borrow_mut();
@@ -204,13 +210,12 @@ impl Job {
                 Ok(Err(_)) => aborted = true,
                 Err(payload) => {
                     aborted = true;
-                    failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(EngineError::WorkerPanicked {
+                    failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(
+                        EngineError::WorkerPanicked {
                             worker: usize::MAX,
                             message: panic_message(payload.as_ref()),
-                        });
+                        },
+                    );
                 }
             }
         }

@@ -26,7 +26,9 @@ impl std::str::FromStr for BadRecordPolicy {
         match s {
             "fail" => Ok(BadRecordPolicy::Fail),
             "skip" => Ok(BadRecordPolicy::Skip),
-            other => Err(format!("unknown bad-record policy '{other}' (expected fail or skip)")),
+            other => Err(format!(
+                "unknown bad-record policy '{other}' (expected fail or skip)"
+            )),
         }
     }
 }

@@ -103,14 +103,19 @@ impl<T: Data> SourceDriver<T> {
 impl<T: Data> DriverCore<T> {
     #[inline]
     fn slot(&mut self, partition: PartitionId) -> usize {
-        if self.partitions.get(self.last_hit).is_some_and(|p| p.id == partition) {
+        if self
+            .partitions
+            .get(self.last_hit)
+            .is_some_and(|p| p.id == partition)
+        {
             return self.last_hit;
         }
         let i = match self.partitions.iter().position(|p| p.id == partition) {
             Some(i) => i,
             None => {
                 // A reader may pick up partitions later (the next split, a rebalance).
-                self.partitions.push(PartitionState::new(partition, Instant::now()));
+                self.partitions
+                    .push(PartitionState::new(partition, Instant::now()));
                 self.tracker.add_input()
             }
         };

@@ -74,13 +74,23 @@ impl<T: Data> Stream<T> {
         let out = Output::<O::Out>::new();
         let mut st = self.state.borrow_mut();
         st.claim_name(name);
-        st.record(name, kind, &[&self.producer], std::any::type_name::<O::Out>().to_string());
+        st.record(
+            name,
+            kind,
+            &[&self.producer],
+            std::any::type_name::<O::Out>().to_string(),
+        );
         st.track_output(name, &out);
         let ctx = st.operator_context(name);
         if let Err(e) = op.open(&ctx) {
             st.errors.push(e.in_operator(name));
         }
-        let node = Rc::new(RefCell::new(OperatorNode::new(&ctx, op, out.clone(), side_outputs)));
+        let node = Rc::new(RefCell::new(OperatorNode::new(
+            &ctx,
+            op,
+            out.clone(),
+            side_outputs,
+        )));
         st.tickers.push(node.clone());
         drop(st);
         self.out.attach(Box::new(NodeInput(node)));

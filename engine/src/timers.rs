@@ -39,12 +39,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Registers a timer at `time`; registering the same timer twice keeps one.
     pub fn register(&mut self, time: Timestamp, key_group: KeyGroup, key: K, ns: N) {
-        if self
-            .due
-            .entry(time)
-            .or_default()
-            .insert((key_group, key, ns))
-        {
+        if self.due.entry(time).or_default().insert((key_group, key, ns)) {
             self.len += 1;
         }
     }

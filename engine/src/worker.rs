@@ -45,8 +45,12 @@ pub(crate) enum WorkerExit {
 /// Inputs are driven downstream first. An input is only driven while no exchange it may feed
 /// is over capacity, so a slow consumer pauses its producers instead of growing queues, and
 /// the most downstream blocked exchange can always drain.
-pub(crate) fn run_worker(mut st: BuildState, flags: &Arc<RunFlags>, tick_interval: Duration) -> Result<WorkerExit> {
-    st.inputs.sort_by(|a, b| b.0.cmp(&a.0));
+pub(crate) fn run_worker(
+    mut st: BuildState,
+    flags: &Arc<RunFlags>,
+    tick_interval: Duration,
+) -> Result<WorkerExit> {
+    st.inputs.sort_by_key(|input| std::cmp::Reverse(input.0));
     let mut last_tick = Instant::now();
     let mut idle_spins = 0u32;
     loop {

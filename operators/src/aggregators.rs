@@ -251,7 +251,12 @@ mod tests {
 
     #[test]
     fn merge_equals_fold_of_concatenation() {
-        let agg = (Count, Sum::of(|x: &i64| *x), Min::of(|x: &i64| *x), Max::of(|x: &i64| *x));
+        let agg = (
+            Count,
+            Sum::of(|x: &i64| *x),
+            Min::of(|x: &i64| *x),
+            Max::of(|x: &i64| *x),
+        );
         let (a, b) = ([5, 1, 9], [4, -3]);
         let mut left = agg.init();
         a.iter().for_each(|v| agg.add(&mut left, v));

@@ -3,8 +3,8 @@ use std::marker::PhantomData;
 
 use sluice_engine::state::{KeyGroup, KeyedTable, StateKey, StateValue};
 use sluice_engine::{
-    BoxError, CheckpointId, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot,
-    Output, Result, TimerQueue, Timestamp, Watermark,
+    BoxError, CheckpointId, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot, Output,
+    Result, TimerQueue, Timestamp, Watermark,
 };
 
 use crate::snapshot;
@@ -138,7 +138,8 @@ impl<K: StateKey, S: StateValue, O: Data> ProcessContext<'_, K, S, O> {
 
     /// Calls back [`KeyedProcessFunction::on_timer`] for this key when the watermark reaches `time`.
     pub fn register_event_timer(&mut self, time: Timestamp) {
-        self.event_timers.register(time, self.key_group, self.key.clone(), ());
+        self.event_timers
+            .register(time, self.key_group, self.key.clone(), ());
     }
 
     /// Calls back [`KeyedProcessFunction::on_timer`] for this key when the wall clock reaches `time`.

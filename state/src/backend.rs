@@ -2,10 +2,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Result, StateError};
+use crate::key_group::DEFAULT_MAX_KEY_GROUPS;
 use crate::key_group::KeyGroupRange;
 use crate::memory::MemoryTable;
 use crate::table::{KeyedTable, StateKey, StateValue};
-use crate::key_group::DEFAULT_MAX_KEY_GROUPS;
 
 /// Where a worker's keyed state lives. Cheap to clone; clones share the set of open tables.
 #[derive(Debug, Clone)]

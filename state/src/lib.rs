@@ -30,7 +30,7 @@ mod table;
 
 pub use backend::StateBackend;
 pub use error::{Result, StateError};
-pub use key_group::{KeyGroup, KeyGroupRange, DEFAULT_MAX_KEY_GROUPS};
+pub use key_group::{DEFAULT_MAX_KEY_GROUPS, KeyGroup, KeyGroupRange};
 pub use memory::MemoryTable;
-pub use snapshot::{TableSnapshot, STATE_FORMAT_VERSION};
+pub use snapshot::{STATE_FORMAT_VERSION, TableSnapshot};
 pub use table::{KeyedTable, StateKey, StateValue};

@@ -10,6 +10,9 @@ use crate::table::{KeyedTable, StateKey, StateValue};
 
 type GroupMap<K, N, V> = HashMap<(K, N), V, FxBuildHasher>;
 
+/// The decoded entries of one key group.
+type Entries<K, N, V> = Vec<((K, N), V)>;
+
 /// A heap table: one hash map of `(key, namespace) → value` per key group.
 pub struct MemoryTable<K, N, V> {
     operator: String,
@@ -127,10 +130,12 @@ impl<K: StateKey, N: StateKey, V: StateValue> KeyedTable<K, N, V> for MemoryTabl
                 continue;
             }
             let entries: Vec<(&(K, N), &V)> = map.iter().collect();
-            let bytes = bincode::serde::encode_to_vec(&entries, bincode::config::standard())
-                .map_err(|e| StateError::Encode {
-                    operator: self.operator.clone(),
-                    reason: e.to_string(),
+            let bytes =
+                bincode::serde::encode_to_vec(&entries, bincode::config::standard()).map_err(|e| {
+                    StateError::Encode {
+                        operator: self.operator.clone(),
+                        reason: e.to_string(),
+                    }
                 })?;
             groups.push((kg.0, bytes));
         }
@@ -150,13 +155,13 @@ impl<K: StateKey, N: StateKey, V: StateValue> KeyedTable<K, N, V> for MemoryTabl
             if !self.range.contains(kg) {
                 continue;
             }
-            let (entries, _): (Vec<((K, N), V)>, usize) =
-                bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(
-                    |e| StateError::Decode {
+            let (entries, _): (Entries<K, N, V>, usize) =
+                bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(|e| {
+                    StateError::Decode {
                         operator: self.operator.clone(),
                         reason: format!("key group {kg}: {e}"),
-                    },
-                )?;
+                    }
+                })?;
             for ((k, n), v) in entries {
                 self.put(kg, k, n, v)?;
             }
@@ -225,7 +230,10 @@ mod tests {
         let err = other.restore(&snap).unwrap_err();
         assert!(matches!(err, StateError::IncompatibleFormat { .. }), "{err}");
         let mut renamed = MemoryTable::<u32, (), u64>::new("total", all);
-        assert!(matches!(renamed.restore(&snap), Err(StateError::WrongOperator { .. })));
+        assert!(matches!(
+            renamed.restore(&snap),
+            Err(StateError::WrongOperator { .. })
+        ));
         let mut old = snap.clone();
         old.format_version = 0;
         assert!(t.restore(&old).is_err());

@@ -38,7 +38,10 @@ impl TableSnapshot {
                 operator: operator.to_string(),
                 expected: STATE_FORMAT_VERSION,
                 found: self.format_version,
-                detail: format!("snapshot has {}, table has {}", self.type_signature, type_signature),
+                detail: format!(
+                    "snapshot has {}, table has {}",
+                    self.type_signature, type_signature
+                ),
             });
         }
         Ok(())

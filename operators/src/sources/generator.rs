@@ -1,8 +1,7 @@
 use std::sync::Arc;
 
 use sluice_engine::{
-    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition,
-    SourceReader,
+    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
 };
 
 type Generate<T> = Arc<dyn Fn(PartitionId, u64) -> T + Send + Sync>;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Data, Message, PartitionId, PollStatus, RecordLocation, Source,
-    SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BadRecordPolicy, BoxError, Data, Message, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
+    SourceContext, SourcePosition, SourceReader,
 };
 
 use super::line_reader::LineReader;

@@ -1,8 +1,7 @@
 use std::sync::Arc;
 
 use sluice_engine::{
-    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition,
-    SourceReader,
+    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
 };
 
 /// Records held in memory, in one or more partitions. Partition `p` is read by worker
@@ -29,7 +28,10 @@ impl<T: Data> MemorySource<T> {
 
     /// Shares already built partitions (cheap to clone into every worker).
     pub fn shared(partitions: Arc<Vec<Vec<T>>>) -> Self {
-        MemorySource { partitions, chunk: 256 }
+        MemorySource {
+            partitions,
+            chunk: 256,
+        }
     }
 
     /// Records per poll (smaller chunks interleave partitions more finely).

@@ -78,9 +78,9 @@ impl Windows {
             Windows::Sliding { size, slide } if size <= 0 || slide <= 0 => {
                 Some("window size and slide must be positive".into())
             }
-            Windows::Sliding { size, slide } if slide > size => {
-                Some(format!("slide {slide} ms is larger than size {size} ms: records would fall between windows"))
-            }
+            Windows::Sliding { size, slide } if slide > size => Some(format!(
+                "slide {slide} ms is larger than size {size} ms: records would fall between windows"
+            )),
             Windows::Session { gap } if gap <= 0 => Some("session gap must be positive".into()),
             _ => None,
         }
@@ -116,16 +116,17 @@ mod tests {
         assert_eq!(windows(61_000, 60_000, 60_000), vec![(60_000, 120_000)]);
         assert_eq!(windows(0, 60_000, 60_000), vec![(0, 60_000)]);
         assert_eq!(windows(-1, 10, 10), vec![(-10, 0)]);
-        assert_eq!(
-            windows(125, 300, 100),
-            vec![(100, 400), (0, 300), (-100, 200)]
-        );
+        assert_eq!(windows(125, 300, 100), vec![(100, 400), (0, 300), (-100, 200)]);
     }
 
     #[test]
     fn invalid_settings_are_explained() {
         assert!(Windows::Tumbling { size: 0 }.problem().is_some());
         assert!(Windows::Sliding { size: 10, slide: 20 }.problem().is_some());
-        assert!(Windows::sliding(Duration::from_secs(300), Duration::from_secs(60)).problem().is_none());
+        assert!(
+            Windows::sliding(Duration::from_secs(300), Duration::from_secs(60))
+                .problem()
+                .is_none()
+        );
     }
 }

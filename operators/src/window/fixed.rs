@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use sluice_engine::state::{KeyedTable, StateKey};
 use sluice_engine::{
-    CheckpointId, Counter, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot,
-    Output, Result, TimerQueue, Timestamp, Watermark,
+    CheckpointId, Counter, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot, Output,
+    Result, TimerQueue, Timestamp, Watermark,
 };
 
 use super::assigner::{Window, WindowResult, for_each_window};
@@ -77,10 +77,7 @@ where
         } = record;
         let (wm, lateness) = (self.watermark.0, self.lateness);
         let Self {
-            agg,
-            table,
-            created,
-            ..
+            agg, table, created, ..
         } = self;
         let table = table
             .as_mut()
@@ -93,7 +90,9 @@ where
                 return;
             }
             accepted = true;
-            match table.upsert(key_group, &key, &w, &mut || agg.init(), &mut |acc| agg.add(acc, &value)) {
+            match table.upsert(key_group, &key, &w, &mut || agg.init(), &mut |acc| {
+                agg.add(acc, &value)
+            }) {
                 Ok(true) => created.push(w),
                 Ok(false) => {}
                 Err(e) => result = Err(e),

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use sluice_engine::state::{KeyedTable, StateKey};
 use sluice_engine::{
-    CheckpointId, Counter, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot,
-    Output, Result, TimerQueue, Timestamp, Watermark,
+    CheckpointId, Counter, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot, Output,
+    Result, TimerQueue, Timestamp, Watermark,
 };
 
 use super::assigner::{Window, WindowResult};

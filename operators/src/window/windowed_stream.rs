@@ -48,12 +48,16 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
         self.check();
         let (name, l) = (self.name.as_str(), self.allowed_lateness);
         match self.windows {
-            Windows::Tumbling { size } => {
-                records.transform(name, "window", FixedWindowAggregate::new(size, size, l, agg, None))
-            }
-            Windows::Sliding { size, slide } => {
-                records.transform(name, "window", FixedWindowAggregate::new(size, slide, l, agg, None))
-            }
+            Windows::Tumbling { size } => records.transform(
+                name,
+                "window",
+                FixedWindowAggregate::new(size, size, l, agg, None),
+            ),
+            Windows::Sliding { size, slide } => records.transform(
+                name,
+                "window",
+                FixedWindowAggregate::new(size, slide, l, agg, None),
+            ),
             Windows::Session { gap } => {
                 records.transform(name, "window", SessionAggregate::new(gap, l, agg, None))
             }
@@ -61,10 +65,7 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
     }
 
     /// Like [`Self::aggregate`], and also returns the stream of late records.
-    pub fn aggregate_with_late<A: Aggregator<T>>(
-        self,
-        agg: A,
-    ) -> (Stream<WindowResult<K, A::Out>>, Stream<T>)
+    pub fn aggregate_with_late<A: Aggregator<T>>(self, agg: A) -> (Stream<WindowResult<K, A::Out>>, Stream<T>)
     where
         K: StateKey,
     {
@@ -72,17 +73,21 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
         self.check();
         let (name, l) = (self.name.as_str(), self.allowed_lateness);
         match self.windows {
-            Windows::Tumbling { size } => records.transform_with_side_output(name, "window", |late: Output<T>| {
-                FixedWindowAggregate::new(size, size, l, agg, Some(late))
-            }),
+            Windows::Tumbling { size } => {
+                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                    FixedWindowAggregate::new(size, size, l, agg, Some(late))
+                })
+            }
             Windows::Sliding { size, slide } => {
                 records.transform_with_side_output(name, "window", |late: Output<T>| {
                     FixedWindowAggregate::new(size, slide, l, agg, Some(late))
                 })
             }
-            Windows::Session { gap } => records.transform_with_side_output(name, "window", |late: Output<T>| {
-                SessionAggregate::new(gap, l, agg, Some(late))
-            }),
+            Windows::Session { gap } => {
+                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                    SessionAggregate::new(gap, l, agg, Some(late))
+                })
+            }
         }
     }
 
