@@ -224,6 +224,8 @@ impl JobBuilder {
                 worker: WorkerId(st.worker),
                 workers: st.config.workers,
                 batch_size: st.config.batch_size,
+                metrics: st.metrics.clone(),
+                shared: Arc::clone(&st.registry.shared),
             };
             match source.open(&ctx) {
                 Ok(reader) => {

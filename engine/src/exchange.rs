@@ -67,6 +67,8 @@ pub(crate) struct ExchangeRegistry {
     exchanges: Mutex<HashMap<usize, Channels>>,
     /// Worker threads, to wake a receiver that sleeps.
     pub(crate) threads: OnceLock<Vec<Thread>>,
+    /// Objects the readers of a source share across workers.
+    pub(crate) shared: Arc<crate::source::SharedResources>,
 }
 
 impl ExchangeRegistry {

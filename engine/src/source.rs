@@ -1,10 +1,13 @@
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, EngineError};
 use crate::ids::{PartitionId, WorkerId};
+use crate::metrics::{Counter, JobMetrics};
 use crate::push::Data;
 use crate::time::Timestamp;
 
@@ -109,8 +112,12 @@ pub enum SourceItem<T> {
         reason: String,
     },
     /// The reader starts reading a partition it did not report before (e.g. the next file
-    /// split). Until its first record it holds the watermark where it is.
+    /// split, a newly assigned Kafka partition). Until its first record it holds the
+    /// watermark where it is.
     PartitionStart(PartitionId),
+    /// The partition was taken away (a consumer-group rebalance). It no longer holds the
+    /// watermark back, and may start again later.
+    PartitionRevoked(PartitionId),
     /// The partition has no more records.
     PartitionEnd(PartitionId),
 }
@@ -191,6 +198,11 @@ impl<'a, T> SourceBatch<'a, T> {
         self.add(SourceItem::PartitionStart(partition));
     }
 
+    /// Marks `partition` as taken away from this reader for now.
+    pub fn partition_revoked(&mut self, partition: PartitionId) {
+        self.add(SourceItem::PartitionRevoked(partition));
+    }
+
     /// Marks `partition` as finished.
     pub fn partition_end(&mut self, partition: PartitionId) {
         self.add(SourceItem::PartitionEnd(partition));
@@ -234,7 +246,7 @@ pub enum PollStatus {
 }
 
 /// Where a reader runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceContext {
     /// The source's operator name.
     pub name: String,
@@ -244,6 +256,41 @@ pub struct SourceContext {
     pub workers: usize,
     /// Suggested largest number of items per poll.
     pub batch_size: usize,
+    /// The job's metrics.
+    pub metrics: JobMetrics,
+    pub(crate) shared: Arc<SharedResources>,
+}
+
+impl SourceContext {
+    /// The counter `name` of this source on this worker.
+    pub fn counter(&self, name: &'static str) -> Arc<Counter> {
+        self.metrics.counter(&self.name, name, self.worker.0)
+    }
+
+    /// An object shared by the readers of this source on every worker of the current run,
+    /// created by the first reader that asks.
+    pub fn shared<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        self.shared.get_or_insert(&self.name, init)
+    }
+}
+
+/// Objects shared between the workers of one run, by name.
+#[derive(Default)]
+pub(crate) struct SharedResources {
+    objects: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl SharedResources {
+    fn get_or_insert<T: Any + Send + Sync>(&self, name: &str, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let key = format!("{name}\u{0}{}", std::any::type_name::<T>());
+        if let Some(shared) = objects.get(&key).and_then(|o| Arc::clone(o).downcast::<T>().ok()) {
+            return shared;
+        }
+        let created = Arc::new(init());
+        objects.insert(key, Arc::clone(&created) as Arc<dyn Any + Send + Sync>);
+        created
+    }
 }
 
 /// A source definition: describes where data comes from and opens one reader per worker.
@@ -285,4 +332,13 @@ pub trait SourceReader<T> {
     /// # Errors
     /// When the position cannot be reached.
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError>;
+
+    /// Called on every tick while downstream is too busy for this reader to be polled: keep
+    /// connections and group memberships alive without taking in more data.
+    ///
+    /// # Errors
+    /// When the connection is lost for good.
+    fn keep_alive(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
 }

@@ -20,6 +20,8 @@ struct PartitionState {
     active: bool,
     /// The partition's watermark must be recomputed after this poll.
     dirty: bool,
+    /// Taken away by a rebalance; it counts as idle until assigned again.
+    revoked: bool,
     records: u64,
 }
 
@@ -31,6 +33,7 @@ impl PartitionState {
             last_active: now,
             active: false,
             dirty: false,
+            revoked: false,
             records: 0,
         }
     }
@@ -50,6 +53,8 @@ pub(crate) struct SourceDriver<T: Data> {
     core: DriverCore<T>,
     batch_size: usize,
     finished: bool,
+    /// Whether `drive` ran since the last tick.
+    driven: bool,
 }
 
 /// Everything but the reader, so the reader can hand items to it during a poll.
@@ -96,6 +101,7 @@ impl<T: Data> SourceDriver<T> {
             },
             batch_size,
             finished: false,
+            driven: false,
         }
     }
 }
@@ -187,8 +193,20 @@ impl<T: Data> DriverCore<T> {
                 self.bad_record(&location, reason)
             }
             SourceItem::PartitionStart(partition) => {
-                self.slot(partition);
+                let slot = self.slot(partition);
+                let p = &mut self.partitions[slot];
+                if p.revoked {
+                    p.revoked = false;
+                    p.max_ts = Timestamp::MIN;
+                }
+                self.tracker.reopen(slot);
                 Ok(())
+            }
+            SourceItem::PartitionRevoked(partition) => {
+                let slot = self.slot(partition);
+                self.partitions[slot].revoked = true;
+                let c = self.tracker.set_idle(slot);
+                self.emit_combined(c)
             }
             SourceItem::PartitionEnd(partition) => {
                 let slot = self.slot(partition);
@@ -241,6 +259,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         if self.finished {
             return Ok(Drive::Finished);
         }
+        self.driven = true;
         let Self {
             reader,
             core,
@@ -272,6 +291,14 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
     }
 
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
+        if !std::mem::take(&mut self.driven) && !self.finished {
+            self.reader
+                .keep_alive()
+                .map_err(|source| EngineError::SourceFailed {
+                    source_name: self.core.name.clone(),
+                    source,
+                })?;
+        }
         let core = &mut self.core;
         let Some(timeout) = core.strategy.idle_timeout else {
             return Ok(());
@@ -283,7 +310,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
                 p.last_active = now;
                 continue;
             }
-            if !core.tracker.is_idle(slot) && now.duration_since(p.last_active) >= timeout {
+            if !p.revoked && !core.tracker.is_idle(slot) && now.duration_since(p.last_active) >= timeout {
                 let id = p.id;
                 let c = core.tracker.set_idle(slot);
                 if core.tracker.is_idle(slot) {

@@ -61,6 +61,14 @@ impl WatermarkTracker {
         self.inputs.len() - 1
     }
 
+    /// Makes an ended input active again at the current watermark (a partition assigned
+    /// again after it was given up).
+    pub fn reopen(&mut self, i: usize) {
+        if self.inputs[i] == InputProgress::Ended {
+            self.inputs[i] = InputProgress::Active(self.current);
+        }
+    }
+
     /// Whether input `i` is idle.
     pub fn is_idle(&self, i: usize) -> bool {
         matches!(self.inputs.get(i), Some(InputProgress::Idle(_)))
