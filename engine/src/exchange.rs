@@ -119,6 +119,9 @@ pub(crate) struct ExchangeSpec {
 /// Largest encoded batch before it is sealed, whatever its record count.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// Longest time a receiver delivers messages before the worker turns to its other inputs.
+const RECEIVE_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Capacity of a fresh batch buffer.
 const BATCH_BUFFER: usize = 64 * 1024;
 
@@ -215,8 +218,13 @@ where
             return Ok(Drive::Finished);
         }
         let mut worked = false;
-        // A bounded number of messages per turn keeps the other inputs served.
+        // A bounded number of messages and time per turn keeps the other inputs (and their
+        // connections) served.
+        let started = std::time::Instant::now();
         for _ in 0..64 {
+            if worked && started.elapsed() >= RECEIVE_BUDGET {
+                break;
+            }
             match r.rx.try_recv() {
                 Ok(env) => {
                     worked = true;

@@ -2,6 +2,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +51,7 @@ pub enum RecordLocation {
     /// A Kafka record.
     Kafka {
         /// Topic.
-        topic: String,
+        topic: Arc<str>,
         /// Partition.
         partition: i32,
         /// Offset.
@@ -131,8 +132,13 @@ pub struct SourceBatch<'a, T> {
     emit: &'a mut dyn FnMut(SourceItem<T>) -> Result<(), EngineError>,
     len: usize,
     capacity: usize,
+    deadline: Instant,
     error: Option<EngineError>,
 }
+
+/// Longest time a poll should take, so slow downstream work cannot keep a reader (and its
+/// connections and group memberships) unattended for long.
+const MAX_POLL_TIME: Duration = Duration::from_millis(100);
 
 impl<'a, T> SourceBatch<'a, T> {
     /// A batch handing items to `emit`, meant to take up to `capacity` items per poll.
@@ -141,6 +147,7 @@ impl<'a, T> SourceBatch<'a, T> {
             emit,
             len: 0,
             capacity: capacity.max(1),
+            deadline: Instant::now() + MAX_POLL_TIME,
             error: None,
         }
     }
@@ -218,9 +225,11 @@ impl<'a, T> SourceBatch<'a, T> {
         self.len == 0
     }
 
-    /// Whether the poll has added as many items as it should.
+    /// Whether the poll has added as many items as it should (or taken long enough).
     pub fn is_full(&self) -> bool {
-        self.len >= self.capacity || self.error.is_some()
+        self.len >= self.capacity
+            || self.error.is_some()
+            || (self.len % 16 == 0 && self.len > 0 && Instant::now() >= self.deadline)
     }
 
     /// The number of items a poll should add at most.

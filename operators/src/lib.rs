@@ -40,6 +40,7 @@
 mod aggregators;
 mod filter;
 mod flat_map;
+pub mod kafka;
 mod map;
 mod process;
 mod sinks;

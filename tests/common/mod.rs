@@ -2,6 +2,9 @@
 //! and batch computations of windows to compare the engine with.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod kafka_jobs;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,50 @@
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+use sluice_engine::{BoxError, Message};
+
+use super::config::KafkaConfig;
+use super::context::LoggingContext;
+
+/// Creates `topic` with `partitions` partitions unless it exists.
+///
+/// # Errors
+/// When the broker cannot be reached or refuses to create the topic.
+pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), BoxError> {
+    let admin: AdminClient<LoggingContext> = config
+        .client_config(&[])
+        .create_with_context(LoggingContext)
+        .map_err(|e| {
+            Message(format!(
+                "cannot create a Kafka admin client for {}: {e}",
+                config.brokers()
+            ))
+        })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = runtime
+        .block_on(admin.create_topics([&new_topic], &options))
+        .map_err(|e| {
+            Message(format!(
+                "cannot create topic '{topic}' on {}: {e}",
+                config.brokers()
+            ))
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Message(format!(
+                    "cannot create topic '{name}' on {}: {code}",
+                    config.brokers()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}

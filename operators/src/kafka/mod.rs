@@ -1,0 +1,15 @@
+//! Kafka sources and sinks on rdkafka (librdkafka).
+
+mod admin;
+mod config;
+mod context;
+mod dead_letter;
+mod format;
+mod sink;
+mod source;
+
+pub use admin::ensure_topic;
+pub use config::KafkaConfig;
+pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
+pub use sink::KafkaSink;
+pub use source::{KafkaSource, PoisonPolicy, StartFrom};

@@ -1,0 +1,616 @@
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use sluice_engine::{
+    BadRecordPolicy, BoxError, Counter, Data, Message, PartitionId, PollStatus, RecordLocation, Source,
+    SourceBatch, SourceContext, SourcePosition, SourceReader,
+};
+
+use super::config::KafkaConfig;
+use super::dead_letter::{DeadLetterWriter, PoisonRecord};
+use super::format::{Json, RecordDeserializer};
+
+/// What a Kafka source does with a record its format cannot decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PoisonPolicy {
+    /// Stop the job; the error names topic, partition and offset.
+    #[default]
+    Fail,
+    /// Skip it, counted in the source's `bad_records_skipped` metric.
+    Skip,
+    /// Write it unchanged to this topic (created if missing), with the error and its topic,
+    /// partition and offset as headers (`sluice.error`, `sluice.topic`, `sluice.partition`,
+    /// `sluice.offset`); counted in `dead_lettered`.
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+    },
+}
+
+/// Where a partition starts when the engine has no position for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The consumer group's committed offset, or the earliest offset without one.
+    #[default]
+    CommittedOrEarliest,
+    /// The consumer group's committed offset, or the end without one.
+    CommittedOrLatest,
+    /// The earliest offset, whatever was committed.
+    Earliest,
+    /// The end of the partition, whatever was committed.
+    Latest,
+}
+
+/// Reads Kafka topics with one consumer per worker, all in one consumer group, so the
+/// group spreads the partitions over the workers and rebalances them when members come and
+/// go. Offsets are never committed automatically: the engine decides what is done.
+///
+/// Each worker's consumer polls without blocking from the worker's loop, decodes each record
+/// in place and hands it downstream. While downstream is too busy, the worker pauses its
+/// partitions and keeps polling, so the group does not evict it; memory is bounded by
+/// `queued.max.messages.kbytes` (set with [`KafkaSource::max_queued_kbytes`]).
+///
+/// Partition ids are `topic index << 20 | partition`, the topic index being the position
+/// of the topic in [`KafkaSource::new`]'s list.
+pub struct KafkaSource<T> {
+    config: KafkaConfig,
+    group: String,
+    topics: Vec<String>,
+    format: Arc<dyn RecordDeserializer<T>>,
+    poison: PoisonPolicy,
+    start: StartFrom,
+    start_offsets: SourcePosition,
+    exit_when_idle: Option<Duration>,
+    max_queued_kbytes: u32,
+}
+
+impl<T> Clone for KafkaSource<T> {
+    fn clone(&self) -> Self {
+        KafkaSource {
+            config: self.config.clone(),
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            format: Arc::clone(&self.format),
+            poison: self.poison.clone(),
+            start: self.start,
+            start_offsets: self.start_offsets.clone(),
+            exit_when_idle: self.exit_when_idle,
+            max_queued_kbytes: self.max_queued_kbytes,
+        }
+    }
+}
+
+impl<T: Data> KafkaSource<T> {
+    /// Reads `topics` in consumer group `group`, decoding records with `format`.
+    pub fn new(
+        config: KafkaConfig,
+        group: impl Into<String>,
+        topics: &[&str],
+        format: impl RecordDeserializer<T>,
+    ) -> Self {
+        KafkaSource {
+            config,
+            group: group.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            format: Arc::new(format),
+            poison: PoisonPolicy::Fail,
+            start: StartFrom::default(),
+            start_offsets: SourcePosition::default(),
+            exit_when_idle: None,
+            max_queued_kbytes: 16 * 1024,
+        }
+    }
+
+    /// Reads JSON payloads.
+    pub fn json(config: KafkaConfig, group: impl Into<String>, topics: &[&str]) -> Self
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        Self::new(config, group, topics, Json)
+    }
+
+    /// What to do with records that cannot be decoded (default: fail).
+    pub fn on_poison(mut self, policy: PoisonPolicy) -> Self {
+        self.poison = policy;
+        self
+    }
+
+    /// Where partitions without an engine-given position start.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Starts the partitions named in `position` at its offsets (e.g. from a checkpoint).
+    pub fn start_at(mut self, position: SourcePosition) -> Self {
+        self.start_offsets = position;
+        self
+    }
+
+    /// Ends the input once no worker has received a record for `idle` (after the first
+    /// assignment), as if the topics had ended: open windows are emitted.
+    pub fn exit_when_idle(mut self, idle: Duration) -> Self {
+        self.exit_when_idle = Some(idle);
+        self
+    }
+
+    /// Bytes librdkafka may prefetch per consumer, in KiB (default 16 MiB).
+    pub fn max_queued_kbytes(mut self, kbytes: u32) -> Self {
+        self.max_queued_kbytes = kbytes.max(1);
+        self
+    }
+
+    fn consumer_config(&self) -> rdkafka::ClientConfig {
+        let reset = match self.start {
+            StartFrom::CommittedOrLatest | StartFrom::Latest => "latest",
+            StartFrom::CommittedOrEarliest | StartFrom::Earliest => "earliest",
+        };
+        let queued = self.max_queued_kbytes.to_string();
+        self.config.client_config(&[
+            ("group.id", self.group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", reset),
+            ("fetch.wait.max.ms", "10"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("queued.max.messages.kbytes", queued.as_str()),
+        ])
+    }
+}
+
+/// Encodes a topic index and partition into one id.
+fn partition_id(topic_index: usize, partition: i32) -> PartitionId {
+    PartitionId(((topic_index as u32) << 20) | (partition as u32 & 0xF_FFFF))
+}
+
+/// A rebalance seen by the consumer, to be turned into partition starts and revocations.
+enum Rebalanced {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Applies engine-given offsets on assignment and reports rebalances to the reader.
+struct ReaderContext {
+    start: StartFrom,
+    /// Next offsets the engine wants, per (topic, partition).
+    offsets: Mutex<HashMap<(String, i32), i64>>,
+    events: Mutex<Vec<Rebalanced>>,
+}
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::context::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for ReaderContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let offsets = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
+                for (topic, partition) in partitions_of(tpl) {
+                    let offset = match (offsets.get(&(topic.clone(), partition)), self.start) {
+                        (Some(o), _) => Offset::Offset(*o),
+                        (None, StartFrom::Earliest) => Offset::Beginning,
+                        (None, StartFrom::Latest) => Offset::End,
+                        (None, _) => continue,
+                    };
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                        tracing::warn!(%topic, partition, error = %e, "cannot set start offset");
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "cannot take the assigned partitions");
+                }
+                tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
+                events.push(Rebalanced::Assigned(partitions_of(tpl)));
+            }
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::warn!(?err, "rebalance error; giving up the assignment");
+                }
+                let revoked = partitions_of(tpl);
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+                hand_over(consumer, &revoked);
+                events.push(Rebalanced::Revoked(revoked));
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "cannot give up the revoked partitions");
+                }
+            }
+        }
+    }
+}
+
+/// Commits how far this consumer got in `revoked`, so their next owner continues exactly
+/// there: every record returned by `poll` has already been handed downstream.
+fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)]) {
+    let positions = match consumer.position() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read positions of revoked partitions");
+            return;
+        }
+    };
+    let mut commit = TopicPartitionList::new();
+    for e in positions.elements() {
+        let revoked_here = revoked.iter().any(|(t, p)| t == e.topic() && *p == e.partition());
+        if let (true, Offset::Offset(o)) = (revoked_here, e.offset()) {
+            if let Err(err) = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o)) {
+                tracing::warn!(error = %err, "cannot record a position to hand over");
+            }
+        }
+    }
+    if commit.count() > 0 {
+        if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+            tracing::warn!(error = %e, "cannot commit positions of revoked partitions");
+        }
+    }
+}
+
+/// Per-worker "idle" votes of one source; the input ends when every reader is idle.
+struct IdleVotes {
+    idle: Vec<AtomicBool>,
+    /// Whether any reader got partitions yet; before that nobody is idle.
+    any_assigned: AtomicBool,
+}
+
+struct Counters {
+    dead_lettered: Arc<Counter>,
+    revoked: Arc<Counter>,
+    max_poll_exceeded: Arc<Counter>,
+}
+
+impl<T: Data> Source for KafkaSource<T> {
+    type Item = T;
+
+    fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
+        let mut offsets = HashMap::new();
+        for (id, offset) in &self.start_offsets.offsets {
+            let topic_index = (id.0 >> 20) as usize;
+            if let Some(topic) = self.topics.get(topic_index) {
+                offsets.insert((topic.clone(), (id.0 & 0xF_FFFF) as i32), *offset as i64);
+            }
+        }
+        let context = ReaderContext {
+            start: self.start,
+            offsets: Mutex::new(offsets),
+            events: Mutex::new(Vec::new()),
+        };
+        let consumer: BaseConsumer<ReaderContext> =
+            self.consumer_config().create_with_context(context).map_err(|e| {
+                Message(format!(
+                    "cannot create a Kafka consumer for {}: {e}",
+                    self.config.brokers()
+                ))
+            })?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
+        let dead_letter = match &self.poison {
+            PoisonPolicy::DeadLetter { topic } => Some(DeadLetterWriter::open(&self.config, topic)?),
+            _ => None,
+        };
+        let workers = ctx.workers;
+        let votes = ctx.shared(|| IdleVotes {
+            idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            any_assigned: AtomicBool::new(false),
+        });
+        Ok(Box::new(KafkaReader {
+            consumer,
+            state: ReaderState {
+                topics: self.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+                format: Arc::clone(&self.format),
+                poison: self.poison.clone(),
+                dead_letter,
+                positions: BTreeMap::new(),
+                assigned: Vec::new(),
+                paused: false,
+                stash: VecDeque::new(),
+                exit_when_idle: self.exit_when_idle,
+                last_record: Instant::now(),
+                votes,
+                worker: ctx.worker.0,
+                finished: false,
+                counters: Counters {
+                    dead_lettered: ctx.counter("dead_lettered"),
+                    revoked: ctx.counter("partitions_revoked"),
+                    max_poll_exceeded: ctx.counter("max_poll_exceeded"),
+                },
+            },
+        }))
+    }
+
+    fn bad_record_policy(&self) -> BadRecordPolicy {
+        match self.poison {
+            PoisonPolicy::Fail => BadRecordPolicy::Fail,
+            // Dead-lettering happens in the reader; what reaches the engine (unusable
+            // timestamps) is skipped and counted.
+            PoisonPolicy::Skip | PoisonPolicy::DeadLetter { .. } => BadRecordPolicy::Skip,
+        }
+    }
+}
+
+struct KafkaReader<T> {
+    consumer: BaseConsumer<ReaderContext>,
+    state: ReaderState<T>,
+}
+
+/// Everything but the consumer, so records borrowed from the consumer can be handled.
+struct ReaderState<T> {
+    topics: Vec<Arc<str>>,
+    format: Arc<dyn RecordDeserializer<T>>,
+    poison: PoisonPolicy,
+    dead_letter: Option<DeadLetterWriter>,
+    /// Next offset per partition, for the engine.
+    positions: BTreeMap<PartitionId, u64>,
+    assigned: Vec<(String, i32)>,
+    paused: bool,
+    /// Records that arrived while paused.
+    stash: VecDeque<OwnedMessage>,
+    exit_when_idle: Option<Duration>,
+    last_record: Instant,
+    votes: Arc<IdleVotes>,
+    worker: usize,
+    finished: bool,
+    counters: Counters,
+}
+
+impl<T: Data> ReaderState<T> {
+    fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| &**t == topic)
+    }
+
+    fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceBatch<'_, T>) {
+        let events = std::mem::take(&mut *context.events.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in events {
+            match event {
+                Rebalanced::Assigned(partitions) => {
+                    for (topic, partition) in partitions {
+                        if let Some(ti) = self.topic_index(&topic) {
+                            batch.partition_start(partition_id(ti, partition));
+                        }
+                        if !self.assigned.contains(&(topic.clone(), partition)) {
+                            self.assigned.push((topic, partition));
+                        }
+                    }
+                    self.last_record = Instant::now();
+                    self.votes.any_assigned.store(true, Ordering::SeqCst);
+                }
+                Rebalanced::Revoked(partitions) => {
+                    for (topic, partition) in partitions {
+                        if let Some(ti) = self.topic_index(&topic) {
+                            batch.partition_revoked(partition_id(ti, partition));
+                            self.counters.revoked.inc();
+                        }
+                        self.assigned.retain(|p| p.0 != topic || p.1 != partition);
+                    }
+                    self.paused = false;
+                }
+            }
+        }
+    }
+
+    fn handle<M: rdkafka::message::Message>(
+        &mut self,
+        m: &M,
+        batch: &mut SourceBatch<'_, T>,
+    ) -> Result<(), BoxError> {
+        let Some(ti) = self.topic_index(m.topic()) else {
+            return Ok(());
+        };
+        let id = partition_id(ti, m.partition());
+        self.positions.insert(id, (m.offset() + 1).max(0) as u64);
+        self.last_record = Instant::now();
+        let location = || RecordLocation::Kafka {
+            topic: Arc::clone(&self.topics[ti]),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        match self.format.deserialize(m.key(), m.payload()) {
+            Ok(value) => {
+                batch.record_at(id, value, m.timestamp().to_millis(), location());
+                Ok(())
+            }
+            Err(reason) => match (&self.poison, &self.dead_letter) {
+                (PoisonPolicy::DeadLetter { .. }, Some(dlq)) => {
+                    dlq.write(&PoisonRecord {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key(),
+                        payload: m.payload(),
+                        error: &reason,
+                    })?;
+                    self.counters.dead_lettered.inc();
+                    Ok(())
+                }
+                _ => {
+                    batch.bad_record(id, location(), reason);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn assignment_list(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &self.assigned {
+            tpl.add_partition(topic, *partition);
+        }
+        tpl
+    }
+
+    /// Ends the input once every reader of the source has been idle long enough.
+    fn idle_exit(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<bool, BoxError> {
+        let Some(limit) = self.exit_when_idle else {
+            return Ok(false);
+        };
+        if !self.votes.any_assigned.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let idle = self.last_record.elapsed() >= limit;
+        self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
+        if !idle || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst)) {
+            return Ok(false);
+        }
+        if let Some(dlq) = &self.dead_letter {
+            dlq.flush()?;
+        }
+        for (topic, partition) in std::mem::take(&mut self.assigned) {
+            if let Some(ti) = self.topic_index(&topic) {
+                batch.partition_end(partition_id(ti, partition));
+            }
+        }
+        self.finished = true;
+        Ok(true)
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumptionFatal(_) | KafkaError::Subscription(_) | KafkaError::ClientCreation(_)
+    )
+}
+
+impl<T: Data> SourceReader<T> for KafkaReader<T> {
+    fn partitions(&self) -> Vec<PartitionId> {
+        // Partitions arrive with the group's assignment, announced as they come.
+        Vec::new()
+    }
+
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+        let Self { consumer, state } = self;
+        if state.finished {
+            return Ok(PollStatus::Finished);
+        }
+        if state.paused {
+            consumer
+                .resume(&state.assignment_list())
+                .map_err(|e| Message(format!("cannot resume partitions: {e}")))?;
+            state.paused = false;
+        }
+        state.apply_rebalances(consumer.context(), batch);
+        let mut got = 0;
+        while let Some(m) = state.stash.pop_front() {
+            state.handle(&m, batch)?;
+            got += 1;
+        }
+        while !batch.is_full() {
+            let polled = consumer.poll(Duration::ZERO);
+            // Rebalance callbacks run inside poll: announce partitions before their records.
+            state.apply_rebalances(consumer.context(), batch);
+            match polled {
+                None => break,
+                Some(Ok(m)) => {
+                    state.handle(&m, batch)?;
+                    got += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) if is_fatal(&e) => {
+                    return Err(Message(format!("Kafka consumer failed: {e}")).into());
+                }
+                Some(Err(e)) => {
+                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PollExceeded) {
+                        state.counters.max_poll_exceeded.inc();
+                    }
+                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                    break;
+                }
+            }
+        }
+        if let Some(dlq) = &state.dead_letter {
+            dlq.check()?;
+        }
+        if got == 0 && state.idle_exit(batch)? {
+            return Ok(PollStatus::Finished);
+        }
+        Ok(if got > 0 {
+            PollStatus::Ready
+        } else {
+            PollStatus::Pending
+        })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition {
+            offsets: self.state.positions.clone(),
+        }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        let mut wanted = self
+            .consumer
+            .context()
+            .offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (id, offset) in &position.offsets {
+            let (ti, partition) = ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32);
+            let Some(topic) = self.state.topics.get(ti) else {
+                continue;
+            };
+            wanted.insert((topic.to_string(), partition), *offset as i64);
+            if self
+                .state
+                .assigned
+                .iter()
+                .any(|(t, p)| **t == **topic && *p == partition)
+            {
+                self.consumer
+                    .seek(
+                        topic,
+                        partition,
+                        Offset::Offset(*offset as i64),
+                        Duration::from_secs(10),
+                    )
+                    .map_err(|e| Message(format!("cannot seek {topic}/{partition} to {offset}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_alive(&mut self) -> Result<(), BoxError> {
+        let Self { consumer, state } = self;
+        if state.finished {
+            return Ok(());
+        }
+        if !state.paused && !state.assigned.is_empty() {
+            consumer
+                .pause(&state.assignment_list())
+                .map_err(|e| Message(format!("cannot pause partitions: {e}")))?;
+            state.paused = true;
+        }
+        // Polling while paused keeps the group membership; rebalances seen here are
+        // announced at the next poll.
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => state.stash.push_back(m.detach()),
+            Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
+            _ => {}
+        }
+        state.last_record = Instant::now();
+        Ok(())
+    }
+}

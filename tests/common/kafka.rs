@@ -1,0 +1,101 @@
+//! Kafka helpers for tests: producing fixtures and reading topics back.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::datagen::Order;
+
+/// A record to produce: key, payload.
+pub type Fixture = (Option<String>, Vec<u8>);
+
+/// Orders as JSON keyed by product, with `poison` undecodable payloads inserted at the given
+/// positions.
+pub fn order_fixtures(orders: &[Order], poison: &[(usize, &str)]) -> Vec<Fixture> {
+    let mut out = Vec::new();
+    for (i, o) in orders.iter().enumerate() {
+        for (at, bad) in poison {
+            if *at == i {
+                out.push((Some(o.product_id.clone()), bad.as_bytes().to_vec()));
+            }
+        }
+        out.push((Some(o.product_id.clone()), serde_json::to_vec(o).expect("json")));
+    }
+    out
+}
+
+/// Produces `records` to `topic` and waits until every one is acknowledged.
+pub fn produce(brokers: &str, topic: &str, records: &[Fixture]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (key, payload) in records {
+        let mut record = BaseRecord::<String, Vec<u8>>::to(topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        let mut pending = record;
+        loop {
+            match producer.send(pending) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    pending = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("all records acknowledged");
+}
+
+/// A record read back: payload and headers.
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived or `timeout` passed.
+pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadBack> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let started = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < expected && started.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(ReadBack {
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// A topic name no other test uses.
+pub fn unique(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{n}-{}", std::process::id(), sluice::engine::now_millis())
+}

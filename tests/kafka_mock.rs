@@ -1,0 +1,190 @@
+//! Kafka source and sink against librdkafka's in-process mock cluster: windowed results,
+//! poison-record policies, the sink, and group membership under backpressure.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::{order_fixtures, produce, read_topic, unique};
+use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::engine::{BoxError, EngineError};
+use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
+use sluice::prelude::*;
+
+fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    for (topic, partitions) in topics {
+        mock.create_topic(topic, *partitions, 1).expect("topic");
+    }
+    mock
+}
+
+fn orders(n: u64) -> Vec<Order> {
+    let generator = OrderGenerator {
+        products: 30,
+        orders_per_second: 20,
+        ..OrderGenerator::default()
+    };
+    (0..n).map(|i| generator.nth(i)).collect()
+}
+
+#[test]
+fn windowed_job_over_kafka_matches_batch_and_skips_poison() {
+    let topic = unique("orders");
+    let mock = cluster(&[(&topic, 4)]);
+    let brokers = mock.bootstrap_servers();
+    let orders = orders(2_000);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[(10, "not json"), (1_500, "{\"order_id\":1}")]));
+    for workers in [1, 2] {
+        let group = unique("revenue");
+        let (rows, report) =
+            revenue_from_kafka(KafkaConfig::new(&brokers), &topic, &group, PoisonPolicy::Skip, workers)
+                .expect("job runs");
+        assert_eq!(rows, expected_revenue(&orders), "workers = {workers}");
+        assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 2);
+        assert_eq!(report.metrics.total("orders", "records_out"), 2_000);
+    }
+}
+
+#[test]
+fn poison_record_fails_with_topic_partition_and_offset() {
+    let topic = unique("poison");
+    let mock = cluster(&[(&topic, 1)]);
+    let brokers = mock.bootstrap_servers();
+    produce(&brokers, &topic, &order_fixtures(&orders(50), &[(20, "{broken")]));
+    let err = revenue_from_kafka(KafkaConfig::new(&brokers), &topic, &unique("g"), PoisonPolicy::Fail, 1)
+        .expect_err("poison must fail the job");
+    match &err {
+        EngineError::BadRecord {
+            source_name,
+            location,
+            reason,
+        } => {
+            assert_eq!(source_name, "orders");
+            assert_eq!(location, &format!("topic {topic} partition 0 offset 20"));
+            assert!(reason.contains("invalid JSON"), "{reason}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+#[test]
+fn poison_records_go_to_the_dead_letter_topic_with_their_origin() {
+    let topic = unique("orders-dl");
+    let dlq = format!("{topic}-dlq");
+    let mock = cluster(&[(&topic, 2), (&dlq, 1)]);
+    let brokers = mock.bootstrap_servers();
+    let orders = orders(400);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[(5, "garbage-1"), (200, "garbage-2")]));
+    let (rows, report) = revenue_from_kafka(
+        KafkaConfig::new(&brokers),
+        &topic,
+        &unique("g"),
+        PoisonPolicy::DeadLetter { topic: dlq.clone() },
+        2,
+    )
+    .expect("job runs");
+    assert_eq!(rows, expected_revenue(&orders));
+    assert_eq!(report.metrics.total("orders", "dead_lettered"), 2);
+    let mut dead = read_topic(&brokers, &dlq, 2, Duration::from_secs(20));
+    dead.sort_by(|a, b| a.payload.cmp(&b.payload));
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].payload, b"garbage-1");
+    assert_eq!(dead[1].payload, b"garbage-2");
+    for d in &dead {
+        let header = |k: &str| d.headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(header("sluice.topic"), Some(topic.clone()));
+        assert!(header("sluice.error").is_some_and(|e| e.contains("invalid JSON")), "{:?}", d.headers);
+        assert!(header("sluice.partition").is_some() && header("sluice.offset").is_some());
+    }
+}
+
+#[test]
+fn kafka_sink_writes_every_record() {
+    let topic = unique("sink");
+    let mock = cluster(&[(&topic, 3)]);
+    let brokers = mock.bootstrap_servers();
+    let config = KafkaConfig::new(&brokers);
+    let out_topic = topic.clone();
+    let job = Job::new(JobConfig::new("to-kafka").workers(2), move |b| {
+        b.source(
+            "numbers",
+            GeneratorSource::new(4, Some(250), |p, i| (format!("k{}", i % 7), i * 4 + u64::from(p.0))),
+            WatermarkStrategy::processing_time(),
+        )
+        .sink(
+            "kafka",
+            KafkaSink::new(
+                config.clone(),
+                out_topic.clone(),
+                JsonRecord::keyed_by(|r: &(String, u64)| Some(r.0.clone())),
+            ),
+        );
+        Ok(())
+    })
+    .expect("valid job");
+    job.run().expect("runs");
+    let written = read_topic(&brokers, &topic, 1_000, Duration::from_secs(20));
+    let mut values: Vec<u64> = written
+        .iter()
+        .map(|r| serde_json::from_slice::<(String, u64)>(&r.payload).expect("json").1)
+        .collect();
+    values.sort();
+    assert_eq!(values, (0..1_000).collect::<Vec<_>>());
+}
+
+/// A sink that takes `delay` per record on worker 1 and no time elsewhere, so worker 0's
+/// source spends long stretches blocked on the exchange to worker 1.
+struct SlowOnWorker1(Duration);
+
+impl Sink<Order> for SlowOnWorker1 {
+    fn write(&mut self, _: Order, _: Timestamp) -> Result<(), BoxError> {
+        std::thread::sleep(self.0);
+        Ok(())
+    }
+}
+
+impl SinkFactory<Order> for SlowOnWorker1 {
+    fn create(&self, worker: usize, _: usize) -> Result<Box<dyn Sink<Order>>, BoxError> {
+        let delay = if worker == 1 { self.0 } else { Duration::ZERO };
+        Ok(Box::new(SlowOnWorker1(delay)))
+    }
+}
+
+/// Worker 1's sink needs far longer than `max.poll.interval.ms` (6 s, the smallest the mock
+/// cluster's group coordinator handles well) for its share, so worker 0's source is blocked
+/// on the exchange for longer than that; it keeps polling its consumer (paused), so the
+/// group never evicts it and nothing is read twice. Eviction timing is librdkafka's own, so the mock cluster shows it as well
+/// as a real broker would.
+#[test]
+fn slow_downstream_does_not_get_the_consumer_evicted() {
+    let topic = unique("slow");
+    let mock = cluster(&[(&topic, 2)]);
+    let brokers = mock.bootstrap_servers();
+    let orders = orders(400);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[]));
+    let config = KafkaConfig::new(&brokers)
+        .set("max.poll.interval.ms", "6000")
+        .set("session.timeout.ms", "6000");
+    let group = unique("slow-group");
+    let job = Job::new(JobConfig::new("slow").workers(2).channel_capacity(4).batch_size(64), move |b| {
+        b.source(
+            "orders",
+            KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
+                .exit_when_idle(Duration::from_secs(3)),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+        )
+        .key_by("by_product", |o| o.product_id.clone())
+        .records()
+        .map("order", |r| r.value)
+        .sink("slow", SlowOnWorker1(Duration::from_millis(50)));
+        Ok(())
+    })
+    .expect("valid job");
+    let report = job.run().expect("runs");
+    assert_eq!(report.metrics.total("slow", "records_in"), 400, "every order exactly once");
+    assert_eq!(report.metrics.total("orders", "max_poll_exceeded"), 0, "a consumer was evicted");
+}

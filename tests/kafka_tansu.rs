@@ -1,0 +1,205 @@
+//! End-to-end Kafka tests against a real Kafka-protocol broker (Tansu, started by
+//! `scripts/test.sh`, or any Kafka cluster): set `SLUICE_KAFKA_BROKERS`. The broker-restart
+//! test starts its own Tansu (`SLUICE_TANSU_BIN`) with SQLite storage so it can restart it.
+//!
+//! They are ignored by plain `cargo test` and fail loudly when run without a broker.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use common::kafka::{order_fixtures, produce, read_topic, unique};
+use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::engine::EngineError;
+use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
+use sluice::prelude::*;
+
+fn brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS")
+        .expect("SLUICE_KAFKA_BROKERS must name a Kafka broker (scripts/test.sh starts one)")
+}
+
+fn orders(n: u64) -> Vec<Order> {
+    let generator = OrderGenerator {
+        products: 40,
+        orders_per_second: 25,
+        ..OrderGenerator::default()
+    };
+    (0..n).map(|i| generator.nth(i)).collect()
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+fn windowed_job_on_a_real_broker_matches_batch() {
+    let brokers = brokers();
+    let config = KafkaConfig::new(&brokers);
+    let topic = unique("e2e-orders");
+    ensure_topic(&config, &topic, 4).expect("topic");
+    let orders = orders(5_000);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[(100, "{oops"), (4_000, "[]")]));
+    let (rows, report) = revenue_from_kafka(config, &topic, &unique("e2e"), PoisonPolicy::Skip, 2).expect("job runs");
+    assert_eq!(rows, expected_revenue(&orders));
+    assert_eq!(report.metrics.total("orders", "records_out"), 5_000);
+    assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 2);
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+fn poison_policies_on_a_real_broker() {
+    let brokers = brokers();
+    let config = KafkaConfig::new(&brokers);
+    let topic = unique("e2e-poison");
+    ensure_topic(&config, &topic, 2).expect("topic");
+    let orders = orders(400);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[(50, "poison-a"), (300, "poison-b")]));
+
+    let err = revenue_from_kafka(config.clone(), &topic, &unique("fail"), PoisonPolicy::Fail, 1)
+        .expect_err("poison must fail the job");
+    assert!(
+        matches!(&err, EngineError::BadRecord { location, .. } if location.starts_with(&format!("topic {topic} partition "))),
+        "{err}"
+    );
+
+    // The dead-letter topic does not exist yet: the source creates it.
+    let dlq = format!("{topic}-dlq");
+    let (rows, report) = revenue_from_kafka(
+        config,
+        &topic,
+        &unique("dlq"),
+        PoisonPolicy::DeadLetter { topic: dlq.clone() },
+        2,
+    )
+    .expect("job runs");
+    assert_eq!(rows, expected_revenue(&orders));
+    assert_eq!(report.metrics.total("orders", "dead_lettered"), 2);
+    let mut dead: Vec<Vec<u8>> = read_topic(&brokers, &dlq, 2, Duration::from_secs(30))
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    dead.sort();
+    assert_eq!(dead, vec![b"poison-a".to_vec(), b"poison-b".to_vec()]);
+}
+
+/// A Tansu broker of the test's own, on a free loopback port, with SQLite storage so it
+/// keeps its data across a restart.
+struct OwnBroker {
+    child: Option<Child>,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnBroker {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut broker = OwnBroker {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("SLUICE_TANSU_BIN").expect("SLUICE_TANSU_BIN must name the tansu binary");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            // Tansu resolves SQLite paths against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+#[ignore = "needs the tansu binary: SLUICE_TANSU_BIN (scripts/test.sh installs it)"]
+fn broker_restart_mid_run_loses_and_duplicates_nothing() {
+    let dir = TempDir::new("tansu-restart");
+    let mut broker = OwnBroker::start(&dir.0);
+    let brokers = broker.brokers();
+    let config = KafkaConfig::new(&brokers).set("reconnect.backoff.max.ms", "500");
+    let topic = unique("restart");
+    ensure_topic(&config, &topic, 2).expect("topic");
+    let orders = orders(3_000);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[]));
+
+    let out = CollectSink::new();
+    let handle = slow_revenue_job(config, &topic, out.clone()).start().expect("job starts");
+    let started = Instant::now();
+    while handle.metrics().total("slow", "records_in") < 500 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the job made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker.stop();
+    let at_stop = handle.metrics().total("slow", "records_in");
+    assert!(at_stop < 3_000, "the restart came after the input was read ({at_stop} orders)");
+    std::thread::sleep(Duration::from_secs(2));
+    broker.spawn();
+    let report = handle.join().expect("the job survives the restart");
+    assert_eq!(report.metrics.total("slow", "records_in"), 3_000);
+    let mut rows = out.take();
+    rows.sort();
+    assert_eq!(rows, expected_revenue(&orders));
+}
+
+/// Revenue per product per minute, slowed down (1.5 ms per order) and with little prefetch,
+/// so the consumers fetch all through the run.
+fn slow_revenue_job(config: KafkaConfig, topic: &str, out: CollectSink<common::kafka_jobs::RevenueRow>) -> Job {
+    let topic = topic.to_string();
+    let group = unique("restart-group");
+    Job::new(JobConfig::new("restart").workers(2), move |b| {
+        let source = KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
+            .max_queued_kbytes(64)
+            .exit_when_idle(Duration::from_secs(8));
+        b.source(
+            "orders",
+            source,
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+        )
+        .map("slow", |o: Order| {
+            std::thread::sleep(Duration::from_micros(1_500));
+            o
+        })
+        .key_by("by_product", |o| o.product_id.clone())
+        .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))
+        .aggregate(Sum::of(|o: &Order| o.revenue_cents()))
+        .map("row", |w| (w.key, w.window.start, w.value))
+        .sink("out", out.clone());
+        Ok(())
+    })
+    .expect("valid job")
+}
