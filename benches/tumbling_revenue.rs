@@ -13,19 +13,21 @@
 //! cargo bench --bench tumbling_revenue -- --events 2000000 --workers 1,2 --runs 3
 //! ```
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use common::{
+    Checksum, Measurement, cpu_seconds, json_line, measure, median, peak_rss_bytes, print_header, print_row, rate,
+};
 use hashbrown::HashMap;
-use rustc_hash::{FxBuildHasher, FxHasher};
-use serde::{Deserialize, Serialize};
+use rustc_hash::FxBuildHasher;
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::BoxError;
 use sluice::operators::LineReader;
@@ -63,45 +65,6 @@ struct Args {
     bench: bool,
 }
 
-/// What a child measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Measurement {
-    events: u64,
-    seconds: f64,
-    cpu_seconds: f64,
-    peak_rss_bytes: u64,
-    checksum: Checksum,
-}
-
-/// Order-independent summary of the window results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Checksum {
-    rows: u64,
-    revenue: i64,
-    orders: u64,
-    late: u64,
-    mix: u64,
-}
-
-impl Checksum {
-    fn add(&mut self, product: &str, start: i64, revenue: i64, orders: u64, units: i64) {
-        let mut h = FxHasher::default();
-        (product, start, revenue, orders, units).hash(&mut h);
-        self.rows += 1;
-        self.revenue += revenue;
-        self.orders += orders;
-        self.mix = self.mix.wrapping_add(h.finish());
-    }
-
-    fn merge(&mut self, o: &Checksum) {
-        self.rows += o.rows;
-        self.revenue += o.revenue;
-        self.orders += o.orders;
-        self.late += o.late;
-        self.mix = self.mix.wrapping_add(o.mix);
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.child.as_deref() {
@@ -114,9 +77,7 @@ fn main() -> anyhow::Result<()> {
 // Parent: data, child processes, table and JSON lines.
 
 fn data_file(events: u64) -> anyhow::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluice-bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("orders-{events}.jsonl"));
+    let path = common::data_dir()?.join(format!("orders-{events}.jsonl"));
     if path.exists() {
         return Ok(path);
     }
@@ -134,35 +95,8 @@ fn data_file(events: u64) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn measure(kind: &str, workers: usize, input: &Path) -> anyhow::Result<Measurement> {
-    let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
-        .args(["--child", kind, "--workers", &workers.to_string(), "--input"])
-        .arg(input)
-        .output()
-        .context("cannot start the measurement process")?;
-    if !output.status.success() {
-        bail!(
-            "{kind} with {workers} workers failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let stdout = String::from_utf8(output.stdout)?;
-    let line = stdout.lines().last().context("child printed nothing")?;
-    Ok(serde_json::from_str(line)?)
-}
-
-fn median(kind: &str, workers: usize, input: &Path, runs: usize) -> anyhow::Result<Measurement> {
-    let mut all = Vec::new();
-    for _ in 0..runs.max(1) {
-        all.push(measure(kind, workers, input)?);
-    }
-    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    Ok(all.swap_remove(all.len() / 2))
-}
-
-fn rate(m: &Measurement) -> f64 {
-    m.events as f64 / m.seconds
+fn input_arg(path: &Path) -> Vec<&str> {
+    vec!["--input", path.to_str().unwrap_or_default()]
 }
 
 fn parent(args: &Args) -> anyhow::Result<()> {
@@ -181,15 +115,13 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         args.runs
     );
 
-    let baseline = median("baseline", 1, &input, args.runs)?;
-    println!(
-        "{:<22} {:>8} {:>14} {:>8} {:>10} {:>12}",
-        "measurement", "workers", "events/s", "ratio", "cpu s", "peak RSS"
-    );
+    let measured = input_arg(&input);
+    let baseline = median("baseline", 1, &measured, args.runs)?;
+    print_header();
     print_row("hand-written loop", 1, &baseline, 1.0);
     let mut lines = Vec::new();
     for &workers in &args.workers {
-        let engine = median("engine", workers, &input, args.runs)?;
+        let engine = median("engine", workers, &measured, args.runs)?;
         if engine.checksum != baseline.checksum {
             bail!(
                 "engine output with {workers} workers differs from the baseline: {:?} vs {:?}",
@@ -224,8 +156,8 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         println!("\npeak memory, sluice with 1 worker, each in its own process:");
         for events in [1_000_000u64, 4_000_000] {
             let file = data_file(events)?;
-            let m = measure("engine", 1, &file)?;
-            let b = measure("baseline", 1, &file)?;
+            let m = measure("engine", 1, &input_arg(&file))?;
+            let b = measure("baseline", 1, &input_arg(&file))?;
             println!(
                 "  {:>9} events: sluice {:>7.1} MiB, hand-written loop {:>7.1} MiB",
                 events,
@@ -248,40 +180,6 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
-}
-
-fn print_row(name: &str, workers: usize, m: &Measurement, ratio: f64) {
-    println!(
-        "{:<22} {:>8} {:>14.0} {:>7.2}x {:>10.2} {:>9.1} MiB",
-        name,
-        workers,
-        rate(m),
-        ratio,
-        m.cpu_seconds,
-        m.peak_rss_bytes as f64 / (1 << 20) as f64
-    );
-}
-
-fn json_line(
-    bench: &str,
-    query: &str,
-    workers: usize,
-    engine: &Measurement,
-    baseline: &Measurement,
-    ratio: f64,
-) -> serde_json::Value {
-    serde_json::json!({
-        "bench": bench,
-        "query": query,
-        "workers": workers,
-        "events": engine.events,
-        "engine_events_per_sec": rate(engine).round(),
-        "baseline_events_per_sec": rate(baseline).round(),
-        "ratio": (ratio * 1000.0).round() / 1000.0,
-        "engine_cpu_seconds": (engine.cpu_seconds * 1000.0).round() / 1000.0,
-        "peak_rss_bytes": engine.peak_rss_bytes,
-        "baseline_peak_rss_bytes": baseline.peak_rss_bytes,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,24 +334,3 @@ fn engine(input: &Path, workers: usize) -> anyhow::Result<(u64, Checksum)> {
     Ok((report.metrics.total("orders", "records_out"), checksum))
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // Linux reports 100 ticks per second to user space on every supported architecture.
-    100.0
-}
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}

@@ -136,8 +136,9 @@ impl<T: Data> KafkaSource<T> {
         self
     }
 
-    /// Ends the input once no worker has received a record for `idle` (after the first
-    /// assignment), as if the topics had ended: open windows are emitted.
+    /// Ends the input once every partition of the topics is assigned, no rebalance happened
+    /// and no worker received a record for `idle`, as if the topics had ended: open windows
+    /// are emitted. (Brokers' end offsets are not used: some report them low.)
     pub fn exit_when_idle(mut self, idle: Duration) -> Self {
         self.exit_when_idle = Some(idle);
         self
@@ -268,11 +269,49 @@ fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)]) 
     }
 }
 
-/// Per-worker "idle" votes of one source; the input ends when every reader is idle.
-struct IdleVotes {
+/// What the readers of one source know together, to decide that the input is finished: every
+/// partition of the topics is assigned to some reader, no rebalance happened for the idle
+/// time, and every reader has been idle for it.
+struct GroupProgress {
     idle: Vec<AtomicBool>,
-    /// Whether any reader got partitions yet; before that nobody is idle.
-    any_assigned: AtomicBool,
+    /// Partitions of the subscribed topics, from the metadata (`None` if unknown).
+    total_partitions: Option<usize>,
+    assigned: Mutex<std::collections::HashSet<(String, i32)>>,
+    last_rebalance: Mutex<Instant>,
+}
+
+impl GroupProgress {
+    fn rebalanced(&self, assigned: &[(String, i32)], revoked: &[(String, i32)]) {
+        let mut set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        for p in revoked {
+            set.remove(p);
+        }
+        set.extend(assigned.iter().cloned());
+        *self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn settled_for(&self, limit: Duration) -> bool {
+        let set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        let covered = match self.total_partitions {
+            Some(total) => set.len() >= total,
+            None => !set.is_empty(),
+        };
+        covered && self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= limit
+    }
+}
+
+/// Number of partitions of `topics`, or `None` if the metadata cannot be read.
+fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[String]) -> Option<usize> {
+    let mut total = 0;
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).ok()?;
+        let partitions = metadata.topics().iter().find(|t| t.name() == topic)?.partitions().len();
+        if partitions == 0 {
+            return None;
+        }
+        total += partitions;
+    }
+    Some(total)
 }
 
 struct Counters {
@@ -313,9 +352,15 @@ impl<T: Data> Source for KafkaSource<T> {
             _ => None,
         };
         let workers = ctx.workers;
-        let votes = ctx.shared(|| IdleVotes {
+        let total_partitions = match self.exit_when_idle {
+            Some(_) => count_partitions(&consumer, &self.topics),
+            None => None,
+        };
+        let votes = ctx.shared(|| GroupProgress {
             idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
-            any_assigned: AtomicBool::new(false),
+            total_partitions,
+            assigned: Mutex::new(std::collections::HashSet::new()),
+            last_rebalance: Mutex::new(Instant::now()),
         });
         Ok(Box::new(KafkaReader {
             consumer,
@@ -371,7 +416,7 @@ struct ReaderState<T> {
     stash: VecDeque<OwnedMessage>,
     exit_when_idle: Option<Duration>,
     last_record: Instant,
-    votes: Arc<IdleVotes>,
+    votes: Arc<GroupProgress>,
     worker: usize,
     finished: bool,
     counters: Counters,
@@ -387,6 +432,7 @@ impl<T: Data> ReaderState<T> {
         for event in events {
             match event {
                 Rebalanced::Assigned(partitions) => {
+                    self.votes.rebalanced(&partitions, &[]);
                     for (topic, partition) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
                             batch.partition_start(partition_id(ti, partition));
@@ -396,9 +442,9 @@ impl<T: Data> ReaderState<T> {
                         }
                     }
                     self.last_record = Instant::now();
-                    self.votes.any_assigned.store(true, Ordering::SeqCst);
                 }
                 Rebalanced::Revoked(partitions) => {
+                    self.votes.rebalanced(&[], &partitions);
                     for (topic, partition) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
                             batch.partition_revoked(partition_id(ti, partition));
@@ -467,12 +513,9 @@ impl<T: Data> ReaderState<T> {
         let Some(limit) = self.exit_when_idle else {
             return Ok(false);
         };
-        if !self.votes.any_assigned.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
         let idle = self.last_record.elapsed() >= limit;
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
-        if !idle || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst)) {
+        if !idle || !self.votes.settled_for(limit) || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst)) {
             return Ok(false);
         }
         if let Some(dlq) = &self.dead_letter {

@@ -1,0 +1,149 @@
+//! Measurement plumbing shared by the benchmark programs: child processes, CPU time, peak
+//! RSS, the common JSON line.
+#![allow(dead_code)]
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use rustc_hash::FxHasher;
+use serde::{Deserialize, Serialize};
+
+/// What a child measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub events: u64,
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    pub checksum: Checksum,
+}
+
+/// Order-independent summary of window results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    pub rows: u64,
+    pub revenue: i64,
+    pub orders: u64,
+    pub late: u64,
+    pub mix: u64,
+}
+
+impl Checksum {
+    pub fn add(&mut self, product: &str, start: i64, revenue: i64, orders: u64, units: i64) {
+        let mut h = FxHasher::default();
+        (product, start, revenue, orders, units).hash(&mut h);
+        self.rows += 1;
+        self.revenue += revenue;
+        self.orders += orders;
+        self.mix = self.mix.wrapping_add(h.finish());
+    }
+
+    pub fn merge(&mut self, o: &Checksum) {
+        self.rows += o.rows;
+        self.revenue += o.revenue;
+        self.orders += o.orders;
+        self.late += o.late;
+        self.mix = self.mix.wrapping_add(o.mix);
+    }
+}
+
+/// Runs this benchmark binary again as `--child kind --workers n` plus `extra`, and reads the
+/// measurement it prints.
+pub fn measure(kind: &str, workers: usize, extra: &[&str]) -> anyhow::Result<Measurement> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .args(["--child", kind, "--workers", &workers.to_string()])
+        .args(extra)
+        .output()
+        .context("cannot start the measurement process")?;
+    if !output.status.success() {
+        bail!("{kind} with {workers} workers failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().context("child printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// The median (by time) of `runs` measurements.
+pub fn median(kind: &str, workers: usize, extra: &[&str], runs: usize) -> anyhow::Result<Measurement> {
+    let mut all = Vec::new();
+    for _ in 0..runs.max(1) {
+        all.push(measure(kind, workers, extra)?);
+    }
+    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    Ok(all.swap_remove(all.len() / 2))
+}
+
+pub fn rate(m: &Measurement) -> f64 {
+    m.events as f64 / m.seconds
+}
+
+pub fn print_header() {
+    println!(
+        "{:<22} {:>8} {:>14} {:>8} {:>10} {:>12}",
+        "measurement", "workers", "events/s", "ratio", "cpu s", "peak RSS"
+    );
+}
+
+pub fn print_row(name: &str, workers: usize, m: &Measurement, ratio: f64) {
+    println!(
+        "{:<22} {:>8} {:>14.0} {:>7.2}x {:>10.2} {:>9.1} MiB",
+        name,
+        workers,
+        rate(m),
+        ratio,
+        m.cpu_seconds,
+        m.peak_rss_bytes as f64 / (1 << 20) as f64
+    );
+}
+
+/// The common benchmark JSON line.
+pub fn json_line(
+    bench: &str,
+    query: &str,
+    workers: usize,
+    engine: &Measurement,
+    baseline: &Measurement,
+    ratio: f64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "bench": bench,
+        "query": query,
+        "workers": workers,
+        "events": engine.events,
+        "engine_events_per_sec": rate(engine).round(),
+        "baseline_events_per_sec": rate(baseline).round(),
+        "ratio": (ratio * 1000.0).round() / 1000.0,
+        "engine_cpu_seconds": (engine.cpu_seconds * 1000.0).round() / 1000.0,
+        "peak_rss_bytes": engine.peak_rss_bytes,
+        "baseline_peak_rss_bytes": baseline.peak_rss_bytes,
+    })
+}
+
+/// User plus system CPU time of this process, from /proc (100 ticks per second on Linux).
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident set size of this process.
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Target directory for generated benchmark data.
+pub fn data_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluice-bench");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

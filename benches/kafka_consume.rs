@@ -1,0 +1,275 @@
+//! Kafka consume benchmark: a topic pre-loaded with orders (JSON, 4 partitions) on a Tansu
+//! broker this program starts, read by a Sluice job (Kafka source → key_by product → 1-minute
+//! tumbling revenue, output discarded) and, in the same run, by a raw rdkafka consumer loop
+//! that deserializes and aggregates the same way on one thread, with the same librdkafka
+//! settings (printed). Each measurement runs in its own process; time runs from the first
+//! record received to the last, so consumer-group joins are not counted.
+//!
+//! ```text
+//! cargo bench --bench kafka_consume
+//! cargo bench --bench kafka_consume -- --events 2000000 --workers 1,2 --runs 3
+//! ```
+//!
+//! The broker binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use common::{Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate};
+use hashbrown::HashMap;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rustc_hash::FxBuildHasher;
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::operators::kafka::{KafkaConfig, KafkaSource, ensure_topic};
+use sluice::prelude::*;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TOPIC: &str = "bench-orders";
+const PARTITIONS: i32 = 4;
+const WINDOW_MS: i64 = 60_000;
+
+/// librdkafka settings of both the engine's consumers and the raw loop.
+const CONSUMER_SETTINGS: [(&str, &str); 4] = [
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.max.messages.kbytes", "16384"),
+    ("auto.offset.reset", "earliest"),
+];
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Orders pre-loaded into the topic.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Engine worker counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Internal: run one measurement (`raw` or `engine`).
+    #[arg(long, hide = true)]
+    child: Option<String>,
+    /// Internal: bootstrap servers of a child.
+    #[arg(long, hide = true)]
+    brokers: Option<String>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.child.as_deref() {
+        Some(kind) => child(kind, &args),
+        None => parent(&args),
+    }
+}
+
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker() -> anyhow::Result<(Broker, String)> {
+    let bin = std::env::var("SLUICE_TANSU_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/sluice/tansu-0.6.0/bin/tansu")
+    });
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start the Tansu broker {bin} (run scripts/test.sh once to install it)"))?;
+    let broker = Broker(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the Tansu broker did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((broker, format!("127.0.0.1:{port}")))
+}
+
+fn preload(brokers: &str, events: u64) -> anyhow::Result<()> {
+    ensure_topic(&KafkaConfig::new(brokers), TOPIC, PARTITIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()?;
+    let generator = OrderGenerator::default();
+    let started = Instant::now();
+    for n in 0..events {
+        let order = generator.nth(n);
+        let payload = serde_json::to_vec(&order)?;
+        let mut record = BaseRecord::to(TOPIC).key(&order.product_id).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!("pre-loaded {events} orders in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn parent(args: &Args) -> anyhow::Result<()> {
+    let (_broker, brokers) = start_broker()?;
+    preload(&brokers, args.events)?;
+    println!("kafka_consume: {} orders on a Tansu broker, topic of {PARTITIONS} partitions", args.events);
+    println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
+    println!("  parsing:     serde_json::from_slice::<Order> of the payload");
+    println!("  work:        1-minute tumbling revenue per product (FxHash maps), output discarded");
+    println!("  timing:      first record received to last, median of {} runs\n", args.runs);
+    let extra = ["--brokers", brokers.as_str(), "--events"];
+    let events = args.events.to_string();
+    let mut extra: Vec<&str> = extra.to_vec();
+    extra.push(&events);
+    let raw = median("raw", 1, &extra, args.runs)?;
+    print_header();
+    print_row("raw rdkafka loop", 1, &raw, 1.0);
+    let mut lines = Vec::new();
+    for &workers in &args.workers {
+        let engine = median("engine", workers, &extra, args.runs)?;
+        if engine.checksum.orders != raw.checksum.orders {
+            bail!("the engine read {} orders, the raw loop {}", engine.checksum.orders, raw.checksum.orders);
+        }
+        let ratio = rate(&engine) / rate(&raw);
+        print_row("sluice", workers, &engine, ratio);
+        lines.push(json_line("kafka_consume", "revenue_1m", workers, &engine, &raw, ratio));
+    }
+    if let Some(line) = lines.iter().find(|l| l["workers"] == 1) {
+        let ratio = line["ratio"].as_f64().unwrap_or(0.0);
+        let verdict = if ratio >= 0.9 { "met" } else { "MISSED" };
+        println!("\ntarget 1 worker >= 0.9x the raw loop: {ratio:.2}x, {verdict}");
+    }
+    println!();
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
+    let brokers = args.brokers.clone().context("--brokers is required")?;
+    let workers = args.workers.first().copied().unwrap_or(1);
+    let group = format!("bench-{kind}-{}-{}", std::process::id(), sluice::engine::now_millis());
+    let (events, seconds) = match kind {
+        "raw" => raw(&brokers, &group, args.events)?,
+        "engine" => engine(&brokers, &group, args.events, workers)?,
+        other => bail!("unknown measurement {other}"),
+    };
+    let m = Measurement {
+        events,
+        seconds,
+        cpu_seconds: cpu_seconds(),
+        peak_rss_bytes: peak_rss_bytes(),
+        checksum: Checksum {
+            orders: events,
+            ..Checksum::default()
+        },
+    };
+    println!("{}", serde_json::to_string(&m)?);
+    Ok(())
+}
+
+/// The raw loop: poll, parse, fold into (product, window) totals.
+fn raw(brokers: &str, group: &str, expected: u64) -> anyhow::Result<(u64, f64)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    for (k, v) in CONSUMER_SETTINGS {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create()?;
+    consumer.subscribe(&[TOPIC])?;
+    let mut totals: HashMap<(String, i64), (i64, u64), FxBuildHasher> = HashMap::default();
+    let mut seen = 0u64;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                let order: Order = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                let start = order.ts - order.ts.rem_euclid(WINDOW_MS);
+                let revenue = order.revenue_cents();
+                let t = totals.entry((order.product_id, start)).or_default();
+                t.0 += revenue;
+                t.1 += 1;
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    std::hint::black_box(&totals);
+    Ok((seen, seconds))
+}
+
+fn engine(brokers: &str, group: &str, expected: u64, workers: usize) -> anyhow::Result<(u64, f64)> {
+    let mut config = KafkaConfig::new(brokers);
+    for (k, v) in CONSUMER_SETTINGS {
+        config = config.set(k, v);
+    }
+    let group = group.to_string();
+    let job = Job::new(JobConfig::new("kafka_consume").workers(workers), move |b| {
+        b.source(
+            "orders",
+            KafkaSource::<Order>::json(config.clone(), group.clone(), &[TOPIC]),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+        )
+        .key_by("by_product", |o| o.product_id.clone())
+        .window("revenue_1m", Windows::tumbling(Duration::from_millis(WINDOW_MS as u64)))
+        .aggregate((Sum::of(|o: &Order| o.revenue_cents()), Count))
+        .filter("discard", |_| false)
+        .sink("out", CollectSink::new());
+        Ok(())
+    })?;
+    let handle = job.start()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<Instant> = None;
+    let mut seen = 0;
+    while seen < expected && Instant::now() < deadline && !handle.is_finished() {
+        seen = handle.metrics().total("revenue_1m", "records_in");
+        if seen > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    handle.stop();
+    handle.join()?;
+    Ok((seen, seconds))
+}
