@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::{
-    Checksum, Measurement, cpu_seconds, json_line, measure, median, peak_rss_bytes, print_header, print_row, rate,
+    Checksum, Measurement, cpu_seconds, json_line, measure, median, peak_rss_bytes, print_header, print_row,
+    rate,
 };
 use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
@@ -333,4 +334,3 @@ fn engine(input: &Path, workers: usize) -> anyhow::Result<(u64, Checksum)> {
     checksum.late = report.metrics.total("revenue_1m", "late_records");
     Ok((report.metrics.total("orders", "records_out"), checksum))
 }
-

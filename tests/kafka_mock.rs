@@ -37,12 +37,21 @@ fn windowed_job_over_kafka_matches_batch_and_skips_poison() {
     let mock = cluster(&[(&topic, 4)]);
     let brokers = mock.bootstrap_servers();
     let orders = orders(2_000);
-    produce(&brokers, &topic, &order_fixtures(&orders, &[(10, "not json"), (1_500, "{\"order_id\":1}")]));
+    produce(
+        &brokers,
+        &topic,
+        &order_fixtures(&orders, &[(10, "not json"), (1_500, "{\"order_id\":1}")]),
+    );
     for workers in [1, 2] {
         let group = unique("revenue");
-        let (rows, report) =
-            revenue_from_kafka(KafkaConfig::new(&brokers), &topic, &group, PoisonPolicy::Skip, workers)
-                .expect("job runs");
+        let (rows, report) = revenue_from_kafka(
+            KafkaConfig::new(&brokers),
+            &topic,
+            &group,
+            PoisonPolicy::Skip,
+            workers,
+        )
+        .expect("job runs");
         assert_eq!(rows, expected_revenue(&orders), "workers = {workers}");
         assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 2);
         assert_eq!(report.metrics.total("orders", "records_out"), 2_000);
@@ -55,8 +64,14 @@ fn poison_record_fails_with_topic_partition_and_offset() {
     let mock = cluster(&[(&topic, 1)]);
     let brokers = mock.bootstrap_servers();
     produce(&brokers, &topic, &order_fixtures(&orders(50), &[(20, "{broken")]));
-    let err = revenue_from_kafka(KafkaConfig::new(&brokers), &topic, &unique("g"), PoisonPolicy::Fail, 1)
-        .expect_err("poison must fail the job");
+    let err = revenue_from_kafka(
+        KafkaConfig::new(&brokers),
+        &topic,
+        &unique("g"),
+        PoisonPolicy::Fail,
+        1,
+    )
+    .expect_err("poison must fail the job");
     match &err {
         EngineError::BadRecord {
             source_name,
@@ -78,7 +93,11 @@ fn poison_records_go_to_the_dead_letter_topic_with_their_origin() {
     let mock = cluster(&[(&topic, 2), (&dlq, 1)]);
     let brokers = mock.bootstrap_servers();
     let orders = orders(400);
-    produce(&brokers, &topic, &order_fixtures(&orders, &[(5, "garbage-1"), (200, "garbage-2")]));
+    produce(
+        &brokers,
+        &topic,
+        &order_fixtures(&orders, &[(5, "garbage-1"), (200, "garbage-2")]),
+    );
     let (rows, report) = revenue_from_kafka(
         KafkaConfig::new(&brokers),
         &topic,
@@ -97,7 +116,11 @@ fn poison_records_go_to_the_dead_letter_topic_with_their_origin() {
     for d in &dead {
         let header = |k: &str| d.headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         assert_eq!(header("sluice.topic"), Some(topic.clone()));
-        assert!(header("sluice.error").is_some_and(|e| e.contains("invalid JSON")), "{:?}", d.headers);
+        assert!(
+            header("sluice.error").is_some_and(|e| e.contains("invalid JSON")),
+            "{:?}",
+            d.headers
+        );
         assert!(header("sluice.partition").is_some() && header("sluice.offset").is_some());
     }
 }
@@ -112,7 +135,9 @@ fn kafka_sink_writes_every_record() {
     let job = Job::new(JobConfig::new("to-kafka").workers(2), move |b| {
         b.source(
             "numbers",
-            GeneratorSource::new(4, Some(250), |p, i| (format!("k{}", i % 7), i * 4 + u64::from(p.0))),
+            GeneratorSource::new(4, Some(250), |p, i| {
+                (format!("k{}", i % 7), i * 4 + u64::from(p.0))
+            }),
             WatermarkStrategy::processing_time(),
         )
         .sink(
@@ -130,7 +155,11 @@ fn kafka_sink_writes_every_record() {
     let written = read_topic(&brokers, &topic, 1_000, Duration::from_secs(20));
     let mut values: Vec<u64> = written
         .iter()
-        .map(|r| serde_json::from_slice::<(String, u64)>(&r.payload).expect("json").1)
+        .map(|r| {
+            serde_json::from_slice::<(String, u64)>(&r.payload)
+                .expect("json")
+                .1
+        })
         .collect();
     values.sort();
     assert_eq!(values, (0..1_000).collect::<Vec<_>>());
@@ -170,21 +199,36 @@ fn slow_downstream_does_not_get_the_consumer_evicted() {
         .set("max.poll.interval.ms", "6000")
         .set("session.timeout.ms", "6000");
     let group = unique("slow-group");
-    let job = Job::new(JobConfig::new("slow").workers(2).channel_capacity(4).batch_size(64), move |b| {
-        b.source(
-            "orders",
-            KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
-                .exit_when_idle(Duration::from_secs(3)),
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
-        )
-        .key_by("by_product", |o| o.product_id.clone())
-        .records()
-        .map("order", |r| r.value)
-        .sink("slow", SlowOnWorker1(Duration::from_millis(50)));
-        Ok(())
-    })
+    let job = Job::new(
+        JobConfig::new("slow")
+            .workers(2)
+            .channel_capacity(4)
+            .batch_size(64),
+        move |b| {
+            b.source(
+                "orders",
+                KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
+                    .exit_when_idle(Duration::from_secs(3)),
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                    .with_timestamps(|o: &Order| o.ts),
+            )
+            .key_by("by_product", |o| o.product_id.clone())
+            .records()
+            .map("order", |r| r.value)
+            .sink("slow", SlowOnWorker1(Duration::from_millis(50)));
+            Ok(())
+        },
+    )
     .expect("valid job");
     let report = job.run().expect("runs");
-    assert_eq!(report.metrics.total("slow", "records_in"), 400, "every order exactly once");
-    assert_eq!(report.metrics.total("orders", "max_poll_exceeded"), 0, "a consumer was evicted");
+    assert_eq!(
+        report.metrics.total("slow", "records_in"),
+        400,
+        "every order exactly once"
+    );
+    assert_eq!(
+        report.metrics.total("orders", "max_poll_exceeded"),
+        0,
+        "a consumer was evicted"
+    );
 }

@@ -40,8 +40,13 @@ fn windowed_job_on_a_real_broker_matches_batch() {
     let topic = unique("e2e-orders");
     ensure_topic(&config, &topic, 4).expect("topic");
     let orders = orders(5_000);
-    produce(&brokers, &topic, &order_fixtures(&orders, &[(100, "{oops"), (4_000, "[]")]));
-    let (rows, report) = revenue_from_kafka(config, &topic, &unique("e2e"), PoisonPolicy::Skip, 2).expect("job runs");
+    produce(
+        &brokers,
+        &topic,
+        &order_fixtures(&orders, &[(100, "{oops"), (4_000, "[]")]),
+    );
+    let (rows, report) =
+        revenue_from_kafka(config, &topic, &unique("e2e"), PoisonPolicy::Skip, 2).expect("job runs");
     assert_eq!(rows, expected_revenue(&orders));
     assert_eq!(report.metrics.total("orders", "records_out"), 5_000);
     assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 2);
@@ -55,7 +60,11 @@ fn poison_policies_on_a_real_broker() {
     let topic = unique("e2e-poison");
     ensure_topic(&config, &topic, 2).expect("topic");
     let orders = orders(400);
-    produce(&brokers, &topic, &order_fixtures(&orders, &[(50, "poison-a"), (300, "poison-b")]));
+    produce(
+        &brokers,
+        &topic,
+        &order_fixtures(&orders, &[(50, "poison-a"), (300, "poison-b")]),
+    );
 
     let err = revenue_from_kafka(config.clone(), &topic, &unique("fail"), PoisonPolicy::Fail, 1)
         .expect_err("poison must fail the job");
@@ -111,7 +120,13 @@ impl OwnBroker {
         let bin = std::env::var("SLUICE_TANSU_BIN").expect("SLUICE_TANSU_BIN must name the tansu binary");
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             // Tansu resolves SQLite paths against its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)
@@ -158,15 +173,23 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     produce(&brokers, &topic, &order_fixtures(&orders, &[]));
 
     let out = CollectSink::new();
-    let handle = slow_revenue_job(config, &topic, out.clone()).start().expect("job starts");
+    let handle = slow_revenue_job(config, &topic, out.clone())
+        .start()
+        .expect("job starts");
     let started = Instant::now();
     while handle.metrics().total("slow", "records_in") < 500 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the job made no progress");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job made no progress"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     broker.stop();
     let at_stop = handle.metrics().total("slow", "records_in");
-    assert!(at_stop < 3_000, "the restart came after the input was read ({at_stop} orders)");
+    assert!(
+        at_stop < 3_000,
+        "the restart came after the input was read ({at_stop} orders)"
+    );
     std::thread::sleep(Duration::from_secs(2));
     broker.spawn();
     let report = handle.join().expect("the job survives the restart");
@@ -178,7 +201,11 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
 
 /// Revenue per product per minute, slowed down (1.5 ms per order) and with little prefetch,
 /// so the consumers fetch all through the run.
-fn slow_revenue_job(config: KafkaConfig, topic: &str, out: CollectSink<common::kafka_jobs::RevenueRow>) -> Job {
+fn slow_revenue_job(
+    config: KafkaConfig,
+    topic: &str,
+    out: CollectSink<common::kafka_jobs::RevenueRow>,
+) -> Job {
     let topic = topic.to_string();
     let group = unique("restart-group");
     Job::new(JobConfig::new("restart").workers(2), move |b| {
@@ -188,7 +215,8 @@ fn slow_revenue_job(config: KafkaConfig, topic: &str, out: CollectSink<common::k
         b.source(
             "orders",
             source,
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                .with_timestamps(|o: &Order| o.ts),
         )
         .map("slow", |o: Order| {
             std::thread::sleep(Duration::from_micros(1_500));

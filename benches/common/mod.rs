@@ -59,7 +59,10 @@ pub fn measure(kind: &str, workers: usize, extra: &[&str]) -> anyhow::Result<Mea
         .output()
         .context("cannot start the measurement process")?;
     if !output.status.success() {
-        bail!("{kind} with {workers} workers failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{kind} with {workers} workers failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let stdout = String::from_utf8(output.stdout)?;
     let line = stdout.lines().last().context("child printed nothing")?;

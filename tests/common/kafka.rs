@@ -50,7 +50,9 @@ pub fn produce(brokers: &str, topic: &str, records: &[Fixture]) {
         }
         producer.poll(Duration::ZERO);
     }
-    producer.flush(Duration::from_secs(30)).expect("all records acknowledged");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all records acknowledged");
 }
 
 /// A record read back: payload and headers.
@@ -79,7 +81,10 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration
                 .map(|h| {
                     h.iter()
                         .map(|x| {
-                            (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
                         })
                         .collect()
                 })
@@ -97,5 +102,9 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration
 pub fn unique(name: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{name}-{}-{n}-{}", std::process::id(), sluice::engine::now_millis())
+    format!(
+        "{name}-{}-{n}-{}",
+        std::process::id(),
+        sluice::engine::now_millis()
+    )
 }

@@ -31,7 +31,8 @@ pub fn revenue_from_kafka(
         b.source(
             "orders",
             source,
-            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5)).with_timestamps(|o: &Order| o.ts),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                .with_timestamps(|o: &Order| o.ts),
         )
         .key_by("by_product", |o| o.product_id.clone())
         .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))

@@ -118,7 +118,7 @@ mod tests {
         assert!(bad.unwrap_err().starts_with("invalid JSON"));
         let none: Result<u32, _> = Json.deserialize(None, None);
         assert_eq!(none.unwrap_err(), "record has no payload");
-        let bytes = bincode::serde::encode_to_vec(&(7u8, "x"), bincode::config::standard()).unwrap();
+        let bytes = bincode::serde::encode_to_vec((7u8, "x"), bincode::config::standard()).unwrap();
         let back: (u8, String) = Bincode.deserialize(None, Some(&bytes)).unwrap();
         assert_eq!(back, (7, "x".to_string()));
         assert_eq!(Utf8.deserialize(None, Some(b"hi")).unwrap(), "hi");

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -185,6 +185,8 @@ struct ReaderContext {
     /// Next offsets the engine wants, per (topic, partition).
     offsets: Mutex<HashMap<(String, i32), i64>>,
     events: Mutex<Vec<Rebalanced>>,
+    /// Whether `events` holds something (checked without the lock on every record).
+    has_events: AtomicBool,
 }
 
 impl ClientContext for ReaderContext {
@@ -226,6 +228,7 @@ impl ConsumerContext for ReaderContext {
                 }
                 tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
                 events.push(Rebalanced::Assigned(partitions_of(tpl)));
+                self.has_events.store(true, Ordering::Release);
             }
             _ => {
                 if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
@@ -235,6 +238,7 @@ impl ConsumerContext for ReaderContext {
                 tracing::info!(partitions = ?revoked, "partitions revoked");
                 hand_over(consumer, &revoked);
                 events.push(Rebalanced::Revoked(revoked));
+                self.has_events.store(true, Ordering::Release);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "cannot give up the revoked partitions");
                 }
@@ -296,7 +300,13 @@ impl GroupProgress {
             Some(total) => set.len() >= total,
             None => !set.is_empty(),
         };
-        covered && self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= limit
+        covered
+            && self
+                .last_rebalance
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= limit
     }
 }
 
@@ -304,8 +314,15 @@ impl GroupProgress {
 fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[String]) -> Option<usize> {
     let mut total = 0;
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).ok()?;
-        let partitions = metadata.topics().iter().find(|t| t.name() == topic)?.partitions().len();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)?
+            .partitions()
+            .len();
         if partitions == 0 {
             return None;
         }
@@ -335,6 +352,7 @@ impl<T: Data> Source for KafkaSource<T> {
             start: self.start,
             offsets: Mutex::new(offsets),
             events: Mutex::new(Vec::new()),
+            has_events: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<ReaderContext> =
             self.consumer_config().create_with_context(context).map_err(|e| {
@@ -369,7 +387,7 @@ impl<T: Data> Source for KafkaSource<T> {
                 format: Arc::clone(&self.format),
                 poison: self.poison.clone(),
                 dead_letter,
-                positions: BTreeMap::new(),
+                positions: Vec::new(),
                 assigned: Vec::new(),
                 paused: false,
                 stash: VecDeque::new(),
@@ -409,7 +427,7 @@ struct ReaderState<T> {
     poison: PoisonPolicy,
     dead_letter: Option<DeadLetterWriter>,
     /// Next offset per partition, for the engine.
-    positions: BTreeMap<PartitionId, u64>,
+    positions: Vec<(PartitionId, u64)>,
     assigned: Vec<(String, i32)>,
     paused: bool,
     /// Records that arrived while paused.
@@ -428,6 +446,9 @@ impl<T: Data> ReaderState<T> {
     }
 
     fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceBatch<'_, T>) {
+        if !context.has_events.swap(false, Ordering::Acquire) {
+            return;
+        }
         let events = std::mem::take(&mut *context.events.lock().unwrap_or_else(|p| p.into_inner()));
         for event in events {
             match event {
@@ -442,6 +463,9 @@ impl<T: Data> ReaderState<T> {
                         }
                     }
                     self.last_record = Instant::now();
+                    // librdkafka keeps a partition's pause flag across reassignment: resume
+                    // the whole assignment at the next poll.
+                    self.paused = true;
                 }
                 Rebalanced::Revoked(partitions) => {
                     self.votes.rebalanced(&[], &partitions);
@@ -452,7 +476,6 @@ impl<T: Data> ReaderState<T> {
                         }
                         self.assigned.retain(|p| p.0 != topic || p.1 != partition);
                     }
-                    self.paused = false;
                 }
             }
         }
@@ -467,8 +490,11 @@ impl<T: Data> ReaderState<T> {
             return Ok(());
         };
         let id = partition_id(ti, m.partition());
-        self.positions.insert(id, (m.offset() + 1).max(0) as u64);
-        self.last_record = Instant::now();
+        let next = (m.offset() + 1).max(0) as u64;
+        match self.positions.iter_mut().find(|(p, _)| *p == id) {
+            Some(entry) => entry.1 = next,
+            None => self.positions.push((id, next)),
+        }
         let location = || RecordLocation::Kafka {
             topic: Arc::clone(&self.topics[ti]),
             partition: m.partition(),
@@ -515,7 +541,10 @@ impl<T: Data> ReaderState<T> {
         };
         let idle = self.last_record.elapsed() >= limit;
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
-        if !idle || !self.votes.settled_for(limit) || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst)) {
+        if !idle
+            || !self.votes.settled_for(limit)
+            || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst))
+        {
             return Ok(false);
         }
         if let Some(dlq) = &self.dead_letter {
@@ -587,6 +616,9 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         if let Some(dlq) = &state.dead_letter {
             dlq.check()?;
         }
+        if got > 0 {
+            state.last_record = Instant::now();
+        }
         if got == 0 && state.idle_exit(batch)? {
             return Ok(PollStatus::Finished);
         }
@@ -599,7 +631,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
 
     fn position(&self) -> SourcePosition {
         SourcePosition {
-            offsets: self.state.positions.clone(),
+            offsets: self.state.positions.iter().copied().collect(),
         }
     }
 
