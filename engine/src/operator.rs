@@ -23,6 +23,20 @@ pub struct OperatorContext {
 }
 
 impl OperatorContext {
+    /// A context for running operator `name` by hand, outside a job, as worker `worker` of
+    /// `workers` with in-memory state (for unit tests of operators).
+    pub fn standalone(name: &str, worker: usize, workers: usize, max_key_groups: u16) -> Self {
+        let range = KeyGroupRange::for_worker(worker, workers, max_key_groups);
+        OperatorContext {
+            name: Arc::from(name),
+            worker: WorkerId(worker),
+            workers,
+            max_key_groups,
+            state: StateBackend::memory_for(range),
+            metrics: JobMetrics::default(),
+        }
+    }
+
     /// The operator's stable name (also its state namespace and metrics label).
     pub fn name(&self) -> &str {
         &self.name

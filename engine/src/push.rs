@@ -78,7 +78,9 @@ impl<T: Data> Output<T> {
         }
     }
 
-    pub(crate) fn attach(&self, target: Box<dyn Push<T>>) {
+    /// Adds a consumer. Streams do this for you; it is for driving an operator by hand (e.g.
+    /// in a unit test).
+    pub fn attach(&self, target: Box<dyn Push<T>>) {
         self.targets.borrow_mut().push(target);
     }
 

@@ -70,6 +70,16 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         Some((first, set.into_iter().collect()))
     }
 
+    /// Moves into this queue the timers of `other` whose key group passes `keep` (restoring
+    /// a snapshot taken with another number of workers).
+    pub fn absorb(&mut self, mut other: TimerQueue<K, N>, keep: impl Fn(KeyGroup) -> bool) {
+        while let Some((time, due)) = other.pop_due(Timestamp::MAX) {
+            for (kg, key, ns) in due.into_iter().filter(|(kg, ..)| keep(*kg)) {
+                self.register(time, kg, key, ns);
+            }
+        }
+    }
+
     /// Time of the earliest timer.
     pub fn next_due(&self) -> Option<Timestamp> {
         self.due.keys().next().copied()

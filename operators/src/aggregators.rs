@@ -81,6 +81,14 @@ where
     }
 }
 
+/// Keeps `candidate` in `acc` when there is nothing yet or `better(candidate, current)`.
+#[inline]
+fn keep_extreme<V: Copy>(acc: &mut Option<V>, candidate: V, better: impl Fn(&V, &V) -> bool) {
+    if acc.as_ref().is_none_or(|current| better(&candidate, current)) {
+        *acc = Some(candidate);
+    }
+}
+
 /// Smallest value taken from each record (`None` for no record).
 #[derive(Debug, Clone, Copy)]
 pub struct Min<F>(pub F);
@@ -105,16 +113,11 @@ where
     }
     #[inline]
     fn add(&self, acc: &mut Option<V>, value: &T) {
-        let v = (self.0)(value);
-        if acc.is_none_or(|a| v < a) {
-            *acc = Some(v);
-        }
+        keep_extreme(acc, (self.0)(value), |a, b| a < b);
     }
     fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
         if let Some(v) = other {
-            if acc.is_none_or(|a| v < a) {
-                *acc = Some(v);
-            }
+            keep_extreme(acc, v, |a, b| a < b);
         }
     }
     fn finish(&self, acc: Option<V>) -> Option<V> {
@@ -146,16 +149,11 @@ where
     }
     #[inline]
     fn add(&self, acc: &mut Option<V>, value: &T) {
-        let v = (self.0)(value);
-        if acc.is_none_or(|a| v > a) {
-            *acc = Some(v);
-        }
+        keep_extreme(acc, (self.0)(value), |a, b| a > b);
     }
     fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
         if let Some(v) = other {
-            if acc.is_none_or(|a| v > a) {
-                *acc = Some(v);
-            }
+            keep_extreme(acc, v, |a, b| a > b);
         }
     }
     fn finish(&self, acc: Option<V>) -> Option<V> {

@@ -298,18 +298,10 @@ where
         for t in &snap.tables {
             table.restore(t)?;
         }
-        let (mut event, mut processing): (TimerQueue<K, ()>, TimerQueue<K, ()>) =
+        let (event, processing): (TimerQueue<K, ()>, TimerQueue<K, ()>) =
             snapshot::decode(&self.name, &snap.local)?;
-        for (from, to) in [
-            (&mut event, &mut self.event_timers),
-            (&mut processing, &mut self.processing_timers),
-        ] {
-            while let Some((time, due)) = from.pop_due(Timestamp::MAX) {
-                for (kg, key, ()) in due.into_iter().filter(|(kg, ..)| owned.contains(*kg)) {
-                    to.register(time, kg, key, ());
-                }
-            }
-        }
+        self.event_timers.absorb(event, |kg| owned.contains(kg));
+        self.processing_timers.absorb(processing, |kg| owned.contains(kg));
         Ok(())
     }
 }

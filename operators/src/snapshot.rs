@@ -1,6 +1,9 @@
+use std::hash::Hash;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_engine::{EngineError, Result};
+use sluice_engine::state::KeyedTable;
+use sluice_engine::{EngineError, OperatorSnapshot, Result, TimerQueue};
 
 /// Encodes operator-local state (timers, buffers) for a snapshot.
 pub(crate) fn encode<T: Serialize>(operator: &str, value: &T) -> Result<Vec<u8>> {
@@ -13,4 +16,40 @@ pub(crate) fn decode<T: DeserializeOwned>(operator: &str, bytes: &[u8]) -> Resul
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| EngineError::user(format!("cannot decode local state of '{operator}': {e}")))
+}
+
+/// The snapshot of an operator made of one keyed table and one timer queue.
+pub(crate) fn table_and_timers<K, N, V, TN>(
+    operator: &str,
+    table: &dyn KeyedTable<K, N, V>,
+    timers: &TimerQueue<K, TN>,
+) -> Result<OperatorSnapshot>
+where
+    K: Serialize + Hash + Eq,
+    TN: Serialize + Hash + Eq,
+{
+    Ok(OperatorSnapshot {
+        tables: vec![table.snapshot(table.key_groups())?],
+        local: encode(operator, timers)?,
+    })
+}
+
+/// Restores what [`table_and_timers`] captured, keeping only the key groups `table` owns.
+pub(crate) fn restore_table_and_timers<K, N, V, TN>(
+    operator: &str,
+    table: &mut dyn KeyedTable<K, N, V>,
+    timers: &mut TimerQueue<K, TN>,
+    snapshot: &OperatorSnapshot,
+) -> Result<()>
+where
+    K: DeserializeOwned + Hash + Eq + Clone,
+    TN: DeserializeOwned + Hash + Eq + Clone,
+{
+    let owned = table.key_groups();
+    for t in &snapshot.tables {
+        table.restore(t)?;
+    }
+    let saved: TimerQueue<K, TN> = decode(operator, &snapshot.local)?;
+    timers.absorb(saved, |kg| owned.contains(kg));
+    Ok(())
 }

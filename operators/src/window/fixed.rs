@@ -126,27 +126,128 @@ where
     }
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        let table = self.table()?;
-        let tables = vec![table.snapshot(table.key_groups())?];
-        Ok(OperatorSnapshot {
-            tables,
-            local: snapshot::encode(&self.name, &self.timers)?,
-        })
+        let table = self
+            .table
+            .as_deref()
+            .ok_or_else(|| EngineError::user("state used before open"))?;
+        snapshot::table_and_timers(&self.name, table, &self.timers)
     }
 
     fn restore(&mut self, snap: &OperatorSnapshot) -> Result<()> {
-        let table = self.table()?;
-        let owned = table.key_groups();
-        for t in &snap.tables {
-            table.restore(t)?;
-        }
-        let timers: TimerQueue<K, Window> = snapshot::decode(&self.name, &snap.local)?;
-        let mut timers = timers;
-        while let Some((time, due)) = timers.pop_due(Timestamp::MAX) {
-            for (kg, key, w) in due.into_iter().filter(|(kg, ..)| owned.contains(*kg)) {
-                self.timers.register(time, kg, key, w);
-            }
-        }
-        Ok(())
+        let table = self
+            .table
+            .as_deref_mut()
+            .ok_or_else(|| EngineError::user("state used before open"))?;
+        snapshot::restore_table_and_timers(&self.name, table, &mut self.timers, snap)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use sluice_engine::state::KeyGroup;
+    use sluice_engine::{Barrier, OperatorContext, Push};
+
+    use super::*;
+    use crate::aggregators::{Count, Sum};
+
+    type Row = (String, i64, (u64, i64));
+
+    /// Collects what an operator emits.
+    struct Rows(Rc<RefCell<Vec<Row>>>);
+
+    impl Push<WindowResult<String, (u64, i64)>> for Rows {
+        fn push(&mut self, r: WindowResult<String, (u64, i64)>, _: Timestamp) -> Result<()> {
+            self.0.borrow_mut().push((r.key, r.window.start, r.value));
+            Ok(())
+        }
+        fn watermark(&mut self, _: Watermark) -> Result<()> {
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn barrier(&mut self, _: Barrier) -> Result<()> {
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn operator(
+        worker: usize,
+        workers: usize,
+    ) -> (
+        FixedWindowAggregate<String, i64, (Count, Sum<fn(&i64) -> i64>)>,
+        Output<WindowResult<String, (u64, i64)>>,
+        Rc<RefCell<Vec<Row>>>,
+    ) {
+        let value: fn(&i64) -> i64 = |v| *v;
+        let mut op = FixedWindowAggregate::new(1_000, 1_000, 0, (Count, Sum::of(value)), None);
+        op.open(&OperatorContext::standalone("sums", worker, workers, 128))
+            .unwrap();
+        let rows = Rc::new(RefCell::new(Vec::new()));
+        let out = Output::new();
+        out.attach(Box::new(Rows(Rc::clone(&rows))));
+        (op, out, rows)
+    }
+
+    fn record(key: &str, value: i64) -> Keyed<String, i64> {
+        Keyed {
+            key_group: KeyGroup::of(&key.to_string(), 128),
+            key: key.to_string(),
+            value,
+        }
+    }
+
+    #[test]
+    fn snapshot_restores_into_more_workers() {
+        let input: Vec<(&str, i64, i64)> = (0..200)
+            .map(|i| {
+                (
+                    ["a", "b", "c", "d", "e"][i % 5],
+                    (i as i64) * 37 % 3_000,
+                    i as i64,
+                )
+            })
+            .collect();
+        // One instance runs the whole input uninterrupted.
+        let (mut whole, mut whole_out, whole_rows) = operator(0, 1);
+        for (k, ts, v) in &input {
+            whole.process(record(k, *v), *ts, &mut whole_out).unwrap();
+        }
+        whole.on_watermark(Watermark::MAX, &mut whole_out).unwrap();
+
+        // Another stops halfway, and its snapshot is restored into two workers.
+        let (mut first, mut first_out, first_rows) = operator(0, 1);
+        for (k, ts, v) in &input[..100] {
+            first.process(record(k, *v), *ts, &mut first_out).unwrap();
+        }
+        let snap = first.snapshot(CheckpointId(1)).unwrap();
+        assert!(first_rows.borrow().is_empty());
+        let mut rows = Vec::new();
+        for worker in 0..2 {
+            let (mut op, mut out, got) = operator(worker, 2);
+            op.restore(&snap).unwrap();
+            let owned = KeyGroupRange::for_worker(worker, 2, 128);
+            for (k, ts, v) in &input[100..] {
+                let r = record(k, *v);
+                if owned.contains(r.key_group) {
+                    op.process(r, *ts, &mut out).unwrap();
+                }
+            }
+            op.on_watermark(Watermark::MAX, &mut out).unwrap();
+            rows.extend(got.borrow().iter().cloned());
+        }
+        let mut expected = whole_rows.borrow().clone();
+        expected.sort();
+        rows.sort();
+        assert_eq!(rows, expected);
+        assert!(!rows.is_empty());
+    }
+
+    use sluice_engine::state::KeyGroupRange;
 }

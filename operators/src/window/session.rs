@@ -155,26 +155,18 @@ where
     }
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        let table = self.table()?;
-        let tables = vec![table.snapshot(table.key_groups())?];
-        Ok(OperatorSnapshot {
-            tables,
-            local: snapshot::encode(&self.name, &self.timers)?,
-        })
+        let table = self
+            .table
+            .as_deref()
+            .ok_or_else(|| EngineError::user("state used before open"))?;
+        snapshot::table_and_timers(&self.name, table, &self.timers)
     }
 
     fn restore(&mut self, snap: &OperatorSnapshot) -> Result<()> {
-        let table = self.table()?;
-        let owned = table.key_groups();
-        for t in &snap.tables {
-            table.restore(t)?;
-        }
-        let mut timers: TimerQueue<K, ()> = snapshot::decode(&self.name, &snap.local)?;
-        while let Some((time, due)) = timers.pop_due(Timestamp::MAX) {
-            for (kg, key, ()) in due.into_iter().filter(|(kg, ..)| owned.contains(*kg)) {
-                self.timers.register(time, kg, key, ());
-            }
-        }
-        Ok(())
+        let table = self
+            .table
+            .as_deref_mut()
+            .ok_or_else(|| EngineError::user("state used before open"))?;
+        snapshot::restore_table_and_timers(&self.name, table, &mut self.timers, snap)
     }
 }
