@@ -17,10 +17,11 @@ pub struct KeyGroup(pub u16);
 impl KeyGroup {
     /// The key group of `key` among `max_key_groups` groups (xxh3 of the key's `Hash` stream,
     /// which is stable across processes and runs).
+    #[inline]
     pub fn of<K: Hash + ?Sized>(key: &K, max_key_groups: u16) -> KeyGroup {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        key.hash(&mut hasher);
-        Self::from_hash(hasher.finish(), max_key_groups)
+        let mut bytes = KeyBytes::default();
+        key.hash(&mut bytes);
+        Self::from_hash(bytes.digest(), max_key_groups)
     }
 
     /// The key group for an already computed 64-bit hash.
@@ -39,6 +40,54 @@ impl KeyGroup {
 impl fmt::Display for KeyGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Collects a key's `Hash` stream so short keys are hashed in one xxh3 call; the digest is
+/// the same as streaming xxh3 over the same bytes.
+struct KeyBytes {
+    short: [u8; 64],
+    len: usize,
+    long: Option<xxhash_rust::xxh3::Xxh3>,
+}
+
+impl Default for KeyBytes {
+    fn default() -> Self {
+        KeyBytes {
+            short: [0; 64],
+            len: 0,
+            long: None,
+        }
+    }
+}
+
+impl KeyBytes {
+    fn digest(&self) -> u64 {
+        match &self.long {
+            Some(streaming) => streaming.digest(),
+            None => xxhash_rust::xxh3::xxh3_64(&self.short[..self.len]),
+        }
+    }
+}
+
+impl Hasher for KeyBytes {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(streaming) = &mut self.long {
+            streaming.update(bytes);
+        } else if self.len + bytes.len() <= self.short.len() {
+            self.short[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut streaming = xxhash_rust::xxh3::Xxh3::new();
+            streaming.update(&self.short[..self.len]);
+            streaming.update(bytes);
+            self.long = Some(streaming);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.digest()
     }
 }
 
@@ -121,6 +170,18 @@ mod tests {
                 }
             }
             assert_eq!(next, 128);
+        }
+    }
+
+    #[test]
+    fn one_shot_and_streaming_digests_agree() {
+        for key in ["", "p-7", &"x".repeat(63), &"long-key-".repeat(20)] {
+            let mut streaming = xxhash_rust::xxh3::Xxh3::new();
+            key.hash(&mut streaming);
+            assert_eq!(
+                KeyGroup::of(key, 128),
+                KeyGroup::from_hash(streaming.finish(), 128)
+            );
         }
     }
 

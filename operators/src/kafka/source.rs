@@ -486,8 +486,14 @@ impl<T: Data> ReaderState<T> {
         m: &M,
         batch: &mut SourceBatch<'_, T>,
     ) -> Result<(), BoxError> {
-        let Some(ti) = self.topic_index(m.topic()) else {
-            return Ok(());
+        // With one topic there is nothing to look up (and reading the name costs a UTF-8 check).
+        let ti = if self.topics.len() == 1 {
+            0
+        } else {
+            match self.topic_index(m.topic()) {
+                Some(ti) => ti,
+                None => return Ok(()),
+            }
         };
         let id = partition_id(ti, m.partition());
         let next = (m.offset() + 1).max(0) as u64;
