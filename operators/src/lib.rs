@@ -1,8 +1,8 @@
 //! The operators, sources and sinks of Sluice jobs.
 //!
 //! Bring [`StreamExt`] and [`KeyedStreamExt`] into scope (or use `sluice::prelude::*`) and a
-//! [`Stream`](sluice_engine::Stream) gains `map`, `filter` and `flat_map`, and a
-//! [`KeyedStream`](sluice_engine::KeyedStream) gains windows and keyed process functions.
+//! [`Stream`] gains `map`, `filter` and `flat_map`, and a
+//! [`KeyedStream`] gains windows and keyed process functions.
 //!
 //! ```
 //! use std::time::Duration;
