@@ -10,8 +10,8 @@ use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::engine::{BoxError, EngineError};
-use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
+use sluice::engine::EngineError;
+use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, PoisonPolicy};
 use sluice::prelude::*;
 
 fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {
@@ -165,29 +165,11 @@ fn kafka_sink_writes_every_record() {
     assert_eq!(values, (0..1_000).collect::<Vec<_>>());
 }
 
-/// A sink that takes `delay` per record on worker 1 and no time elsewhere, so worker 0's
-/// source spends long stretches blocked on the exchange to worker 1.
-struct SlowOnWorker1(Duration);
-
-impl Sink<Order> for SlowOnWorker1 {
-    fn write(&mut self, _: Order, _: Timestamp) -> Result<(), BoxError> {
-        std::thread::sleep(self.0);
-        Ok(())
-    }
-}
-
-impl SinkFactory<Order> for SlowOnWorker1 {
-    fn create(&self, worker: usize, _: usize) -> Result<Box<dyn Sink<Order>>, BoxError> {
-        let delay = if worker == 1 { self.0 } else { Duration::ZERO };
-        Ok(Box::new(SlowOnWorker1(delay)))
-    }
-}
-
 /// Worker 1's sink needs far longer than `max.poll.interval.ms` (6 s, the smallest the mock
 /// cluster's group coordinator handles well) for its share, so worker 0's source is blocked
-/// on the exchange for longer than that; it keeps polling its consumer (paused), so the
-/// group never evicts it and nothing is read twice. Eviction timing is librdkafka's own, so the mock cluster shows it as well
-/// as a real broker would.
+/// on the exchange for longer than that; it keeps polling its consumer (paused), so the group
+/// never evicts it and nothing is read twice. Eviction timing is librdkafka's own, so the mock
+/// cluster shows it as a real broker would.
 #[test]
 fn slow_downstream_does_not_get_the_consumer_evicted() {
     let topic = unique("slow");
@@ -195,40 +177,5 @@ fn slow_downstream_does_not_get_the_consumer_evicted() {
     let brokers = mock.bootstrap_servers();
     let orders = orders(400);
     produce(&brokers, &topic, &order_fixtures(&orders, &[]));
-    let config = KafkaConfig::new(&brokers)
-        .set("max.poll.interval.ms", "6000")
-        .set("session.timeout.ms", "6000");
-    let group = unique("slow-group");
-    let job = Job::new(
-        JobConfig::new("slow")
-            .workers(2)
-            .channel_capacity(4)
-            .batch_size(64),
-        move |b| {
-            b.source(
-                "orders",
-                KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
-                    .exit_when_idle(Duration::from_secs(3)),
-                WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
-                    .with_timestamps(|o: &Order| o.ts),
-            )
-            .key_by("by_product", |o| o.product_id.clone())
-            .records()
-            .map("order", |r| r.value)
-            .sink("slow", SlowOnWorker1(Duration::from_millis(50)));
-            Ok(())
-        },
-    )
-    .expect("valid job");
-    let report = job.run().expect("runs");
-    assert_eq!(
-        report.metrics.total("slow", "records_in"),
-        400,
-        "every order exactly once"
-    );
-    assert_eq!(
-        report.metrics.total("orders", "max_poll_exceeded"),
-        0,
-        "a consumer was evicted"
-    );
+    common::kafka_jobs::assert_not_evicted_under_backpressure(&brokers, &topic, 400);
 }
