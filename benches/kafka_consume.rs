@@ -51,24 +51,11 @@ const CONSUMER_SETTINGS: [(&str, &str); 4] = [
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// Orders pre-loaded into the topic.
-    #[arg(long, default_value_t = 2_000_000)]
-    events: u64,
-    /// Engine worker counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    workers: Vec<usize>,
-    /// Runs per measurement; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Internal: run one measurement (`raw` or `engine`).
-    #[arg(long, hide = true)]
-    child: Option<String>,
+    #[command(flatten)]
+    harness: common::Harness,
     /// Internal: bootstrap servers of a child.
     #[arg(long, hide = true)]
     brokers: Option<String>,
-    /// Passed by `cargo bench`.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             .init();
     }
     let args = Args::parse();
-    match args.child.as_deref() {
+    match args.harness.child.as_deref() {
         Some(kind) => child(kind, &args),
         None => parent(&args),
     }
@@ -162,28 +149,28 @@ fn preload(brokers: &str, events: u64) -> anyhow::Result<()> {
 
 fn parent(args: &Args) -> anyhow::Result<()> {
     let (_broker, brokers) = start_broker()?;
-    preload(&brokers, args.events)?;
+    preload(&brokers, args.harness.events)?;
     println!(
         "kafka_consume: {} orders on a Tansu broker, topic of {PARTITIONS} partitions",
-        args.events
+        args.harness.events
     );
     println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
     println!("  parsing:     serde_json::from_slice::<Order> of the payload");
     println!("  work:        1-minute tumbling revenue per product (FxHash maps), output discarded");
     println!(
         "  timing:      first record after the group settled to the last, median of {} runs\n",
-        args.runs
+        args.harness.runs
     );
     let extra = ["--brokers", brokers.as_str(), "--events"];
-    let events = args.events.to_string();
+    let events = args.harness.events.to_string();
     let mut extra: Vec<&str> = extra.to_vec();
     extra.push(&events);
-    let raw = median("raw", 1, &extra, args.runs)?;
+    let raw = median("raw", 1, &extra, args.harness.runs)?;
     print_header();
     print_row("raw rdkafka loop", 1, &raw, 1.0);
     let mut lines = Vec::new();
-    for &workers in &args.workers {
-        let engine = median("engine", workers, &extra, args.runs)?;
+    for &workers in &args.harness.workers {
+        let engine = median("engine", workers, &extra, args.harness.runs)?;
         if engine.checksum.orders != raw.checksum.orders {
             bail!(
                 "the engine read {} orders, the raw loop {}",
@@ -216,7 +203,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
 
 fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     let brokers = args.brokers.clone().context("--brokers is required")?;
-    let workers = args.workers.first().copied().unwrap_or(1);
+    let workers = args.harness.workers.first().copied().unwrap_or(1);
     let group = format!(
         "bench-{kind}-{}-{}",
         std::process::id(),
@@ -224,10 +211,10 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     );
     let (read, events, seconds) = match kind {
         "raw" => {
-            let (read, seconds) = raw(&brokers, &group, args.events)?;
+            let (read, seconds) = raw(&brokers, &group, args.harness.events)?;
             (read, read, seconds)
         }
-        "engine" => engine(&brokers, &group, args.events, workers)?,
+        "engine" => engine(&brokers, &group, args.harness.events, workers)?,
         other => bail!("unknown measurement {other}"),
     };
     let m = Measurement {

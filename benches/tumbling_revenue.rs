@@ -43,32 +43,19 @@ const BOUND_MS: i64 = 5_000;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// Orders in the measured file.
-    #[arg(long, default_value_t = 2_000_000)]
-    events: u64,
-    /// Worker counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    workers: Vec<usize>,
-    /// Runs per measurement; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    #[command(flatten)]
+    harness: common::Harness,
     /// Skip the 1M / 4M peak-memory measurements.
     #[arg(long)]
     skip_memory: bool,
-    /// Internal: run one measurement (`baseline` or `engine`) and print its result.
-    #[arg(long, hide = true)]
-    child: Option<String>,
     /// Internal: input file of a child.
     #[arg(long, hide = true)]
     input: Option<PathBuf>,
-    /// Passed by `cargo bench`.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match args.child.as_deref() {
+    match args.harness.child.as_deref() {
         Some(kind) => child(kind, &args),
         None => parent(&args),
     }
@@ -101,10 +88,10 @@ fn input_arg(path: &Path) -> Vec<&str> {
 }
 
 fn parent(args: &Args) -> anyhow::Result<()> {
-    let input = data_file(args.events)?;
+    let input = data_file(args.harness.events)?;
     println!(
         "tumbling_revenue: 1-minute revenue per product, {} orders",
-        args.events
+        args.harness.events
     );
     println!("  file reader: sluice_operators::LineReader (1 MiB buffer), one file, 4 MiB splits");
     println!("  parsing:     serde_json::from_slice::<Order>");
@@ -113,16 +100,16 @@ fn parent(args: &Args) -> anyhow::Result<()> {
     println!("  windows:     tumbling 60 s, watermark = max event time - 5 s, final results only");
     println!(
         "  runs:        median of {} per measurement, each in its own process\n",
-        args.runs
+        args.harness.runs
     );
 
     let measured = input_arg(&input);
-    let baseline = median("baseline", 1, &measured, args.runs)?;
+    let baseline = median("baseline", 1, &measured, args.harness.runs)?;
     print_header();
     print_row("hand-written loop", 1, &baseline, 1.0);
     let mut lines = Vec::new();
-    for &workers in &args.workers {
-        let engine = median("engine", workers, &measured, args.runs)?;
+    for &workers in &args.harness.workers {
+        let engine = median("engine", workers, &measured, args.harness.runs)?;
         if engine.checksum != baseline.checksum {
             bail!(
                 "engine output with {workers} workers differs from the baseline: {:?} vs {:?}",
@@ -188,7 +175,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
 
 fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     let input = args.input.clone().context("--input is required")?;
-    let workers = args.workers.first().copied().unwrap_or(1);
+    let workers = args.harness.workers.first().copied().unwrap_or(1);
     let started = Instant::now();
     let (events, checksum) = match kind {
         "baseline" => baseline(&input)?,

@@ -6,7 +6,8 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{TempDir, batch_fixed};
+use common::TempDir;
+use common::kafka_jobs::expected_revenue;
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
 use sluice::prelude::*;
@@ -56,17 +57,6 @@ fn revenue_job(
     .expect("valid job")
 }
 
-fn expected(orders: &[Order]) -> Vec<(String, i64, i64)> {
-    let events: Vec<common::Event> = orders
-        .iter()
-        .map(|o| common::Event::new(&o.product_id, o.ts, o.revenue_cents()))
-        .collect();
-    batch_fixed(&events, 60_000, 60_000)
-        .into_iter()
-        .map(|((k, start, _), (_, sum))| (k, start, sum))
-        .collect()
-}
-
 #[test]
 fn parallel_splits_read_every_line_once() {
     let dir = TempDir::new("jsonl");
@@ -80,7 +70,7 @@ fn parallel_splits_read_every_line_once() {
     write_orders(&dir.0, "a.jsonl", &orders[..1_700], &[]);
     write_orders(&dir.0, "b.jsonl", &orders[1_700..], &[]);
     std::fs::write(dir.0.join(".hidden"), "not json\n").expect("write");
-    let want = expected(&orders);
+    let want = expected_revenue(&orders);
     for workers in [1, 2, 4] {
         let out = CollectSink::new();
         let report = revenue_job(dir.0.clone(), BadRecordPolicy::Fail, workers, out.clone())
@@ -141,7 +131,7 @@ fn bad_lines_and_timestamps_are_skipped_and_counted() {
             .expect("runs");
         let mut rows = out.take();
         rows.sort();
-        assert_eq!(rows, expected(&orders));
+        assert_eq!(rows, expected_revenue(&orders));
         assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 3);
     }
 }

@@ -10,6 +10,26 @@ use anyhow::{Context, bail};
 use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 
+/// Options every benchmark program takes.
+#[derive(clap::Args, Debug)]
+pub struct Harness {
+    /// Orders the benchmark processes.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    /// Engine worker counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Internal: run one measurement (the kind) in this process and print its result.
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
 /// What a child measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {

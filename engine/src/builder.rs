@@ -7,7 +7,7 @@ use sluice_state::{KeyGroupRange, StateBackend};
 
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result};
-use crate::exchange::{ExchangeRegistry, Flush};
+use crate::exchange::{Flush, RunRegistry};
 use crate::graph::{JobGraph, OperatorInfo};
 use crate::ids::WorkerId;
 use crate::metrics::JobMetrics;
@@ -31,7 +31,7 @@ pub(crate) struct BuildState {
     pub(crate) mode: Mode,
     pub(crate) config: Arc<JobConfig>,
     pub(crate) worker: usize,
-    pub(crate) registry: Arc<ExchangeRegistry>,
+    pub(crate) registry: Arc<RunRegistry>,
     pub(crate) state: StateBackend,
     pub(crate) metrics: JobMetrics,
     names: HashSet<String>,
@@ -51,7 +51,7 @@ impl BuildState {
         mode: Mode,
         config: Arc<JobConfig>,
         worker: usize,
-        registry: Arc<ExchangeRegistry>,
+        registry: Arc<RunRegistry>,
         metrics: JobMetrics,
     ) -> Self {
         let range = KeyGroupRange::for_worker(worker, config.workers, config.max_key_groups);
@@ -130,7 +130,7 @@ impl BuildState {
         self.next_exchange - 1
     }
 
-    /// Checks the finished graph: names, dangling streams, presence of sources and sinks.
+    /// Checks the finished graph: names, dangling streams, presence of a source.
     pub(crate) fn validate(&mut self) -> Result<()> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
@@ -142,17 +142,12 @@ impl BuildState {
                 });
             }
         }
-        let has = |kind: &str| self.graph.operators.iter().any(|o| o.kind == kind);
-        if !has("source") {
+        // Every other stream is consumed, and only sinks consume without producing: a job
+        // with a source therefore has a sink.
+        if !self.graph.operators.iter().any(|o| o.kind == "source") {
             return Err(EngineError::InvalidJob {
                 job: self.config.name.clone(),
                 reason: "it has no source".into(),
-            });
-        }
-        if !has("sink") {
-            return Err(EngineError::InvalidJob {
-                job: self.config.name.clone(),
-                reason: "it has no sink".into(),
             });
         }
         Ok(())

@@ -1,7 +1,6 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
@@ -61,9 +60,10 @@ struct Endpoints {
     pool: Receiver<Vec<u8>>,
 }
 
-/// The channels of every exchange of a job run, created by the first worker that asks.
+/// What the workers of one run share: the channels of every exchange (created by the first
+/// worker that asks), the worker threads, and objects shared by a source's readers.
 #[derive(Default)]
-pub(crate) struct ExchangeRegistry {
+pub(crate) struct RunRegistry {
     exchanges: Mutex<HashMap<usize, Channels>>,
     /// Worker threads, to wake a receiver that sleeps.
     pub(crate) threads: OnceLock<Vec<Thread>>,
@@ -71,7 +71,7 @@ pub(crate) struct ExchangeRegistry {
     pub(crate) shared: Arc<crate::source::SharedResources>,
 }
 
-impl ExchangeRegistry {
+impl RunRegistry {
     fn endpoints(&self, spec: &ExchangeSpec) -> Result<Endpoints> {
         let mut map = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
         let channels = map.entry(spec.id).or_insert_with(|| {
@@ -266,16 +266,15 @@ pub(crate) struct ExchangeSender<T: Data, K: Data, F> {
     local: Rc<RefCell<ExchangeReceiver<K, T>>>,
     destinations: Vec<Destination>,
     pool: Receiver<Vec<u8>>,
-    registry: Arc<ExchangeRegistry>,
+    registry: Arc<RunRegistry>,
     latest_wm: Watermark,
     sent_wm: Watermark,
     ended: bool,
-    _types: PhantomData<fn(T)>,
 }
 
 /// Creates both ends of an exchange for this worker.
 pub(crate) fn exchange<T, K, F>(
-    registry: &Arc<ExchangeRegistry>,
+    registry: &Arc<RunRegistry>,
     spec: &ExchangeSpec,
     key_fn: F,
     out: Output<Keyed<K, T>>,
@@ -326,7 +325,6 @@ where
         latest_wm: Watermark::MIN,
         sent_wm: Watermark::MIN,
         ended: false,
-        _types: PhantomData,
     }));
     Ok((sender, receiver))
 }

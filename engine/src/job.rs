@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::builder::{BuildState, JobBuilder, Mode};
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result, panic_message};
-use crate::exchange::ExchangeRegistry;
+use crate::exchange::RunRegistry;
 use crate::graph::JobGraph;
 use crate::metrics::JobMetrics;
 use crate::worker::{RunFlags, WorkerExit, run_worker};
@@ -144,7 +144,7 @@ impl Job {
 
     fn attempt(&self, metrics: &JobMetrics, control: &Arc<Control>) -> Result<WorkerExit> {
         let flags = control.new_attempt();
-        let registry = Arc::new(ExchangeRegistry::default());
+        let registry = Arc::new(RunRegistry::default());
         let failure: Arc<Mutex<Option<EngineError>>> = Arc::default();
         let mut handles: Vec<JoinHandle<Result<WorkerExit>>> = Vec::new();
         for worker in 0..self.config.workers {
@@ -232,7 +232,7 @@ impl Job {
         &self,
         worker: usize,
         flags: &Arc<RunFlags>,
-        registry: Arc<ExchangeRegistry>,
+        registry: Arc<RunRegistry>,
         metrics: JobMetrics,
     ) -> Result<WorkerExit> {
         let state = BuildState::new(Mode::Run, Arc::clone(&self.config), worker, registry, metrics);

@@ -242,10 +242,6 @@ impl<T: Data> DriverCore<T> {
     }
 
     fn finish(&mut self) -> Result<()> {
-        for i in 0..self.tracker.len() {
-            let c = self.tracker.end(i);
-            self.emit_combined(c)?;
-        }
         if self.tracker.current() < Watermark::MAX {
             self.counters.watermark.set(Watermark::MAX.0);
             self.out.watermark(Watermark::MAX)?;

@@ -1,49 +1,13 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use sluice_engine::{BoxError, Message};
 
 use super::admin::ensure_topic;
 use super::config::KafkaConfig;
-
-/// Keeps the first delivery failure for the writer to report.
-#[derive(Default)]
-pub(crate) struct DeliveryReport {
-    failure: Mutex<Option<String>>,
-}
-
-impl DeliveryReport {
-    pub(crate) fn record(&self, result: &DeliveryResult<'_>, what: &str) {
-        if let Err((e, m)) = result {
-            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-            failure.get_or_insert_with(|| format!("{what} to topic '{}' failed: {e}", m.topic()));
-        }
-    }
-
-    pub(crate) fn take(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
-
-pub(crate) struct DeadLetterContext(Arc<DeliveryReport>);
-
-impl ClientContext for DeadLetterContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::context::log(level, fac, log_message);
-    }
-}
-
-impl ProducerContext for DeadLetterContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        self.0.record(result, "a dead-letter write");
-    }
-}
+use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
 
 /// What a dead-lettered record came from.
 pub(crate) struct PoisonRecord<'a> {
@@ -59,8 +23,7 @@ pub(crate) struct PoisonRecord<'a> {
 /// and their origin (topic, partition, offset) as headers.
 pub(crate) struct DeadLetterWriter {
     topic: String,
-    producer: BaseProducer<DeadLetterContext>,
-    report: Arc<DeliveryReport>,
+    producer: BaseProducer<ReportingContext>,
 }
 
 impl DeadLetterWriter {
@@ -70,15 +33,17 @@ impl DeadLetterWriter {
             // Brokers that auto-create topics, or refuse the admin API, still take the writes.
             tracing::warn!(topic, error = %e, "could not create the dead-letter topic");
         }
-        let report = Arc::new(DeliveryReport::default());
+        let context = ReportingContext {
+            report: Arc::new(DeliveryReport::default()),
+            what: "a dead-letter write",
+        };
         let producer = config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-            .create_with_context(DeadLetterContext(Arc::clone(&report)))
+            .create_with_context(context)
             .map_err(|e| Message(format!("cannot create the dead-letter producer: {e}")))?;
         Ok(DeadLetterWriter {
             topic: topic.to_string(),
             producer,
-            report,
         })
     }
 
@@ -109,33 +74,13 @@ impl DeadLetterWriter {
         if let Some(p) = record.payload {
             out = out.payload(p);
         }
-        let mut pending = out;
-        loop {
-            match self.producer.send(pending) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    self.producer.poll(Duration::from_millis(50));
-                    pending = r;
-                }
-                Err((e, _)) => return Err(Message(format!("cannot queue a dead-letter record: {e}")).into()),
-            }
-        }
-        self.producer.poll(Duration::ZERO);
-        self.check()
+        send_waiting(&self.producer, out)
     }
 
     /// Serves delivery reports; fails if a write was rejected.
     pub(crate) fn check(&self) -> Result<(), BoxError> {
         self.producer.poll(Duration::ZERO);
-        match self.report.take() {
-            Some(failure) => Err(Message(failure).into()),
-            None => Ok(()),
-        }
+        self.producer.context().report.check()
     }
 
     /// Waits until every queued write is acknowledged.

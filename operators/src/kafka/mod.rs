@@ -4,6 +4,7 @@ mod admin;
 mod config;
 mod context;
 mod dead_letter;
+mod delivery;
 mod format;
 mod sink;
 mod source;

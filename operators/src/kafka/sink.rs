@@ -1,15 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use sluice_engine::{BoxError, CheckpointId, Data, Message, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
-use super::dead_letter::DeliveryReport;
+use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
 use super::format::RecordSerializer;
 
 /// Writes a stream to a Kafka topic with an idempotent producer.
@@ -45,29 +41,16 @@ impl<T: Data> KafkaSink<T> {
     }
 }
 
-struct SinkContext(Arc<DeliveryReport>);
-
-impl ClientContext for SinkContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::context::log(level, fac, log_message);
-    }
-}
-
-impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        self.0.record(result, "a write");
-    }
-}
-
 impl<T: Data> SinkFactory<T> for KafkaSink<T> {
     fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
-        let report = Arc::new(DeliveryReport::default());
+        let context = ReportingContext {
+            report: Arc::new(DeliveryReport::default()),
+            what: "a write",
+        };
         let producer = self
             .config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-            .create_with_context(SinkContext(Arc::clone(&report)))
+            .create_with_context(context)
             .map_err(|e| {
                 Message(format!(
                     "cannot create a producer for {}: {e}",
@@ -78,7 +61,6 @@ impl<T: Data> SinkFactory<T> for KafkaSink<T> {
             topic: self.topic.clone(),
             serializer: Arc::clone(&self.serializer),
             producer,
-            report,
         }))
     }
 }
@@ -86,23 +68,15 @@ impl<T: Data> SinkFactory<T> for KafkaSink<T> {
 struct KafkaWriter<T> {
     topic: String,
     serializer: Arc<dyn RecordSerializer<T>>,
-    producer: BaseProducer<SinkContext>,
-    report: Arc<DeliveryReport>,
+    producer: BaseProducer<ReportingContext>,
 }
 
 impl<T> KafkaWriter<T> {
-    fn check(&self) -> Result<(), BoxError> {
-        match self.report.take() {
-            Some(failure) => Err(Message(failure).into()),
-            None => Ok(()),
-        }
-    }
-
     fn flush(&self) -> Result<(), BoxError> {
         self.producer
             .flush(Duration::from_secs(60))
             .map_err(|e| Message(format!("writes to topic '{}' not acknowledged: {e}", self.topic)))?;
-        self.check()
+        self.producer.context().report.check()
     }
 }
 
@@ -118,22 +92,7 @@ impl<T: Data> Sink<T> for KafkaWriter<T> {
         if let Some(k) = &key {
             record = record.key(k);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                // The producer's queue is full: wait for acknowledgements (backpressure).
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(20));
-                    self.check()?;
-                    record = r;
-                }
-                Err((e, _)) => {
-                    return Err(Message(format!("cannot write to topic '{}': {e}", self.topic)).into());
-                }
-            }
-        }
-        self.producer.poll(Duration::ZERO);
-        self.check()
+        send_waiting(&self.producer, record)
     }
 
     fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {

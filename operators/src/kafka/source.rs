@@ -430,7 +430,8 @@ struct ReaderState<T> {
     positions: Vec<(PartitionId, u64)>,
     assigned: Vec<(String, i32)>,
     paused: bool,
-    /// Records that arrived while paused.
+    /// Records that arrived while paused: at most what librdkafka had prefetched (bounded by
+    /// `queued.max.messages.kbytes`), one per keep-alive.
     stash: VecDeque<OwnedMessage>,
     exit_when_idle: Option<Duration>,
     last_record: Instant,

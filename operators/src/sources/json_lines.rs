@@ -127,6 +127,7 @@ impl<T: DeserializeOwned + Data> Source for JsonLinesSource<T> {
             reader: None,
             offsets: Vec::new(),
             line_cache: None,
+            spare_buffer: Vec::new(),
             _record: PhantomData,
         }))
     }
@@ -143,6 +144,8 @@ struct JsonLinesReader<T> {
     /// Next offset per split already started.
     offsets: Vec<(PartitionId, u64)>,
     line_cache: LineCache,
+    /// The last split's read buffer, for the next split.
+    spare_buffer: Vec<u8>,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -179,7 +182,7 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
     }
 
     fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
-        let Some(split) = self.splits.get(self.current).cloned() else {
+        let Some(split) = self.splits.get(self.current) else {
             return Ok(PollStatus::Finished);
         };
         let io_error = |e: io::Error| -> BoxError {
@@ -193,8 +196,9 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
                     .iter()
                     .find(|(p, _)| *p == split.id)
                     .map_or(split.start, |(_, o)| *o);
+                let buffer = std::mem::take(&mut self.spare_buffer);
                 self.reader
-                    .insert(LineReader::open(&split.file, start, split.end).map_err(io_error)?)
+                    .insert(LineReader::with_buffer(&split.file, start, split.end, buffer).map_err(io_error)?)
             }
         };
         let mut finished_split = false;
@@ -224,7 +228,9 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
             None => self.offsets.push((split.id, position)),
         }
         if finished_split {
-            self.reader = None;
+            if let Some(done) = self.reader.take() {
+                self.spare_buffer = done.into_buffer();
+            }
             self.current += 1;
             if let Some(next) = self.splits.get(self.current) {
                 batch.partition_start(next.id);

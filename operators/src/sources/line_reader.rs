@@ -26,12 +26,24 @@ impl LineReader {
     /// # Errors
     /// When the file cannot be opened or positioned.
     pub fn open(path: &Path, start: u64, end: u64) -> io::Result<Self> {
+        Self::with_buffer(path, start, end, Vec::new())
+    }
+
+    /// Like [`LineReader::open`], reusing `buf` (e.g. from [`LineReader::into_buffer`]) so
+    /// reading many ranges does not allocate and zero a fresh buffer for each.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or positioned.
+    pub fn with_buffer(path: &Path, start: u64, end: u64, mut buf: Vec<u8>) -> io::Result<Self> {
+        if buf.len() < INITIAL_BUFFER {
+            buf.resize(INITIAL_BUFFER, 0);
+        }
         let mut file = File::open(path)?;
         let seek_to = start.saturating_sub(1);
         file.seek(SeekFrom::Start(seek_to))?;
         let mut reader = LineReader {
             file,
-            buf: vec![0; INITIAL_BUFFER],
+            buf,
             buf_offset: seek_to,
             pos: 0,
             filled: 0,
@@ -44,6 +56,11 @@ impl LineReader {
             reader.next_span()?;
         }
         Ok(reader)
+    }
+
+    /// Gives back the buffer for the next range.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Offset of the next byte to be read.

@@ -115,7 +115,7 @@ where
             if absorbed >= 2 {
                 merges.inc();
             }
-            sessions.push((merged, acc.clone()));
+            sessions.push((merged, acc));
         })?;
         let due = self.cleanup_time(&merged);
         self.timers.register(due, key_group, key, ());
