@@ -19,6 +19,9 @@ use super::config::KafkaConfig;
 use super::dead_letter::{DeadLetterWriter, PoisonRecord};
 use super::format::{Json, RecordDeserializer};
 
+/// Most records a busy reader polls ahead (one per keep-alive tick) to stay in its group.
+const MAX_STASH: usize = 1_024;
+
 /// What a Kafka source does with a record its format cannot decode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum PoisonPolicy {
@@ -274,31 +277,27 @@ fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)]) 
 }
 
 /// What the readers of one source know together, to decide that the input is finished: every
-/// partition of the topics is assigned to some reader, no rebalance happened for the idle
-/// time, and every reader has been idle for it.
+/// partition of the topics is assigned to some reader (each reader publishes the size of its
+/// current assignment), no rebalance happened for the idle time, and every reader has been
+/// idle for it.
 struct GroupProgress {
     idle: Vec<AtomicBool>,
+    assigned: Vec<std::sync::atomic::AtomicUsize>,
     /// Partitions of the subscribed topics, from the metadata (`None` if unknown).
     total_partitions: Option<usize>,
-    assigned: Mutex<std::collections::HashSet<(String, i32)>>,
     last_rebalance: Mutex<Instant>,
 }
 
 impl GroupProgress {
-    fn rebalanced(&self, assigned: &[(String, i32)], revoked: &[(String, i32)]) {
-        let mut set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-        for p in revoked {
-            set.remove(p);
-        }
-        set.extend(assigned.iter().cloned());
+    fn rebalanced(&self) {
         *self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     fn settled_for(&self, limit: Duration) -> bool {
-        let set = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        let assigned: usize = self.assigned.iter().map(|a| a.load(Ordering::SeqCst)).sum();
         let covered = match self.total_partitions {
-            Some(total) => set.len() >= total,
-            None => !set.is_empty(),
+            Some(total) => assigned >= total,
+            None => assigned > 0,
         };
         covered
             && self
@@ -376,8 +375,10 @@ impl<T: Data> Source for KafkaSource<T> {
         };
         let votes = ctx.shared(|| GroupProgress {
             idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            assigned: (0..workers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
             total_partitions,
-            assigned: Mutex::new(std::collections::HashSet::new()),
             last_rebalance: Mutex::new(Instant::now()),
         });
         Ok(Box::new(KafkaReader {
@@ -389,7 +390,6 @@ impl<T: Data> Source for KafkaSource<T> {
                 dead_letter,
                 positions: Vec::new(),
                 assigned: Vec::new(),
-                paused: false,
                 stash: VecDeque::new(),
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
@@ -429,9 +429,7 @@ struct ReaderState<T> {
     /// Next offset per partition, for the engine.
     positions: Vec<(PartitionId, u64)>,
     assigned: Vec<(String, i32)>,
-    paused: bool,
-    /// Records that arrived while paused: at most what librdkafka had prefetched (bounded by
-    /// `queued.max.messages.kbytes`), one per keep-alive.
+    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
     stash: VecDeque<OwnedMessage>,
     exit_when_idle: Option<Duration>,
     last_record: Instant,
@@ -454,7 +452,7 @@ impl<T: Data> ReaderState<T> {
         for event in events {
             match event {
                 Rebalanced::Assigned(partitions) => {
-                    self.votes.rebalanced(&partitions, &[]);
+                    self.votes.rebalanced();
                     for (topic, partition) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
                             batch.partition_start(partition_id(ti, partition));
@@ -464,12 +462,9 @@ impl<T: Data> ReaderState<T> {
                         }
                     }
                     self.last_record = Instant::now();
-                    // librdkafka keeps a partition's pause flag across reassignment: resume
-                    // the whole assignment at the next poll.
-                    self.paused = true;
                 }
                 Rebalanced::Revoked(partitions) => {
-                    self.votes.rebalanced(&[], &partitions);
+                    self.votes.rebalanced();
                     for (topic, partition) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
                             batch.partition_revoked(partition_id(ti, partition));
@@ -533,19 +528,17 @@ impl<T: Data> ReaderState<T> {
         }
     }
 
-    fn assignment_list(&self) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in &self.assigned {
-            tpl.add_partition(topic, *partition);
-        }
-        tpl
-    }
-
     /// Ends the input once every reader of the source has been idle long enough.
-    fn idle_exit(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<bool, BoxError> {
+    fn idle_exit(
+        &mut self,
+        consumer: &BaseConsumer<ReaderContext>,
+        batch: &mut SourceBatch<'_, T>,
+    ) -> Result<bool, BoxError> {
         let Some(limit) = self.exit_when_idle else {
             return Ok(false);
         };
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        self.votes.assigned[self.worker].store(assigned, Ordering::SeqCst);
         let idle = self.last_record.elapsed() >= limit;
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
         if !idle
@@ -585,12 +578,6 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         if state.finished {
             return Ok(PollStatus::Finished);
         }
-        if state.paused {
-            consumer
-                .resume(&state.assignment_list())
-                .map_err(|e| Message(format!("cannot resume partitions: {e}")))?;
-            state.paused = false;
-        }
         state.apply_rebalances(consumer.context(), batch);
         let mut got = 0;
         while let Some(m) = state.stash.pop_front() {
@@ -626,7 +613,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         if got > 0 {
             state.last_record = Instant::now();
         }
-        if got == 0 && state.idle_exit(batch)? {
+        if got == 0 && state.idle_exit(consumer, batch)? {
             return Ok(PollStatus::Finished);
         }
         Ok(if got > 0 {
@@ -679,14 +666,13 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         if state.finished {
             return Ok(());
         }
-        if !state.paused && !state.assigned.is_empty() {
-            consumer
-                .pause(&state.assignment_list())
-                .map_err(|e| Message(format!("cannot pause partitions: {e}")))?;
-            state.paused = true;
-        }
-        // Polling while paused keeps the group membership; rebalances seen here are
+        // Polling keeps the group membership; what arrives waits in the stash, which is
+        // capped. (Pausing partitions instead loses the records librdkafka had prefetched
+        // when a rebalance comes between pause and resume.) Rebalances seen here are
         // announced at the next poll.
+        if state.stash.len() >= MAX_STASH {
+            return Ok(());
+        }
         match consumer.poll(Duration::ZERO) {
             Some(Ok(m)) => state.stash.push_back(m.detach()),
             Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
