@@ -93,16 +93,6 @@ fn poison_policies_on_a_real_broker() {
     assert_eq!(dead, vec![b"poison-a".to_vec(), b"poison-b".to_vec()]);
 }
 
-#[test]
-#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
-fn slow_downstream_does_not_get_the_consumer_evicted_on_a_real_broker() {
-    let brokers = brokers();
-    let topic = unique("e2e-slow");
-    ensure_topic(&KafkaConfig::new(&brokers), &topic, 2).expect("topic");
-    produce(&brokers, &topic, &order_fixtures(&orders(400), &[]));
-    common::kafka_jobs::assert_not_evicted_under_backpressure(&brokers, &topic, 400);
-}
-
 /// A Tansu broker of the test's own, on a free loopback port, with SQLite storage so it
 /// keeps its data across a restart.
 struct OwnBroker {
