@@ -5,6 +5,7 @@ use crate::error::{Result, StateError};
 use crate::key_group::DEFAULT_MAX_KEY_GROUPS;
 use crate::key_group::KeyGroupRange;
 use crate::memory::MemoryTable;
+use crate::rocks::{RocksTable, WorkerDb};
 use crate::table::{KeyedTable, StateKey, StateValue};
 
 /// Where a worker's keyed state lives. Cheap to clone; clones share the set of open tables.
@@ -18,6 +19,7 @@ pub struct StateBackend {
 #[derive(Debug, Clone)]
 enum BackendKind {
     Memory,
+    RocksDb(Arc<WorkerDb>),
 }
 
 impl StateBackend {
@@ -35,6 +37,54 @@ impl StateBackend {
         }
     }
 
+    /// State in the worker's RocksDB database `db`, which owns the key groups of its range.
+    pub fn rocksdb(db: WorkerDb) -> Self {
+        StateBackend {
+            range: db.key_groups(),
+            kind: BackendKind::RocksDb(Arc::new(db)),
+            open: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The worker's RocksDB database, when state lives in RocksDB.
+    pub fn rocksdb_database(&self) -> Option<&WorkerDb> {
+        match &self.kind {
+            BackendKind::RocksDb(db) => Some(db),
+            BackendKind::Memory => None,
+        }
+    }
+
+    /// Names of the tables opened so far.
+    pub fn open_tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.open.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Refuses state the job no longer has an operator for: every table recorded in the
+    /// backend (restored from a checkpoint) must have been opened again.
+    ///
+    /// # Errors
+    /// [`StateError::Checkpoint`] naming the first table no operator opened.
+    pub fn check_all_tables_claimed(&self) -> Result<()> {
+        let Some(db) = self.rocksdb_database() else {
+            return Ok(());
+        };
+        let open = self.open_tables();
+        for table in db.tables()? {
+            if !open.contains(&table) {
+                return Err(StateError::Checkpoint {
+                    checkpoint: db.path().display().to_string(),
+                    reason: format!(
+                        "it holds state of operator '{table}', which the job no longer has \
+                         (renamed or removed); restore into the job that wrote it or start fresh"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The key groups whose state this backend holds.
     pub fn key_groups(&self) -> KeyGroupRange {
         self.range
@@ -44,6 +94,7 @@ impl StateBackend {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             BackendKind::Memory => "memory",
+            BackendKind::RocksDb(_) => "rocksdb",
         }
     }
 
@@ -61,8 +112,9 @@ impl StateBackend {
                 operator: operator.to_string(),
             });
         }
-        match self.kind {
+        match &self.kind {
             BackendKind::Memory => Ok(Box::new(MemoryTable::<K, N, V>::new(operator, self.range))),
+            BackendKind::RocksDb(db) => Ok(Box::new(RocksTable::<K, N, V>::open(operator, Arc::clone(db))?)),
         }
     }
 }

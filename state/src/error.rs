@@ -52,6 +52,30 @@ pub enum StateError {
         /// Operator (table) name.
         operator: String,
     },
+    /// The storage below a backend failed (RocksDB, the file system).
+    #[error("state storage at {path}: {reason}")]
+    Storage {
+        /// The database or file involved.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A snapshot was taken by a backend that cannot restore into this one.
+    #[error("state of operator '{operator}' cannot be restored here: {detail}")]
+    BackendMismatch {
+        /// Operator (table) name.
+        operator: String,
+        /// Why.
+        detail: String,
+    },
+    /// A checkpoint or savepoint cannot be used.
+    #[error("checkpoint {checkpoint}: {reason}")]
+    Checkpoint {
+        /// The checkpoint's directory or name.
+        checkpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A key group outside the table's range was used.
     #[error("key group {key_group} is outside the range {range} owned by this table")]
     KeyGroupOutOfRange {

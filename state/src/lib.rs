@@ -22,9 +22,11 @@
 //! ```
 
 mod backend;
+pub mod checkpoint;
 mod error;
 mod key_group;
 mod memory;
+mod rocks;
 mod snapshot;
 mod table;
 
@@ -32,5 +34,6 @@ pub use backend::StateBackend;
 pub use error::{Result, StateError};
 pub use key_group::{DEFAULT_MAX_KEY_GROUPS, KeyGroup, KeyGroupRange};
 pub use memory::MemoryTable;
+pub use rocks::{DEFAULT_MEMORY_BUDGET, DbCheckpoint, RocksDbConfig, RocksTable, WorkerDb};
 pub use snapshot::{STATE_FORMAT_VERSION, TableSnapshot};
 pub use table::{KeyedTable, StateKey, StateValue};

@@ -6,7 +6,7 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Result, StateError};
 use crate::key_group::{KeyGroup, KeyGroupRange};
 use crate::snapshot::{STATE_FORMAT_VERSION, TableSnapshot};
-use crate::table::{KeyedTable, StateKey, StateValue};
+use crate::table::{KeyedTable, StateKey, StateValue, type_signature};
 
 type GroupMap<K, N, V> = HashMap<(K, N), V, FxBuildHasher>;
 
@@ -47,15 +47,6 @@ impl<K: StateKey, N: StateKey, V: StateValue> MemoryTable<K, N, V> {
             groups: (0..range.len()).map(|_| GroupMap::default()).collect(),
             len: 0,
         }
-    }
-
-    fn type_signature() -> String {
-        format!(
-            "{} / {} / {}",
-            std::any::type_name::<K>(),
-            std::any::type_name::<N>(),
-            std::any::type_name::<V>()
-        )
     }
 
     fn group(&mut self, key_group: KeyGroup) -> Result<&mut GroupMap<K, N, V>> {
@@ -122,7 +113,7 @@ impl<K: StateKey, N: StateKey, V: StateValue> KeyedTable<K, N, V> for MemoryTabl
         self.range
     }
 
-    fn snapshot(&self, range: KeyGroupRange) -> Result<TableSnapshot> {
+    fn snapshot(&mut self, range: KeyGroupRange) -> Result<TableSnapshot> {
         let mut groups = Vec::new();
         for kg in range.iter().filter(|kg| self.range.contains(*kg)) {
             let map = &self.groups[usize::from(kg.0 - self.range.start)];
@@ -142,14 +133,21 @@ impl<K: StateKey, N: StateKey, V: StateValue> KeyedTable<K, N, V> for MemoryTabl
         Ok(TableSnapshot {
             format_version: STATE_FORMAT_VERSION,
             operator: self.operator.clone(),
-            type_signature: Self::type_signature(),
+            type_signature: type_signature::<K, N, V>(),
             range,
             groups,
+            in_backend: false,
         })
     }
 
     fn restore(&mut self, snapshot: &TableSnapshot) -> Result<()> {
-        snapshot.check_compatible(&self.operator, &Self::type_signature())?;
+        snapshot.check_compatible(&self.operator, &type_signature::<K, N, V>())?;
+        if snapshot.in_backend {
+            return Err(StateError::BackendMismatch {
+                operator: self.operator.clone(),
+                detail: "the snapshot's entries live in a RocksDB checkpoint; restore it with the RocksDB backend".into(),
+            });
+        }
         for (kg, bytes) in &snapshot.groups {
             let kg = KeyGroup(*kg);
             if !self.range.contains(kg) {

@@ -22,6 +22,8 @@ pub struct TableSnapshot {
     pub range: KeyGroupRange,
     /// `(key group, bincode-encoded entries)` for each non-empty key group.
     pub groups: Vec<(u16, Vec<u8>)>,
+    /// The entries are not in `groups` but in the backend's own checkpoint (RocksDB).
+    pub in_backend: bool,
 }
 
 impl TableSnapshot {

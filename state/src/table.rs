@@ -15,6 +15,16 @@ impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static> State
 pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
 
+/// The type names of key, namespace and value, stored with state and checked on restore.
+pub(crate) fn type_signature<K, N, V>() -> String {
+    format!(
+        "{} / {} / {}",
+        std::any::type_name::<K>(),
+        std::any::type_name::<N>(),
+        std::any::type_name::<V>()
+    )
+}
+
 /// One operator's keyed state: values addressed by (key group, key, namespace).
 ///
 /// Backends implement this trait; operators only use it. Every method may fail because a
@@ -55,7 +65,11 @@ pub trait KeyedTable<K, N, V>: Send {
     }
 
     /// Encodes the entries of the key groups in `range` into a snapshot.
-    fn snapshot(&self, range: KeyGroupRange) -> Result<TableSnapshot>;
+    ///
+    /// A backend that keeps entries on disk may only write its pending changes and name the
+    /// table ([`TableSnapshot::in_backend`]): the entries are then part of the backend's own
+    /// checkpoint.
+    fn snapshot(&mut self, range: KeyGroupRange) -> Result<TableSnapshot>;
 
     /// Loads the entries of `snapshot` that fall in this table's key-group range, keeping the
     /// entries already present for other key groups.
