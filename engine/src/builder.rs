@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sluice_state::{KeyGroupRange, StateBackend};
 
+use crate::checkpoint::participant::Participant;
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result};
 use crate::exchange::{Flush, RunRegistry};
@@ -43,6 +44,8 @@ pub(crate) struct BuildState {
     pub(crate) senders: Vec<(usize, Rc<RefCell<dyn Flush>>)>,
     pub(crate) tickers: Vec<Rc<RefCell<dyn Tick>>>,
     pub(crate) sinks: Vec<Rc<RefCell<bool>>>,
+    /// Operators and sinks, for checkpoints.
+    pub(crate) participants: Vec<Rc<RefCell<dyn Participant>>>,
     next_exchange: usize,
 }
 
@@ -69,6 +72,7 @@ impl BuildState {
             senders: Vec::new(),
             tickers: Vec::new(),
             sinks: Vec::new(),
+            participants: Vec::new(),
             next_exchange: 0,
             config,
         }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use sluice_state::DEFAULT_MAX_KEY_GROUPS;
 
+use crate::checkpoint::{CheckpointConfig, StateBackendConfig};
 use crate::error::{EngineError, Result};
 
 /// What the engine does when an attempt of a job fails.
@@ -66,6 +67,8 @@ pub struct JobConfig {
     pub(crate) channel_capacity: usize,
     pub(crate) tick_interval: Duration,
     pub(crate) restart: RestartStrategy,
+    pub(crate) state_backend: StateBackendConfig,
+    pub(crate) checkpoints: Option<CheckpointConfig>,
 }
 
 impl JobConfig {
@@ -80,6 +83,8 @@ impl JobConfig {
             channel_capacity: 16,
             tick_interval: Duration::from_millis(20),
             restart: RestartStrategy::Never,
+            state_backend: StateBackendConfig::Memory,
+            checkpoints: None,
         }
     }
 
@@ -117,6 +122,24 @@ impl JobConfig {
     pub fn restart_strategy(mut self, restart: RestartStrategy) -> Self {
         self.restart = restart;
         self
+    }
+
+    /// Where operators keep keyed state (in memory by default).
+    pub fn state_backend(mut self, backend: StateBackendConfig) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
+    /// Takes checkpoints as `checkpoints` says; without this, a restart replays from the
+    /// sources' configured start.
+    pub fn checkpoints(mut self, checkpoints: CheckpointConfig) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// The checkpoint settings, if checkpoints are on.
+    pub fn checkpoint_config(&self) -> Option<&CheckpointConfig> {
+        self.checkpoints.as_ref()
     }
 
     /// The job's name.
@@ -158,6 +181,14 @@ impl JobConfig {
         }
         if self.tick_interval.is_zero() {
             return invalid("tick_interval", "must be positive".into());
+        }
+        if let Some(c) = &self.checkpoints {
+            if c.interval.is_zero() {
+                return invalid("checkpoints.interval", "must be positive".into());
+            }
+            if c.retain == 0 {
+                return invalid("checkpoints.retain", "must keep at least 1 checkpoint".into());
+            }
         }
         Ok(())
     }

@@ -104,6 +104,15 @@ pub enum EngineError {
         #[source]
         source: StateError,
     },
+    /// A checkpoint cannot be taken or restored (no usable checkpoint, a job graph that no
+    /// longer matches its state).
+    #[error("job '{job}': {reason}")]
+    Checkpoint {
+        /// The job's name.
+        job: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another worker failed or the job was stopped, so this worker gave up.
     #[error("job aborted")]
     Aborted,
@@ -164,6 +173,7 @@ impl EngineError {
                 | EngineError::InvalidJob { .. }
                 | EngineError::InvalidConfig { .. }
                 | EngineError::BadRecord { .. }
+                | EngineError::Checkpoint { .. }
                 | EngineError::Aborted
         )
     }
@@ -171,6 +181,12 @@ impl EngineError {
 
 impl From<StateError> for EngineError {
     fn from(source: StateError) -> Self {
+        if let StateError::Checkpoint { .. } = source {
+            return EngineError::Checkpoint {
+                job: String::new(),
+                reason: source.to_string(),
+            };
+        }
         EngineError::State {
             operator: String::new(),
             source,

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_state::{KeyGroup, KeyGroupRange};
 
+use crate::checkpoint::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::push::{Barrier, Control, Data, Output, Push};
 use crate::time::{Timestamp, Watermark};
@@ -139,6 +140,7 @@ pub(crate) struct ExchangeReceiver<K: Data, T: Data> {
     rx: Receiver<Envelope>,
     returns: Vec<Sender<Vec<u8>>>,
     tracker: WatermarkTracker,
+    aligner: BarrierAligner,
     out: Output<Keyed<K, T>>,
     ended: bool,
 }
@@ -181,11 +183,16 @@ where
                 let c = self.tracker.set_idle(from);
                 self.emit(c)
             }
-            // Barrier alignment belongs to the checkpoint coordinator; until then barriers pass.
-            Message::Barrier(b) => self.out.barrier(b),
+            Message::Barrier(b) => match self.aligner.barrier(from, b.id) {
+                Some(id) => self.out.barrier(Barrier { id }),
+                None => Ok(()),
+            },
             Message::End => {
                 let c = self.tracker.end(from);
                 self.emit(c)?;
+                if let Some(id) = self.aligner.end(from) {
+                    self.out.barrier(Barrier { id })?;
+                }
                 if self.tracker.all_ended() && !self.ended {
                     self.ended = true;
                     self.out.end()?;
@@ -298,6 +305,7 @@ where
         rx,
         returns,
         tracker: WatermarkTracker::new(spec.workers),
+        aligner: BarrierAligner::new(spec.workers),
         out,
         ended: false,
     }));
@@ -495,10 +503,10 @@ where
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let mut s = self.0.borrow_mut();
         s.broadcast(|| Message::Barrier(barrier));
-        let local = Rc::clone(&s.local);
+        let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
         let mut r = local.borrow_mut();
-        r.out.barrier(barrier)
+        r.deliver(me, Message::Barrier(barrier))
     }
 
     fn end(&mut self) -> Result<()> {

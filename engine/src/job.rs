@@ -4,7 +4,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sluice_state::StateBackend;
+use sluice_state::checkpoint::RestorePoint;
+
 use crate::builder::{BuildState, JobBuilder, Mode};
+use crate::checkpoint::StateBackendConfig;
+use crate::checkpoint::coordinator::Coordinator;
+use crate::checkpoint::restore;
+use crate::checkpoint::worker_part::{WorkerPart, WorkerSnapshots};
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result, panic_message};
 use crate::exchange::RunRegistry;
@@ -90,12 +97,27 @@ impl Job {
     /// When the supervisor thread cannot be spawned.
     pub fn start(&self) -> Result<JobHandle> {
         let metrics = JobMetrics::default();
+        let coordinator = match &self.config.checkpoints {
+            Some(c) => Some(Arc::new(
+                Coordinator::new(
+                    c.clone(),
+                    &self.config.name,
+                    self.graph.clone(),
+                    self.config.workers,
+                    self.config.max_key_groups,
+                    self.config.state_backend.kind_name(),
+                    &metrics,
+                )
+                .map_err(|e| with_job(e, &self.config.name))?,
+            )),
+            None => None,
+        };
         let control = Arc::new(Control::default());
         let job = self.clone();
-        let (m, c) = (metrics.clone(), Arc::clone(&control));
+        let (m, c, coord) = (metrics.clone(), Arc::clone(&control), coordinator.clone());
         let supervisor = std::thread::Builder::new()
             .name(format!("sluice-{}", self.config.name))
-            .spawn(move || job.supervise(&m, &c))
+            .spawn(move || job.supervise(&m, &c, coord.as_ref()))
             .map_err(|e| EngineError::InvalidJob {
                 job: self.config.name.clone(),
                 reason: format!("cannot spawn supervisor thread: {e}"),
@@ -104,14 +126,23 @@ impl Job {
             supervisor: Some(supervisor),
             control,
             metrics,
+            coordinator,
         })
     }
 
-    fn supervise(&self, metrics: &JobMetrics, control: &Arc<Control>) -> Result<JobReport> {
+    fn supervise(
+        &self,
+        metrics: &JobMetrics,
+        control: &Arc<Control>,
+        coordinator: Option<&Arc<Coordinator>>,
+    ) -> Result<JobReport> {
         let started = Instant::now();
         let mut attempt = 1u32;
         loop {
-            match self.attempt(metrics, control) {
+            match self
+                .attempt(metrics, control, coordinator)
+                .map_err(|e| with_job(e, &self.config.name))
+            {
                 Ok(exit) => {
                     return Ok(JobReport {
                         metrics: metrics.clone(),
@@ -142,7 +173,26 @@ impl Job {
         }
     }
 
-    fn attempt(&self, metrics: &JobMetrics, control: &Arc<Control>) -> Result<WorkerExit> {
+    fn attempt(
+        &self,
+        metrics: &JobMetrics,
+        control: &Arc<Control>,
+        coordinator: Option<&Arc<Coordinator>>,
+    ) -> Result<WorkerExit> {
+        let restore = match coordinator {
+            Some(c) => {
+                c.new_attempt();
+                match c.restore_point()? {
+                    Some(point) => {
+                        restore::check_compatible(&self.config, &self.graph, &point)?;
+                        let snapshots = restore::read_snapshots(&self.config.name, &point)?;
+                        Some(Arc::new((point, snapshots)))
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
         let flags = control.new_attempt();
         let registry = Arc::new(RunRegistry::default());
         let failure: Arc<Mutex<Option<EngineError>>> = Arc::default();
@@ -155,11 +205,12 @@ impl Job {
                 metrics.clone(),
                 Arc::clone(&failure),
             );
+            let (coordinator, restore) = (coordinator.cloned(), restore.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("sluice-worker-{worker}"))
                 .spawn(move || {
                     let result = catch_unwind(AssertUnwindSafe(|| {
-                        job.run_worker(worker, &worker_flags, registry, metrics)
+                        job.run_worker(worker, &worker_flags, registry, metrics, coordinator, restore)
                     }))
                     .unwrap_or_else(|payload| {
                         Err(EngineError::WorkerPanicked {
@@ -234,13 +285,33 @@ impl Job {
         flags: &Arc<RunFlags>,
         registry: Arc<RunRegistry>,
         metrics: JobMetrics,
+        coordinator: Option<Arc<Coordinator>>,
+        restore: Option<Arc<RestoreData>>,
     ) -> Result<WorkerExit> {
-        let state = BuildState::new(Mode::Run, Arc::clone(&self.config), worker, registry, metrics);
+        let mut state = BuildState::new(Mode::Run, Arc::clone(&self.config), worker, registry, metrics);
+        if let StateBackendConfig::RocksDb(rocks) = &self.config.state_backend {
+            let range = state.state.key_groups();
+            let point = restore.as_deref().map(|(p, _)| p);
+            state.state = StateBackend::rocksdb(restore::open_database(rocks, worker, range, point)?);
+        }
         let mut builder = JobBuilder::new(state);
         (self.build)(&mut builder)?;
         let mut state = into_build_state(builder)?;
         state.validate().map_err(|e| with_job(e, &self.config.name))?;
-        run_worker(state, flags, self.config.tick_interval)
+        // Sources first in the list would starve exchanges: drive downstream inputs first.
+        state.inputs.sort_by_key(|input| std::cmp::Reverse(input.0));
+        if let Some((point, snapshots)) = restore.as_deref() {
+            restore::restore_worker(
+                &self.config.name,
+                point,
+                snapshots,
+                &state.participants,
+                &mut state.inputs,
+            )?;
+        }
+        state.state.check_all_tables_claimed()?;
+        let part = coordinator.map(|c| WorkerPart::new(c, &self.config.name, worker, state.state.clone()));
+        run_worker(state, flags, self.config.tick_interval, part)
     }
 }
 
@@ -253,9 +324,16 @@ fn into_build_state(builder: JobBuilder) -> Result<BuildState> {
         })
 }
 
+/// A restore point with the operator snapshots of each of its workers.
+type RestoreData = (RestorePoint, Vec<WorkerSnapshots>);
+
 fn with_job(e: EngineError, job: &str) -> EngineError {
     match e {
         EngineError::InvalidJob { job: j, reason } if j.is_empty() => EngineError::InvalidJob {
+            job: job.to_string(),
+            reason,
+        },
+        EngineError::Checkpoint { job: j, reason } if j.is_empty() => EngineError::Checkpoint {
             job: job.to_string(),
             reason,
         },
@@ -294,12 +372,33 @@ pub struct JobHandle {
     supervisor: Option<JoinHandle<Result<JobReport>>>,
     control: Arc<Control>,
     metrics: JobMetrics,
+    coordinator: Option<Arc<Coordinator>>,
 }
 
 impl JobHandle {
     /// Live metrics of the run.
     pub fn metrics(&self) -> &JobMetrics {
         &self.metrics
+    }
+
+    /// Takes a checkpoint now and keeps it as savepoint `name` (never deleted by retention;
+    /// restore it with [`crate::RestoreFrom::Savepoint`]). Waits up to `timeout`.
+    ///
+    /// # Errors
+    /// When checkpoints are off, no checkpoint completes in time, or the name is taken.
+    pub fn savepoint(&self, name: &str, timeout: Duration) -> Result<std::path::PathBuf> {
+        match &self.coordinator {
+            Some(c) => c.savepoint(name, timeout),
+            None => Err(EngineError::InvalidConfig {
+                key: "checkpoints",
+                reason: "savepoints need checkpoints to be configured".into(),
+            }),
+        }
+    }
+
+    /// The newest complete checkpoint of this run (0 before the first).
+    pub fn last_checkpoint(&self) -> u64 {
+        self.coordinator.as_ref().map_or(0, |c| c.completed())
     }
 
     /// Asks every worker to stop promptly; open windows are not flushed.

@@ -17,6 +17,7 @@
 //! [`Operator`], [`Source`] and [`Sink`].
 
 mod builder;
+mod checkpoint;
 mod config;
 mod error;
 mod exchange;
@@ -38,6 +39,10 @@ mod watermark_tracker;
 mod worker;
 
 pub use builder::JobBuilder;
+pub use checkpoint::{
+    CheckpointConfig, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint, list_checkpoints,
+    show_manifest,
+};
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};
 pub use exchange::Keyed;

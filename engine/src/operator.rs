@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sluice_state::{KeyGroupRange, StateBackend, TableSnapshot};
 
+use crate::checkpoint::participant::Participant;
 use crate::error::{EngineError, Result, panic_message};
 use crate::ids::{CheckpointId, WorkerId};
 use crate::metrics::{Counter, JobMetrics};
@@ -74,7 +75,7 @@ impl OperatorContext {
 }
 
 /// The snapshot of one operator instance: its keyed tables and any operator-local bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorSnapshot {
     /// Keyed tables of the operator.
     pub tables: Vec<TableSnapshot>,
@@ -145,6 +146,8 @@ pub(crate) struct OperatorNode<O: Operator> {
     records_in: Arc<Counter>,
     watermark: Watermark,
     ended: bool,
+    /// The newest barrier that passed, with the snapshot taken for it.
+    barrier: Option<(CheckpointId, Option<OperatorSnapshot>)>,
 }
 
 impl<O: Operator> OperatorNode<O> {
@@ -162,6 +165,7 @@ impl<O: Operator> OperatorNode<O> {
             side_outputs,
             watermark: Watermark::MIN,
             ended: false,
+            barrier: None,
         }
     }
 
@@ -197,6 +201,30 @@ impl<O: Operator> Tick for OperatorNode<O> {
     }
 }
 
+impl<O: Operator> Participant for OperatorNode<O> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reached(&self, id: CheckpointId) -> bool {
+        self.ended || self.barrier.as_ref().is_some_and(|(b, _)| *b >= id)
+    }
+
+    fn take_snapshot(&mut self, id: CheckpointId) -> Result<Option<OperatorSnapshot>> {
+        match &mut self.barrier {
+            Some((b, snapshot)) if *b == id && snapshot.is_some() => Ok(snapshot.take()),
+            _ => self.guarded(|op, _| op.snapshot(id)).map(Some),
+        }
+    }
+
+    fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<()> {
+        for s in snapshots {
+            self.guarded(|op, _| op.restore(s))?;
+        }
+        Ok(())
+    }
+}
+
 /// Shared handle to a node; what upstream outputs and the worker's tick list hold.
 pub(crate) struct NodeInput<O: Operator>(pub(crate) Rc<RefCell<OperatorNode<O>>>);
 
@@ -224,8 +252,8 @@ impl<O: Operator> Push<O::In> for NodeInput<O> {
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let mut node = self.0.borrow_mut();
-        // Snapshots are taken here; storing them is the checkpoint coordinator's job.
-        node.guarded(|op, _| op.snapshot(barrier.id).map(drop))?;
+        let snapshot = node.guarded(|op, _| op.snapshot(barrier.id))?;
+        node.barrier = Some((barrier.id, Some(snapshot)));
         node.forward_control(|c| c.barrier(barrier))
     }
 

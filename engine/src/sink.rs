@@ -3,9 +3,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::checkpoint::participant::Participant;
 use crate::error::{BoxError, EngineError, Result, panic_message};
 use crate::ids::CheckpointId;
 use crate::metrics::Counter;
+use crate::operator::OperatorSnapshot;
 use crate::push::{Barrier, Data, Push};
 use crate::time::{Timestamp, Watermark};
 
@@ -48,6 +50,8 @@ pub(crate) struct SinkNode<T> {
     pub(crate) records_in: Arc<Counter>,
     pub(crate) ended: bool,
     pub(crate) finished: Rc<RefCell<bool>>,
+    /// The newest barrier this sink acknowledged.
+    pub(crate) barrier: Option<CheckpointId>,
 }
 
 impl<T> SinkNode<T> {
@@ -67,15 +71,38 @@ impl<T> SinkNode<T> {
     }
 }
 
-impl<T: Data> Push<T> for SinkNode<T> {
+impl<T> Participant for SinkNode<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reached(&self, id: CheckpointId) -> bool {
+        self.ended || self.barrier.is_some_and(|b| b >= id)
+    }
+
+    fn take_snapshot(&mut self, _id: CheckpointId) -> Result<Option<OperatorSnapshot>> {
+        Ok(None)
+    }
+
+    fn restore(&mut self, _snapshots: &[&OperatorSnapshot]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Shared handle to a sink node: what the upstream output and the worker's checkpoint
+/// participants hold.
+pub(crate) struct SinkInput<T>(pub(crate) Rc<RefCell<SinkNode<T>>>);
+
+impl<T: Data> Push<T> for SinkInput<T> {
     #[inline]
     fn push(&mut self, value: T, ts: Timestamp) -> Result<()> {
-        self.records_in.inc();
-        self.guarded(|s| s.write(value, ts))
+        let mut node = self.0.borrow_mut();
+        node.records_in.inc();
+        node.guarded(|s| s.write(value, ts))
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
-        self.guarded(|s| s.on_watermark(wm))
+        self.0.borrow_mut().guarded(|s| s.on_watermark(wm))
     }
 
     fn idle(&mut self) -> Result<()> {
@@ -83,16 +110,20 @@ impl<T: Data> Push<T> for SinkNode<T> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.guarded(|s| s.on_checkpoint(barrier.id))
+        let mut node = self.0.borrow_mut();
+        node.guarded(|s| s.on_checkpoint(barrier.id))?;
+        node.barrier = Some(barrier.id);
+        Ok(())
     }
 
     fn end(&mut self) -> Result<()> {
-        if self.ended {
+        let mut node = self.0.borrow_mut();
+        if node.ended {
             return Ok(());
         }
-        self.ended = true;
-        self.guarded(|s| s.finish())?;
-        *self.finished.borrow_mut() = true;
+        node.ended = true;
+        node.guarded(|s| s.finish())?;
+        *node.finished.borrow_mut() = true;
         Ok(())
     }
 }

@@ -350,4 +350,14 @@ pub trait SourceReader<T> {
     fn keep_alive(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// A checkpoint that recorded `position` (this reader's position at its barrier) is
+    /// complete: its state is safe, so the reader may tell the outside world (e.g. commit the
+    /// offsets to the Kafka consumer group for lag monitoring). Restores never rely on it.
+    ///
+    /// # Errors
+    /// When the commit fails for good; the job stops with the source's name.
+    fn checkpoint_complete(&mut self, _position: &SourcePosition) -> Result<(), BoxError> {
+        Ok(())
+    }
 }

@@ -1,10 +1,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::checkpoint::participant::SourceControl;
 use crate::error::{EngineError, Result};
+use crate::ids::CheckpointId;
 use crate::ids::PartitionId;
 use crate::metrics::{Counter, Gauge};
+use crate::push::Barrier;
 use crate::push::{Control, Data, Output};
+use crate::source::SourcePosition;
 use crate::source::{BadRecordPolicy, PollStatus, RecordLocation, SourceBatch, SourceItem, SourceReader};
 use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark};
 use crate::watermark_strategy::WatermarkStrategy;
@@ -250,7 +254,55 @@ impl<T: Data> DriverCore<T> {
     }
 }
 
+impl<T: Data> SourceDriver<T> {
+    fn failed(&self, source: crate::error::BoxError) -> EngineError {
+        EngineError::SourceFailed {
+            source_name: self.core.name.clone(),
+            source,
+        }
+    }
+}
+
+impl<T: Data> SourceControl for SourceDriver<T> {
+    fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn inject_barrier(&mut self, id: CheckpointId) -> Result<SourcePosition> {
+        if !self.finished {
+            self.core.out.barrier(Barrier { id })?;
+        }
+        Ok(self.reader.position())
+    }
+
+    fn watermark(&self) -> Watermark {
+        self.core.tracker.current()
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<()> {
+        self.reader.seek(position).map_err(|e| self.failed(e))
+    }
+
+    fn keep_alive(&mut self) -> Result<()> {
+        self.reader.keep_alive().map_err(|e| self.failed(e))
+    }
+
+    fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<()> {
+        self.reader
+            .checkpoint_complete(position)
+            .map_err(|e| self.failed(e))
+    }
+}
+
 impl<T: Data> WorkerInput for SourceDriver<T> {
+    fn source(&mut self) -> Option<&mut dyn SourceControl> {
+        Some(self)
+    }
+
     fn drive(&mut self) -> Result<Drive> {
         if self.finished {
             return Ok(Drive::Finished);

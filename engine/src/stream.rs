@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::exchange::{ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
 use crate::operator::{NodeInput, Operator, OperatorNode};
 use crate::push::{Control, Data, Output, Push};
-use crate::sink::{SinkFactory, SinkNode};
+use crate::sink::{SinkFactory, SinkInput, SinkNode};
 use crate::union::{Union, UnionInput};
 
 /// A stream of `T` records inside a job being built.
@@ -92,6 +92,7 @@ impl<T: Data> Stream<T> {
             side_outputs,
         )));
         st.tickers.push(node.clone());
+        st.participants.push(node.clone());
         drop(st);
         self.out.attach(Box::new(NodeInput(node)));
         Stream::new(Rc::clone(&self.state), out, name)
@@ -181,15 +182,17 @@ impl<T: Data> Stream<T> {
             Ok(sink) => {
                 let finished = Rc::new(RefCell::new(false));
                 st.sinks.push(Rc::clone(&finished));
-                let node = SinkNode {
+                let node = Rc::new(RefCell::new(SinkNode {
                     name: Arc::from(name),
                     sink,
                     records_in: st.metrics.counter(name, "records_in", st.worker),
                     ended: false,
                     finished,
-                };
+                    barrier: None,
+                }));
+                st.participants.push(node.clone());
                 drop(st);
-                self.out.attach(Box::new(node));
+                self.out.attach(Box::new(SinkInput(node)));
             }
             Err(source) => st.errors.push(EngineError::SinkFailed {
                 sink: name.to_string(),

@@ -1,6 +1,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::checkpoint::align::BarrierAligner;
 use crate::error::Result;
 use crate::push::{Barrier, Control, Data, Output, Push};
 use crate::time::{Timestamp, Watermark};
@@ -9,6 +10,7 @@ use crate::watermark_tracker::{Combined, WatermarkTracker};
 /// Merges several streams of the same type; its watermark is the minimum of its inputs'.
 pub(crate) struct Union<T: Data> {
     tracker: WatermarkTracker,
+    aligner: BarrierAligner,
     out: Output<T>,
     ended: bool,
 }
@@ -17,6 +19,7 @@ impl<T: Data> Union<T> {
     pub(crate) fn new(inputs: usize, out: Output<T>) -> Self {
         Union {
             tracker: WatermarkTracker::new(inputs),
+            aligner: BarrierAligner::new(inputs),
             out,
             ended: false,
         }
@@ -56,14 +59,20 @@ impl<T: Data> Push<T> for UnionInput<T> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        // Alignment across inputs is added with checkpoints; the first barrier passes.
-        self.union.borrow_mut().out.barrier(barrier)
+        let mut u = self.union.borrow_mut();
+        match u.aligner.barrier(self.index, barrier.id) {
+            Some(id) => u.out.barrier(Barrier { id }),
+            None => Ok(()),
+        }
     }
 
     fn end(&mut self) -> Result<()> {
         let mut u = self.union.borrow_mut();
         let c = u.tracker.end(self.index);
         u.emit(c)?;
+        if let Some(id) = u.aligner.end(self.index) {
+            u.out.barrier(Barrier { id })?;
+        }
         if u.tracker.all_ended() && !u.ended {
             u.ended = true;
             u.out.end()?;

@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::builder::BuildState;
+use crate::checkpoint::participant::SourceControl;
+use crate::checkpoint::worker_part::WorkerPart;
 use crate::error::{EngineError, Result};
 use crate::time::{Timestamp, now_millis};
 
@@ -20,6 +22,10 @@ pub(crate) enum Drive {
 /// Something the worker loop pulls from: a source reader or an exchange receiver.
 pub(crate) trait WorkerInput {
     fn drive(&mut self) -> Result<Drive>;
+    /// The input as a checkpointed source, if it is one.
+    fn source(&mut self) -> Option<&mut dyn SourceControl> {
+        None
+    }
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
         Ok(())
     }
@@ -45,14 +51,19 @@ pub(crate) enum WorkerExit {
 /// Inputs are driven downstream first. An input is only driven while no exchange it may feed
 /// is over capacity, so a slow consumer pauses its producers instead of growing queues, and
 /// the most downstream blocked exchange can always drain.
+///
+/// With checkpoints on, `part` runs this worker's side of the protocol: while a checkpoint is
+/// in flight the sources are not polled and timers do not fire, so nothing changes state
+/// between an operator's snapshot and the worker's database checkpoint.
 pub(crate) fn run_worker(
     mut st: BuildState,
     flags: &Arc<RunFlags>,
     tick_interval: Duration,
+    mut part: Option<WorkerPart>,
 ) -> Result<WorkerExit> {
-    st.inputs.sort_by_key(|input| std::cmp::Reverse(input.0));
     let mut last_tick = Instant::now();
     let mut idle_spins = 0u32;
+    let mut paused = false;
     loop {
         if flags.stop.load(Ordering::Relaxed) {
             return Ok(WorkerExit::Stopped);
@@ -66,13 +77,16 @@ pub(crate) fn run_worker(
             .filter(|(_, s)| s.borrow().is_blocked())
             .map(|(id, _)| *id)
             .max();
+        if let Some(part) = part.as_mut() {
+            paused = part.step(&mut st.inputs, &st.participants)?;
+        }
         let mut worked = false;
         let mut all_finished = true;
         for (level, input) in st.inputs.iter_mut() {
             if input.is_finished() {
                 continue;
             }
-            if max_blocked.is_some_and(|m| m >= *level) {
+            if max_blocked.is_some_and(|m| m >= *level) || (paused && *level == 0) {
                 all_finished = false;
                 continue;
             }
@@ -93,16 +107,28 @@ pub(crate) fn run_worker(
         }
         if last_tick.elapsed() >= tick_interval {
             last_tick = Instant::now();
-            let now = now_millis();
-            for (_, input) in st.inputs.iter_mut() {
-                input.tick(now)?;
+            if let Some(part) = part.as_ref() {
+                part.poll_coordinator()?;
+                if paused {
+                    part.keep_sources_alive(&mut st.inputs)?;
+                }
             }
-            for t in &st.tickers {
-                t.borrow_mut().tick(now)?;
+            if !paused {
+                let now = now_millis();
+                for (_, input) in st.inputs.iter_mut() {
+                    input.tick(now)?;
+                }
+                for t in &st.tickers {
+                    t.borrow_mut().tick(now)?;
+                }
             }
         }
         if all_finished && drained && st.inputs.iter().all(|(_, i)| i.is_finished()) {
-            return Ok(WorkerExit::Finished);
+            // With checkpoints, a finished worker still answers barriers (with its final state
+            // and end positions) until every worker has finished.
+            if part.as_mut().is_none_or(|part| part.finish()) {
+                return Ok(WorkerExit::Finished);
+            }
         }
         if worked {
             idle_spins = 0;

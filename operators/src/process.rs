@@ -279,7 +279,7 @@ where
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
         let table = self
             .table
-            .as_deref()
+            .as_deref_mut()
             .ok_or_else(|| EngineError::user("process state used before open"))?;
         let tables = vec![table.snapshot(table.key_groups())?];
         let timers = (&self.event_timers, &self.processing_timers);

@@ -21,7 +21,7 @@ pub(crate) fn decode<T: DeserializeOwned>(operator: &str, bytes: &[u8]) -> Resul
 /// The snapshot of an operator made of one keyed table and one timer queue.
 pub(crate) fn table_and_timers<K, N, V, TN>(
     operator: &str,
-    table: &dyn KeyedTable<K, N, V>,
+    table: &mut dyn KeyedTable<K, N, V>,
     timers: &TimerQueue<K, TN>,
 ) -> Result<OperatorSnapshot>
 where

@@ -56,7 +56,13 @@ impl StateBackend {
 
     /// Names of the tables opened so far.
     pub fn open_tables(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.open.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let mut names: Vec<String> = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         names.sort();
         names
     }

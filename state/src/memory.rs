@@ -145,7 +145,9 @@ impl<K: StateKey, N: StateKey, V: StateValue> KeyedTable<K, N, V> for MemoryTabl
         if snapshot.in_backend {
             return Err(StateError::BackendMismatch {
                 operator: self.operator.clone(),
-                detail: "the snapshot's entries live in a RocksDB checkpoint; restore it with the RocksDB backend".into(),
+                detail:
+                    "the snapshot's entries live in a RocksDB checkpoint; restore it with the RocksDB backend"
+                        .into(),
             });
         }
         for (kg, bytes) in &snapshot.groups {

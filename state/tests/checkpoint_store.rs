@@ -9,7 +9,8 @@ use sluice_state::checkpoint::{CheckpointStore, DatabaseEntry, Manifest, WorkerE
 
 fn write_checkpoint(store: &CheckpointStore, id: u64) -> std::path::PathBuf {
     let dir = store.prepare(id).expect("prepare");
-    let snapshot = CheckpointStore::write_file(&dir, "worker-0.snap", format!("state {id}").as_bytes()).expect("snap");
+    let snapshot =
+        CheckpointStore::write_file(&dir, "worker-0.snap", format!("state {id}").as_bytes()).expect("snap");
     let db = dir.join("worker-0.db");
     std::fs::create_dir_all(&db).expect("db dir");
     std::fs::write(db.join("000007.sst"), vec![7u8; 100]).expect("sst");
@@ -40,7 +41,12 @@ fn write_checkpoint(store: &CheckpointStore, id: u64) -> std::path::PathBuf {
 }
 
 fn latest_id(store: &CheckpointStore) -> u64 {
-    store.latest().expect("latest").expect("some").manifest.checkpoint_id
+    store
+        .latest()
+        .expect("latest")
+        .expect("some")
+        .manifest
+        .checkpoint_id
 }
 
 #[test]
@@ -87,7 +93,10 @@ fn no_usable_checkpoint_is_a_clear_refusal() {
     std::fs::write(dir.join("worker-0.snap"), b"x").expect("truncate");
     let err = store.latest().expect_err("nothing usable");
     let text = err.to_string();
-    assert!(text.contains("no usable checkpoint") && text.contains("worker-0.snap"), "{text}");
+    assert!(
+        text.contains("no usable checkpoint") && text.contains("worker-0.snap"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -98,7 +107,10 @@ fn retention_keeps_the_newest_and_savepoints_survive() {
         write_checkpoint(&store, id);
     }
     store.create_savepoint(2, "before-upgrade").expect("savepoint");
-    assert!(store.create_savepoint(3, "before-upgrade").is_err(), "names are unique");
+    assert!(
+        store.create_savepoint(3, "before-upgrade").is_err(),
+        "names are unique"
+    );
     store.retain(2).expect("retain");
     let ids: Vec<u64> = store.list().expect("list").iter().map(|c| c.id).collect();
     assert_eq!(ids, vec![4, 5]);

@@ -67,8 +67,15 @@ fn checkpointed(root: &std::path::Path, config: &RocksDbConfig) -> std::path::Pa
     fill(t.as_mut(), 0..1000);
     t.snapshot(KeyGroupRange::all(GROUPS)).expect("flush");
     let chk = root.join("chk");
-    let written = backend.rocksdb_database().expect("db").checkpoint(&chk).expect("checkpoint");
-    assert!(written.files.iter().any(|(name, _)| name.ends_with(".sst")), "{written:?}");
+    let written = backend
+        .rocksdb_database()
+        .expect("db")
+        .checkpoint(&chk)
+        .expect("checkpoint");
+    assert!(
+        written.files.iter().any(|(name, _)| name.ends_with(".sst")),
+        "{written:?}"
+    );
     // Later writes do not reach the checkpoint.
     fill(t.as_mut(), 1000..2000);
     chk
@@ -81,15 +88,23 @@ fn restores_a_checkpoint_into_the_same_and_into_split_ranges() {
     let chk = checkpointed(dir.path(), &config);
     let all = KeyGroupRange::all(GROUPS);
 
-    let same = WorkerDb::restore(&config, &dir.path().join("same"), all, &[(all, chk.clone())]).expect("restore");
-    let t = StateBackend::rocksdb(same).open_table::<u32, u64, u64>("sums").expect("table");
+    let same =
+        WorkerDb::restore(&config, &dir.path().join("same"), all, &[(all, chk.clone())]).expect("restore");
+    let t = StateBackend::rocksdb(same)
+        .open_table::<u32, u64, u64>("sums")
+        .expect("table");
     assert_eq!(t.len(), 1000);
 
     let mut total = 0;
     for w in 0..3 {
         let range = KeyGroupRange::for_worker(w, 3, GROUPS);
-        let db = WorkerDb::restore(&config, &dir.path().join(format!("part{w}")), range, &[(all, chk.clone())])
-            .expect("restore part");
+        let db = WorkerDb::restore(
+            &config,
+            &dir.path().join(format!("part{w}")),
+            range,
+            &[(all, chk.clone())],
+        )
+        .expect("restore part");
         let backend = StateBackend::rocksdb(db);
         let mut t = backend.open_table::<u32, u64, u64>("sums").expect("table");
         total += t.len();
@@ -111,16 +126,22 @@ fn other_types_and_forgotten_tables_are_refused() {
     let chk = checkpointed(dir.path(), &config);
     let all = KeyGroupRange::all(GROUPS);
 
-    let db = WorkerDb::restore(&config, &dir.path().join("typed"), all, &[(all, chk.clone())]).expect("restore");
+    let db =
+        WorkerDb::restore(&config, &dir.path().join("typed"), all, &[(all, chk.clone())]).expect("restore");
     let err = StateBackend::rocksdb(db)
         .open_table::<String, u64, u64>("sums")
         .err()
         .expect("key type changed");
-    assert!(matches!(&err, StateError::IncompatibleFormat { operator, .. } if operator == "sums"), "{err}");
+    assert!(
+        matches!(&err, StateError::IncompatibleFormat { operator, .. } if operator == "sums"),
+        "{err}"
+    );
 
     let db = WorkerDb::restore(&config, &dir.path().join("renamed"), all, &[(all, chk)]).expect("restore");
     let backend = StateBackend::rocksdb(db);
     backend.open_table::<u32, u64, u64>("totals").expect("new table");
-    let err = backend.check_all_tables_claimed().expect_err("sums is not claimed");
+    let err = backend
+        .check_all_tables_claimed()
+        .expect_err("sums is not claimed");
     assert!(err.to_string().contains("operator 'sums'"), "{err}");
 }

@@ -7,7 +7,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sluice_engine::{
@@ -182,11 +182,26 @@ enum Rebalanced {
     Revoked(Vec<(String, i32)>),
 }
 
-/// Applies engine-given offsets on assignment and reports rebalances to the reader.
+/// Where each partition continues when a reader of the run is assigned it: the position a
+/// checkpoint restored, or where the previous owner stopped. Shared by the readers of a
+/// source, so a partition moving between workers during a run neither skips nor repeats
+/// records, whatever the group's committed offsets say.
+#[derive(Default)]
+struct StartOffsets(Mutex<HashMap<(String, i32), i64>>);
+
+impl StartOffsets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies start offsets on assignment, hands partitions over on revocation and reports
+/// rebalances to the reader.
 struct ReaderContext {
     start: StartFrom,
-    /// Next offsets the engine wants, per (topic, partition).
-    offsets: Mutex<HashMap<(String, i32), i64>>,
+    offsets: Arc<StartOffsets>,
+    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
+    stash: Mutex<VecDeque<OwnedMessage>>,
     events: Mutex<Vec<Rebalanced>>,
     /// Whether `events` holds something (checked without the lock on every record).
     has_events: AtomicBool,
@@ -214,7 +229,7 @@ impl ConsumerContext for ReaderContext {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let offsets = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
+                let offsets = self.offsets.lock();
                 for (topic, partition) in partitions_of(tpl) {
                     let offset = match (offsets.get(&(topic.clone(), partition)), self.start) {
                         (Some(o), _) => Offset::Offset(*o),
@@ -226,6 +241,7 @@ impl ConsumerContext for ReaderContext {
                         tracing::warn!(%topic, partition, error = %e, "cannot set start offset");
                     }
                 }
+                drop(offsets);
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "cannot take the assigned partitions");
                 }
@@ -239,7 +255,7 @@ impl ConsumerContext for ReaderContext {
                 }
                 let revoked = partitions_of(tpl);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
-                hand_over(consumer, &revoked);
+                hand_over(consumer, &revoked, &self.stash, &self.offsets);
                 events.push(Rebalanced::Revoked(revoked));
                 self.has_events.store(true, Ordering::Release);
                 if let Err(e) = consumer.unassign() {
@@ -250,9 +266,15 @@ impl ConsumerContext for ReaderContext {
     }
 }
 
-/// Commits how far this consumer got in `revoked`, so their next owner continues exactly
-/// there: every record returned by `poll` has already been handed downstream.
-fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)]) {
+/// Records where the next owner of each revoked partition continues: the first record of it
+/// this reader has not handed downstream (stashed records are dropped, the next owner reads
+/// them again). Also commits it to the group, for other consumers of the group.
+fn hand_over(
+    consumer: &BaseConsumer<ReaderContext>,
+    revoked: &[(String, i32)],
+    stash: &Mutex<VecDeque<OwnedMessage>>,
+    offsets: &StartOffsets,
+) {
     let positions = match consumer.position() {
         Ok(p) => p,
         Err(e) => {
@@ -260,15 +282,31 @@ fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)]) 
             return;
         }
     };
+    let mut stash = stash.lock().unwrap_or_else(|p| p.into_inner());
+    let mut starts = offsets.lock();
     let mut commit = TopicPartitionList::new();
     for e in positions.elements() {
-        let revoked_here = revoked.iter().any(|(t, p)| t == e.topic() && *p == e.partition());
-        if let (true, Offset::Offset(o)) = (revoked_here, e.offset()) {
-            if let Err(err) = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o)) {
-                tracing::warn!(error = %err, "cannot record a position to hand over");
-            }
+        let (topic, partition) = (e.topic(), e.partition());
+        if !revoked.iter().any(|(t, p)| t == topic && *p == partition) {
+            continue;
+        }
+        let first_stashed = stash
+            .iter()
+            .find(|m| m.partition() == partition && m.topic() == topic)
+            .map(|m| m.offset());
+        stash.retain(|m| m.partition() != partition || m.topic() != topic);
+        let next = match (first_stashed, e.offset()) {
+            (Some(o), _) | (None, Offset::Offset(o)) => o,
+            // Nothing was read since the assignment: the next owner starts where this one did.
+            _ => continue,
+        };
+        starts.insert((topic.to_string(), partition), next);
+        if let Err(err) = commit.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            tracing::warn!(error = %err, "cannot record a position to hand over");
         }
     }
+    drop(starts);
+    drop(stash);
     if commit.count() > 0 {
         if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
             tracing::warn!(error = %e, "cannot commit positions of revoked partitions");
@@ -340,16 +378,12 @@ impl<T: Data> Source for KafkaSource<T> {
     type Item = T;
 
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
-        let mut offsets = HashMap::new();
-        for (id, offset) in &self.start_offsets.offsets {
-            let topic_index = (id.0 >> 20) as usize;
-            if let Some(topic) = self.topics.get(topic_index) {
-                offsets.insert((topic.clone(), (id.0 & 0xF_FFFF) as i32), *offset as i64);
-            }
-        }
+        let offsets = ctx.shared(StartOffsets::default);
+        add_starts(&offsets, &self.topics, &self.start_offsets);
         let context = ReaderContext {
             start: self.start,
-            offsets: Mutex::new(offsets),
+            offsets,
+            stash: Mutex::new(VecDeque::new()),
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
         };
@@ -390,7 +424,6 @@ impl<T: Data> Source for KafkaSource<T> {
                 dead_letter,
                 positions: Vec::new(),
                 assigned: Vec::new(),
-                stash: VecDeque::new(),
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
                 votes,
@@ -429,8 +462,6 @@ struct ReaderState<T> {
     /// Next offset per partition, for the engine.
     positions: Vec<(PartitionId, u64)>,
     assigned: Vec<(String, i32)>,
-    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
-    stash: VecDeque<OwnedMessage>,
     exit_when_idle: Option<Duration>,
     last_record: Instant,
     votes: Arc<GroupProgress>,
@@ -560,6 +591,19 @@ impl<T: Data> ReaderState<T> {
     }
 }
 
+/// Adds the partitions of `position` that have no start yet: the first position given in a run
+/// wins, so a reader that restores late cannot undo a hand-over that already happened.
+fn add_starts(offsets: &StartOffsets, topics: &[String], position: &SourcePosition) {
+    let mut starts = offsets.lock();
+    for (id, offset) in &position.offsets {
+        if let Some(topic) = topics.get((id.0 >> 20) as usize) {
+            starts
+                .entry((topic.clone(), (id.0 & 0xF_FFFF) as i32))
+                .or_insert(*offset as i64);
+        }
+    }
+}
+
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(
         e,
@@ -580,7 +624,9 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         }
         state.apply_rebalances(consumer.context(), batch);
         let mut got = 0;
-        while let Some(m) = state.stash.pop_front() {
+        let stashed =
+            std::mem::take(&mut *consumer.context().stash.lock().unwrap_or_else(|p| p.into_inner()));
+        for m in stashed {
             state.handle(&m, batch)?;
             got += 1;
         }
@@ -630,18 +676,13 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
-        let mut wanted = self
-            .consumer
-            .context()
-            .offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let topics: Vec<String> = self.state.topics.iter().map(|t| t.to_string()).collect();
+        add_starts(&self.consumer.context().offsets, &topics, position);
         for (id, offset) in &position.offsets {
             let (ti, partition) = ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32);
             let Some(topic) = self.state.topics.get(ti) else {
                 continue;
             };
-            wanted.insert((topic.to_string(), partition), *offset as i64);
             if self
                 .state
                 .assigned
@@ -661,6 +702,32 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         Ok(())
     }
 
+    /// Commits the checkpoint's offsets of the partitions this reader still owns to the
+    /// consumer group, so lag monitoring sees them; restores use the checkpoint, not these.
+    fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        let mut commit = TopicPartitionList::new();
+        for (id, offset) in &position.offsets {
+            let (ti, partition) = ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32);
+            let Some(topic) = self.state.topics.get(ti) else {
+                continue;
+            };
+            if self
+                .state
+                .assigned
+                .iter()
+                .any(|(t, p)| **t == **topic && *p == partition)
+            {
+                commit.add_partition_offset(topic, partition, Offset::Offset(*offset as i64))?;
+            }
+        }
+        if commit.count() > 0 {
+            if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {
+                tracing::warn!(error = %e, "cannot commit checkpointed offsets");
+            }
+        }
+        Ok(())
+    }
+
     fn keep_alive(&mut self) -> Result<(), BoxError> {
         let Self { consumer, state } = self;
         if state.finished {
@@ -670,11 +737,15 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         // capped. (Pausing partitions instead loses the records librdkafka had prefetched
         // when a rebalance comes between pause and resume.) Rebalances seen here are
         // announced at the next poll.
-        if state.stash.len() >= MAX_STASH {
+        let stash = &consumer.context().stash;
+        if stash.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_STASH {
             return Ok(());
         }
         match consumer.poll(Duration::ZERO) {
-            Some(Ok(m)) => state.stash.push_back(m.detach()),
+            Some(Ok(m)) => {
+                let m = m.detach();
+                stash.lock().unwrap_or_else(|p| p.into_inner()).push_back(m);
+            }
             Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
             _ => {}
         }

@@ -157,7 +157,7 @@ where
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
         let table = self
             .table
-            .as_deref()
+            .as_deref_mut()
             .ok_or_else(|| EngineError::user("state used before open"))?;
         snapshot::table_and_timers(&self.name, table, &self.timers)
     }

@@ -98,7 +98,12 @@ impl Manifest {
     pub fn total_bytes(&self) -> u64 {
         self.workers
             .iter()
-            .map(|w| w.snapshot.bytes + w.database.as_ref().map_or(0, |d| d.files.iter().map(|f| f.1).sum()))
+            .map(|w| {
+                w.snapshot.bytes
+                    + w.database
+                        .as_ref()
+                        .map_or(0, |d| d.files.iter().map(|f| f.1).sum())
+            })
             .sum()
     }
 }

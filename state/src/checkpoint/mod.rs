@@ -6,7 +6,9 @@ mod store;
 
 use std::sync::OnceLock;
 
-pub use manifest::{DatabaseEntry, FileEntry, MANIFEST_FORMAT_VERSION, Manifest, ManifestOperator, WorkerEntry};
+pub use manifest::{
+    DatabaseEntry, FileEntry, MANIFEST_FORMAT_VERSION, Manifest, ManifestOperator, WorkerEntry,
+};
 pub use store::{CheckpointInfo, CheckpointStore, RestorePoint};
 
 /// Environment variable naming a fail point at which the process aborts, for crash tests.

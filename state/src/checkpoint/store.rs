@@ -132,7 +132,10 @@ impl CheckpointStore {
         let path = dir.join(&entry.name);
         let bytes = fs::read(&path).map_err(|e| unusable(dir, format!("cannot read {}: {e}", entry.name)))?;
         if bytes.len() as u64 != entry.bytes || xxhash_rust::xxh3::xxh3_64(&bytes) != entry.xxh3 {
-            return Err(unusable(dir, format!("{} does not match its checksum", entry.name)));
+            return Err(unusable(
+                dir,
+                format!("{} does not match its checksum", entry.name),
+            ));
         }
         Ok(bytes)
     }
@@ -145,10 +148,12 @@ impl CheckpointStore {
     pub fn commit(dir: &Path, manifest: &mut Manifest) -> Result<()> {
         manifest.format_version = MANIFEST_FORMAT_VERSION;
         manifest.checksum = manifest.compute_checksum();
-        let json = serde_json::to_vec_pretty(manifest).map_err(|e| storage(dir, "cannot encode manifest", e))?;
+        let json =
+            serde_json::to_vec_pretty(manifest).map_err(|e| storage(dir, "cannot encode manifest", e))?;
         let temp = dir.join(MANIFEST_TEMP);
         let mut file = File::create(&temp).map_err(|e| storage(&temp, "cannot create", e))?;
-        file.write_all(&json).map_err(|e| storage(&temp, "cannot write", e))?;
+        file.write_all(&json)
+            .map_err(|e| storage(&temp, "cannot write", e))?;
         fail_point("after-manifest-write");
         file.sync_all().map_err(|e| storage(&temp, "cannot sync", e))?;
         fail_point("before-manifest-rename");
@@ -166,7 +171,10 @@ impl CheckpointStore {
         for entry in fs::read_dir(&dir).map_err(|e| storage(&dir, "cannot list", e))? {
             let entry = entry.map_err(|e| storage(&dir, "cannot list", e))?;
             let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok())
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse().ok())
             else {
                 continue;
             };
@@ -210,7 +218,10 @@ impl CheckpointStore {
                 let present = list_files(&db_dir).map_err(|e| unusable(dir, e.to_string()))?;
                 for (name, size) in &db.files {
                     if !present.iter().any(|(n, s)| n == name && s == size) {
-                        return Err(unusable(dir, format!("file {}/{name} is missing or truncated", db.dir)));
+                        return Err(unusable(
+                            dir,
+                            format!("file {}/{name} is missing or truncated", db.dir),
+                        ));
                     }
                 }
             }
@@ -248,7 +259,10 @@ impl CheckpointStore {
         if !any_complete {
             return Ok(None);
         }
-        let reasons: Vec<String> = skipped.iter().map(|(id, r)| format!("checkpoint {id}: {r}")).collect();
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|(id, r)| format!("checkpoint {id}: {r}"))
+            .collect();
         Err(unusable(
             &self.root,
             format!(

@@ -89,7 +89,10 @@ pub(crate) fn decode_value<V: DeserializeOwned>(operator: &str, bytes: &[u8]) ->
 
 /// The key range `[lower, upper)` holding the key groups of `range`.
 pub(crate) fn group_bounds(range: KeyGroupRange) -> (Vec<u8>, Vec<u8>) {
-    (range.start.to_be_bytes().to_vec(), range.end.to_be_bytes().to_vec())
+    (
+        range.start.to_be_bytes().to_vec(),
+        range.end.to_be_bytes().to_vec(),
+    )
 }
 
 #[cfg(test)]

@@ -138,7 +138,8 @@ impl WorkerDb {
     /// checkpoint in `dir`.
     fn import(&self, dir: &Path, range: KeyGroupRange) -> Result<()> {
         let opts = Self::options(&self.config);
-        let families = Db::list_cf(&opts, dir).map_err(|e| io_error(dir, "cannot list column families", e))?;
+        let families =
+            Db::list_cf(&opts, dir).map_err(|e| io_error(dir, "cannot list column families", e))?;
         let source = Db::open_cf_for_read_only(&opts, dir, &families, false)
             .map_err(|e| io_error(dir, "cannot open checkpoint", e))?;
         let (lower, upper) = codec::group_bounds(range);
@@ -312,7 +313,9 @@ pub(crate) fn list_files(dir: &Path) -> Result<Vec<(String, u64)>> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, "cannot list", e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io_error(dir, "cannot list", e))?;
-        let meta = entry.metadata().map_err(|e| io_error(&entry.path(), "cannot stat", e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| io_error(&entry.path(), "cannot stat", e))?;
         if meta.is_file() {
             files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
         }

@@ -6,6 +6,6 @@ mod db;
 mod table;
 
 pub use config::{DEFAULT_MEMORY_BUDGET, RocksDbConfig};
-pub use db::{DbCheckpoint, WorkerDb};
 pub(crate) use db::list_files;
+pub use db::{DbCheckpoint, WorkerDb};
 pub use table::RocksTable;

@@ -127,10 +127,8 @@ impl<K: StateKey, N: StateKey, V: StateValue> RocksTable<K, N, V> {
             };
             let bytes = self.key_buf.len() + value_bytes + ENTRY_OVERHEAD;
             self.account(bytes as isize);
-            self.cache.insert(
-                (key_group, key.clone(), ns.clone()),
-                Slot { value, dirty: false },
-            );
+            self.cache
+                .insert((key_group, key.clone(), ns.clone()), Slot { value, dirty: false });
         }
         self.cache
             .get_mut(&Lookup(key_group, key, ns))

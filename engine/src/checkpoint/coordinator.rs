@@ -1,0 +1,345 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_state::checkpoint::{
+    CheckpointStore, Manifest, ManifestOperator, RestorePoint, WorkerEntry, fail_point,
+};
+
+use crate::checkpoint::config::{CheckpointConfig, RestoreFrom};
+use crate::error::{EngineError, Result};
+use crate::graph::JobGraph;
+use crate::metrics::{Counter, Gauge, JobMetrics};
+use crate::source::SourcePosition;
+use crate::time::Watermark;
+
+/// What one worker reports when its part of a checkpoint is on disk.
+pub(crate) struct WorkerAck {
+    pub entry: WorkerEntry,
+    /// Next offsets of the worker's source readers, by source name.
+    pub positions: Vec<(String, SourcePosition)>,
+    pub watermark: Watermark,
+    /// Operators that had state to snapshot.
+    pub stateful: Vec<String>,
+}
+
+struct InFlight {
+    id: u64,
+    dir: PathBuf,
+    started: Instant,
+    acks: Vec<Option<WorkerAck>>,
+}
+
+struct CheckpointMetrics {
+    completed: Arc<Counter>,
+    abandoned: Arc<Counter>,
+    last_duration_ms: Arc<Gauge>,
+    last_bytes: Arc<Gauge>,
+    last_id: Arc<Gauge>,
+}
+
+/// Runs a job's checkpoints: starts one every interval, collects the workers' parts, writes
+/// the manifest, keeps the newest few. Shared by the workers of every attempt of a job.
+///
+/// Protocol: the coordinator publishes checkpoint `N`; each worker injects barrier `N` into its
+/// sources and pauses them; operators snapshot when barrier `N` has arrived on all their
+/// inputs, sinks flush; once every operator of a worker is done, the worker writes its
+/// snapshots and RocksDB checkpoint and acknowledges. The last acknowledgement writes the
+/// manifest atomically; `N` is then complete, the sources resume and commit their offsets.
+pub(crate) struct Coordinator {
+    config: CheckpointConfig,
+    store: CheckpointStore,
+    job: String,
+    graph: JobGraph,
+    workers: usize,
+    max_key_groups: u16,
+    backend: &'static str,
+    next_id: AtomicU64,
+    triggered: AtomicU64,
+    settled: AtomicU64,
+    completed: AtomicU64,
+    inflight: Mutex<Option<InFlight>>,
+    last_settled: Mutex<Instant>,
+    requested: AtomicBool,
+    /// Workers of the current attempt that ran out of input.
+    finished_workers: AtomicUsize,
+    /// Set once a checkpoint completed in this process: later attempts restore the latest.
+    any_completed: AtomicBool,
+    metrics: CheckpointMetrics,
+}
+
+/// Name under which checkpoint metrics are reported.
+pub(crate) const METRICS_SCOPE: &str = "checkpoints";
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        config: CheckpointConfig,
+        job: &str,
+        graph: JobGraph,
+        workers: usize,
+        max_key_groups: u16,
+        backend: &'static str,
+        metrics: &JobMetrics,
+    ) -> Result<Self> {
+        let store = CheckpointStore::open(&config.dir)?;
+        store.remove_incomplete()?;
+        let newest = store.list()?.last().map_or(0, |c| c.id);
+        let scope = |name| metrics.counter(METRICS_SCOPE, name, 0);
+        let gauge = |name| metrics.gauge(METRICS_SCOPE, name, 0);
+        Ok(Coordinator {
+            config,
+            store,
+            job: job.to_string(),
+            graph,
+            workers,
+            max_key_groups,
+            backend,
+            next_id: AtomicU64::new(newest + 1),
+            triggered: AtomicU64::new(newest),
+            settled: AtomicU64::new(newest),
+            completed: AtomicU64::new(newest),
+            inflight: Mutex::new(None),
+            last_settled: Mutex::new(Instant::now()),
+            requested: AtomicBool::new(false),
+            any_completed: AtomicBool::new(false),
+            finished_workers: AtomicUsize::new(0),
+            metrics: CheckpointMetrics {
+                completed: scope("completed"),
+                abandoned: scope("abandoned"),
+                last_duration_ms: gauge("last_duration_ms"),
+                last_bytes: gauge("last_bytes"),
+                last_id: gauge("last_id"),
+            },
+        })
+    }
+
+    /// Where an attempt takes its state from: the configured start for the first attempt,
+    /// the latest complete checkpoint once one completed.
+    pub(crate) fn restore_point(&self) -> Result<Option<RestorePoint>> {
+        let from = if self.any_completed.load(Ordering::Acquire) {
+            &RestoreFrom::Latest
+        } else {
+            &self.config.restore
+        };
+        let point = match from {
+            RestoreFrom::Fresh => None,
+            RestoreFrom::Latest => self.store.latest()?,
+            RestoreFrom::Savepoint(name) => Some(self.store.savepoint(name)?),
+        };
+        if let Some(p) = &point {
+            for (id, reason) in &p.skipped {
+                tracing::warn!(job = %self.job, checkpoint = id, %reason, "skipping unusable checkpoint");
+            }
+            tracing::info!(job = %self.job, checkpoint = p.manifest.checkpoint_id, dir = %p.dir.display(), "restoring");
+        }
+        Ok(point)
+    }
+
+    /// Abandons whatever a failed attempt left in flight.
+    pub(crate) fn new_attempt(&self) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = inflight.take() {
+            self.abandon(f, "the attempt ended");
+        }
+        self.settled
+            .store(self.triggered.load(Ordering::Acquire), Ordering::Release);
+        self.finished_workers.store(0, Ordering::Release);
+    }
+
+    /// A worker of the current attempt ran out of input.
+    pub(crate) fn worker_finished(&self) {
+        self.finished_workers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether every worker of the current attempt ran out of input.
+    pub(crate) fn all_finished(&self) -> bool {
+        self.finished_workers.load(Ordering::Acquire) >= self.workers
+    }
+
+    /// The newest checkpoint the workers should take part in.
+    #[inline]
+    pub(crate) fn triggered(&self) -> u64 {
+        self.triggered.load(Ordering::Acquire)
+    }
+
+    /// The newest checkpoint that completed or was abandoned.
+    #[inline]
+    pub(crate) fn settled(&self) -> u64 {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    /// The newest complete checkpoint.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// Asks for a checkpoint now (e.g. for a savepoint).
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    /// Starts the next checkpoint when it is due, and abandons one that takes too long.
+    pub(crate) fn poll(&self) -> Result<()> {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = inflight.as_ref() {
+            if f.started.elapsed() > self.config.timeout {
+                if let Some(f) = inflight.take() {
+                    self.abandon(f, "it timed out");
+                }
+            }
+            return Ok(());
+        }
+        if self.all_finished() {
+            return Ok(());
+        }
+        let due = self
+            .last_settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= self.config.interval;
+        if !due && !self.requested.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let dir = self.store.prepare(id)?;
+        *inflight = Some(InFlight {
+            id,
+            dir,
+            started: Instant::now(),
+            acks: (0..self.workers).map(|_| None).collect(),
+        });
+        self.triggered.store(id, Ordering::Release);
+        tracing::debug!(job = %self.job, checkpoint = id, "checkpoint started");
+        Ok(())
+    }
+
+    /// The directory of the checkpoint in flight, if it is `id`.
+    pub(crate) fn dir_of(&self, id: u64) -> Option<PathBuf> {
+        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        inflight.as_ref().filter(|f| f.id == id).map(|f| f.dir.clone())
+    }
+
+    fn abandon(&self, f: InFlight, why: &str) {
+        tracing::warn!(job = %self.job, checkpoint = f.id, "checkpoint abandoned: {why}");
+        self.metrics.abandoned.inc();
+        let _ = std::fs::remove_dir_all(&f.dir);
+        self.settle(f.id);
+    }
+
+    fn settle(&self, id: u64) {
+        *self.last_settled.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.settled.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// Worker `worker` finished its part of checkpoint `id`. The last one completes it.
+    pub(crate) fn ack(&self, worker: usize, id: u64, ack: WorkerAck) -> Result<()> {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(f) = inflight.as_mut().filter(|f| f.id == id) else {
+            return Ok(());
+        };
+        if let Some(slot) = f.acks.get_mut(worker) {
+            *slot = Some(ack);
+        }
+        if f.acks.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let Some(f) = inflight.take() else {
+            return Ok(());
+        };
+        drop(inflight);
+        let (id, dir, started) = (f.id, f.dir.clone(), f.started);
+        match self.complete(f) {
+            Ok(bytes) => {
+                self.completed.fetch_max(id, Ordering::AcqRel);
+                self.any_completed.store(true, Ordering::Release);
+                self.metrics.completed.inc();
+                self.metrics.last_id.set(id as i64);
+                self.metrics.last_bytes.set(bytes as i64);
+                self.metrics
+                    .last_duration_ms
+                    .set(started.elapsed().as_millis() as i64);
+                self.settle(id);
+                tracing::debug!(job = %self.job, checkpoint = id, bytes, "checkpoint complete");
+                if let Err(e) = self.store.retain(self.config.retain) {
+                    tracing::warn!(job = %self.job, error = %e, "cannot remove old checkpoints");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job, checkpoint = id, error = %e, "checkpoint failed");
+                self.metrics.abandoned.inc();
+                let _ = std::fs::remove_dir_all(&dir);
+                self.settle(id);
+                Ok(())
+            }
+        }
+    }
+
+    fn complete(&self, f: InFlight) -> Result<u64> {
+        fail_point("after-snapshot");
+        let acks: Vec<WorkerAck> = f.acks.into_iter().flatten().collect();
+        let mut offsets: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+        for (source, position) in acks.iter().flat_map(|a| &a.positions) {
+            let merged = offsets.entry(source.clone()).or_default();
+            for (p, o) in &position.offsets {
+                let e = merged.entry(p.0).or_insert(*o);
+                *e = (*e).max(*o);
+            }
+        }
+        let stateful: Vec<&String> = acks.iter().flat_map(|a| &a.stateful).collect();
+        let mut manifest = Manifest {
+            format_version: 0,
+            checkpoint_id: f.id,
+            job: self.job.clone(),
+            completed_at_ms: unix_millis(),
+            fingerprint: self.graph.fingerprint(),
+            operators: self
+                .graph
+                .operators
+                .iter()
+                .map(|o| ManifestOperator {
+                    name: o.name.clone(),
+                    kind: o.kind.clone(),
+                    output_type: o.output_type.clone(),
+                    stateful: stateful.contains(&&o.name),
+                })
+                .collect(),
+            max_key_groups: self.max_key_groups,
+            backend: self.backend.to_string(),
+            watermark: acks.iter().map(|a| a.watermark.0).min().unwrap_or(i64::MIN),
+            offsets,
+            workers: acks.into_iter().map(|a| a.entry).collect(),
+            checksum: 0,
+        };
+        CheckpointStore::commit(&f.dir, &mut manifest)?;
+        fail_point("after-manifest-rename");
+        Ok(manifest.total_bytes())
+    }
+
+    /// Copies the newest complete checkpoint to savepoint `name`, first waiting up to
+    /// `timeout` for a checkpoint started after this call to complete.
+    pub(crate) fn savepoint(&self, name: &str, timeout: Duration) -> Result<PathBuf> {
+        let before = self.completed();
+        self.request();
+        let deadline = Instant::now() + timeout;
+        while self.completed() <= before {
+            if Instant::now() >= deadline {
+                return Err(EngineError::Checkpoint {
+                    job: self.job.clone(),
+                    reason: format!("no checkpoint completed within {timeout:?} for savepoint '{name}'"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(self.store.create_savepoint(self.completed(), name)?)
+    }
+}

@@ -1,0 +1,12 @@
+//! Checkpoints: barriers, the coordinator, restore, and inspection of checkpoint directories.
+
+pub(crate) mod align;
+mod config;
+pub(crate) mod coordinator;
+mod inspect;
+pub(crate) mod participant;
+pub(crate) mod restore;
+pub(crate) mod worker_part;
+
+pub use config::{CheckpointConfig, RestoreFrom, StateBackendConfig};
+pub use inspect::{CheckpointSummary, create_savepoint, list_checkpoints, show_manifest};
