@@ -4,6 +4,9 @@
 //! reader (`LineReader`), the same `serde_json` parsing, the same hasher (FxHash over
 //! hashbrown maps) and the same windows and watermark (max event time - 5 s).
 //!
+//! The same job then runs with its state in RocksDB (and with RocksDB plus a checkpoint every
+//! second) against the in-memory state in the same run.
+//!
 //! Every measurement runs in its own child process, so peak RSS is per measurement. The
 //! outputs of every run are checksummed and compared with the baseline's before any number is
 //! printed. Memory is also measured for 1M and 4M events to show it stays flat.
@@ -30,7 +33,7 @@ use common::{
 use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::engine::BoxError;
+use sluice::engine::{BoxError, CheckpointConfig, StateBackendConfig};
 use sluice::operators::LineReader;
 use sluice::prelude::*;
 
@@ -48,6 +51,9 @@ struct Args {
     /// Skip the 1M / 4M peak-memory measurements.
     #[arg(long)]
     skip_memory: bool,
+    /// Skip the RocksDB state measurements.
+    #[arg(long)]
+    skip_state: bool,
     /// Internal: input file of a child.
     #[arg(long, hide = true)]
     input: Option<PathBuf>,
@@ -108,8 +114,10 @@ fn parent(args: &Args) -> anyhow::Result<()> {
     print_header();
     print_row("hand-written loop", 1, &baseline, 1.0);
     let mut lines = Vec::new();
+    let mut in_memory = Vec::new();
     for &workers in &args.harness.workers {
         let engine = median("engine", workers, &measured, args.harness.runs)?;
+        in_memory.push((workers, engine.clone()));
         if engine.checksum != baseline.checksum {
             bail!(
                 "engine output with {workers} workers differs from the baseline: {:?} vs {:?}",
@@ -137,6 +145,41 @@ fn parent(args: &Args) -> anyhow::Result<()> {
             let ratio = line["ratio"].as_f64().unwrap_or(0.0);
             let verdict = if ratio >= target { "met" } else { "MISSED" };
             println!("target {workers} worker(s) >= {target}x the hand-written loop: {ratio:.2}x, {verdict}");
+        }
+    }
+
+    if !args.skip_state {
+        println!("\nstate backends, against the in-memory state of the same job:");
+        print_header();
+        for (workers, memory) in &in_memory {
+            print_row("sluice, memory state", *workers, memory, 1.0);
+            for (kind, label, query) in [
+                ("engine-rocksdb", "sluice, RocksDB", "rocksdb"),
+                ("engine-rocksdb-chk", "RocksDB + chk 1 s", "rocksdb_checkpoint_1s"),
+            ] {
+                let m = median(kind, *workers, &measured, args.harness.runs)?;
+                if m.checksum != memory.checksum {
+                    bail!("{label} output with {workers} workers differs from the in-memory run");
+                }
+                let ratio = rate(&m) / rate(memory);
+                print_row(label, *workers, &m, ratio);
+                lines.push(json_line(
+                    "tumbling_revenue_state",
+                    query,
+                    *workers,
+                    &m,
+                    memory,
+                    ratio,
+                ));
+            }
+        }
+        for line in lines.iter().filter(|l| l["query"] == "rocksdb") {
+            let ratio = line["ratio"].as_f64().unwrap_or(0.0);
+            let verdict = if ratio >= 0.6 { "met" } else { "MISSED" };
+            println!(
+                "target RocksDB >= 0.6x in-memory state with {} worker(s): {ratio:.2}x, {verdict}",
+                line["workers"]
+            );
         }
     }
 
@@ -179,7 +222,9 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let (events, checksum) = match kind {
         "baseline" => baseline(&input)?,
-        "engine" => engine(&input, workers)?,
+        "engine" => engine(&input, workers, State::Memory)?,
+        "engine-rocksdb" => engine(&input, workers, State::RocksDb)?,
+        "engine-rocksdb-chk" => engine(&input, workers, State::RocksDbCheckpoints)?,
         other => bail!("unknown measurement {other}"),
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -289,11 +334,28 @@ impl Sink<WindowResult<String, Totals>> for ChecksumWriter {
     }
 }
 
-fn engine(input: &Path, workers: usize) -> anyhow::Result<(u64, Checksum)> {
+/// Where the engine keeps its window state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Memory,
+    RocksDb,
+    RocksDbCheckpoints,
+}
+
+fn engine(input: &Path, workers: usize, state: State) -> anyhow::Result<(u64, Checksum)> {
     let sink = ChecksumSink::default();
     let out = sink.clone();
     let input = input.to_path_buf();
-    let job = Job::new(JobConfig::new("tumbling_revenue").workers(workers), move |b| {
+    let dir = common::data_dir()?.join(format!("state-{}", std::process::id()));
+    let mut config = JobConfig::new("tumbling_revenue").workers(workers);
+    if state != State::Memory {
+        config = config.state_backend(StateBackendConfig::rocksdb(dir.join("rocksdb")));
+    }
+    if state == State::RocksDbCheckpoints {
+        config = config
+            .checkpoints(CheckpointConfig::new(dir.join("checkpoints")).interval(Duration::from_secs(1)));
+    }
+    let job = Job::new(config, move |b| {
         b.source(
             "orders",
             JsonLinesSource::<Order>::new(input.clone()),
@@ -314,6 +376,7 @@ fn engine(input: &Path, workers: usize) -> anyhow::Result<(u64, Checksum)> {
         Ok(())
     })?;
     let report = job.run()?;
+    let _ = std::fs::remove_dir_all(&dir);
     let mut checksum = *sink
         .0
         .lock()

@@ -190,6 +190,37 @@ fn stop_and_restore_with_rocksdb_state() {
 }
 
 #[test]
+fn window_state_holds_open_windows_only() {
+    let dir = TempDir::new("chk-state-size");
+    let out = CollectSink::new();
+    // One worker reads the partitions round-robin, so event time advances evenly.
+    let job = revenue_job(
+        config("state-size", 1, &dir.0, &rocksdb(&dir.0)),
+        &out,
+        "revenue_1m",
+        None,
+    )
+    .expect("job");
+    let handle = job.start().expect("start");
+    let mut samples = Vec::new();
+    while !handle.is_finished() {
+        samples.push(handle.metrics().gauge_sum("revenue_1m", "state_entries"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = handle.join().expect("runs");
+    let emitted = report.metrics.total("out", "records_in");
+    let largest = samples.iter().copied().max().unwrap_or(0);
+    // 50 products with one-minute windows and 5 s of disorder: a few windows per product are
+    // open at a time, never the thousands already emitted.
+    assert!(emitted > 3_000, "{emitted} windows emitted");
+    assert!(
+        largest > 0 && largest <= 200,
+        "state held {largest} entries while {emitted} windows were emitted"
+    );
+    assert_eq!(report.metrics.gauge_sum("revenue_1m", "state_entries"), 0);
+}
+
+#[test]
 fn restores_with_one_then_two_then_one_worker() {
     for backend_of in [
         (|_: &Path| StateBackendConfig::Memory) as fn(&Path) -> StateBackendConfig,

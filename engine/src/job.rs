@@ -381,8 +381,9 @@ impl JobHandle {
         &self.metrics
     }
 
-    /// Takes a checkpoint now and keeps it as savepoint `name` (never deleted by retention;
-    /// restore it with [`crate::RestoreFrom::Savepoint`]). Waits up to `timeout`.
+    /// Asks for a checkpoint now and keeps the first one that completes after this call as
+    /// savepoint `name` (never deleted by retention; restore it with
+    /// [`crate::RestoreFrom::Savepoint`]). Waits up to `timeout`.
     ///
     /// # Errors
     /// When checkpoints are off, no checkpoint completes in time, or the name is taken.

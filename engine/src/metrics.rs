@@ -107,6 +107,16 @@ impl JobMetrics {
             .min()
     }
 
+    /// The sum of gauge `name` of `operator` over the workers that set it.
+    pub fn gauge_sum(&self, operator: &str, name: &str) -> i64 {
+        self.gauges
+            .iter()
+            .filter(|e| &*e.key().0 == operator && e.key().1 == name)
+            .map(|e| e.value().get())
+            .filter(|v| *v != i64::MIN)
+            .sum()
+    }
+
     /// Every counter as `(operator, name, total over workers)`, sorted.
     pub fn snapshot(&self) -> Vec<(String, String, u64)> {
         let mut totals = std::collections::BTreeMap::<(String, String), u64>::new();

@@ -8,7 +8,7 @@ use sluice_state::{KeyGroupRange, StateBackend, TableSnapshot};
 use crate::checkpoint::participant::Participant;
 use crate::error::{EngineError, Result, panic_message};
 use crate::ids::{CheckpointId, WorkerId};
-use crate::metrics::{Counter, JobMetrics};
+use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::push::{Barrier, Control, Data, Output, Push};
 use crate::time::{Timestamp, Watermark};
 
@@ -71,6 +71,11 @@ impl OperatorContext {
     /// The counter `name` of this operator on this worker.
     pub fn counter(&self, name: &'static str) -> Arc<Counter> {
         self.metrics.counter(&self.name, name, self.worker.0)
+    }
+
+    /// The gauge `name` of this operator on this worker.
+    pub fn gauge(&self, name: &'static str) -> Arc<Gauge> {
+        self.metrics.gauge(&self.name, name, self.worker.0)
     }
 }
 

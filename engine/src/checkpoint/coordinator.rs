@@ -63,6 +63,10 @@ pub(crate) struct Coordinator {
     inflight: Mutex<Option<InFlight>>,
     last_settled: Mutex<Instant>,
     requested: AtomicBool,
+    /// Offsets of the checkpoint the current attempt restored: a partition no reader has
+    /// reported yet (not assigned yet, say) keeps its restored offset, which the restored
+    /// state is consistent with.
+    base_offsets: Mutex<BTreeMap<String, BTreeMap<u32, u64>>>,
     /// Workers of the current attempt that ran out of input.
     finished_workers: AtomicUsize,
     /// Set once a checkpoint completed in this process: later attempts restore the latest.
@@ -111,6 +115,7 @@ impl Coordinator {
             requested: AtomicBool::new(false),
             any_completed: AtomicBool::new(false),
             finished_workers: AtomicUsize::new(0),
+            base_offsets: Mutex::new(BTreeMap::new()),
             metrics: CheckpointMetrics {
                 completed: scope("completed"),
                 abandoned: scope("abandoned"),
@@ -134,6 +139,10 @@ impl Coordinator {
             RestoreFrom::Latest => self.store.latest()?,
             RestoreFrom::Savepoint(name) => Some(self.store.savepoint(name)?),
         };
+        *self.base_offsets.lock().unwrap_or_else(|p| p.into_inner()) = point
+            .as_ref()
+            .map(|p| p.manifest.offsets.clone())
+            .unwrap_or_default();
         if let Some(p) = &point {
             for (id, reason) in &p.skipped {
                 tracing::warn!(job = %self.job, checkpoint = id, %reason, "skipping unusable checkpoint");
@@ -287,7 +296,11 @@ impl Coordinator {
     fn complete(&self, f: InFlight) -> Result<u64> {
         fail_point("after-snapshot");
         let acks: Vec<WorkerAck> = f.acks.into_iter().flatten().collect();
-        let mut offsets: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+        let mut offsets = self
+            .base_offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (source, position) in acks.iter().flat_map(|a| &a.positions) {
             let merged = offsets.entry(source.clone()).or_default();
             for (p, o) in &position.offsets {
@@ -325,8 +338,8 @@ impl Coordinator {
         Ok(manifest.total_bytes())
     }
 
-    /// Copies the newest complete checkpoint to savepoint `name`, first waiting up to
-    /// `timeout` for a checkpoint started after this call to complete.
+    /// Asks for a checkpoint and copies the first one that completes after this call to
+    /// savepoint `name`, waiting up to `timeout`.
     pub(crate) fn savepoint(&self, name: &str, timeout: Duration) -> Result<PathBuf> {
         let before = self.completed();
         self.request();

@@ -199,6 +199,9 @@ impl StartOffsets {
 /// rebalances to the reader.
 struct ReaderContext {
     start: StartFrom,
+    /// Where this reader reports its assignment, as soon as the group changes it.
+    progress: Arc<GroupProgress>,
+    worker: usize,
     offsets: Arc<StartOffsets>,
     /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
     stash: Mutex<VecDeque<OwnedMessage>>,
@@ -242,6 +245,8 @@ impl ConsumerContext for ReaderContext {
                     }
                 }
                 drop(offsets);
+                self.progress.assigned[self.worker].store(tpl.count(), Ordering::SeqCst);
+                self.progress.rebalanced();
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "cannot take the assigned partitions");
                 }
@@ -255,7 +260,9 @@ impl ConsumerContext for ReaderContext {
                 }
                 let revoked = partitions_of(tpl);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
-                hand_over(consumer, &revoked, &self.stash, &self.offsets);
+                hand_over(consumer, &revoked, &self.offsets);
+                self.progress.assigned[self.worker].store(0, Ordering::SeqCst);
+                self.progress.rebalanced();
                 events.push(Rebalanced::Revoked(revoked));
                 self.has_events.store(true, Ordering::Release);
                 if let Err(e) = consumer.unassign() {
@@ -266,15 +273,12 @@ impl ConsumerContext for ReaderContext {
     }
 }
 
-/// Records where the next owner of each revoked partition continues: the first record of it
-/// this reader has not handed downstream (stashed records are dropped, the next owner reads
-/// them again). Also commits it to the group, for other consumers of the group.
-fn hand_over(
-    consumer: &BaseConsumer<ReaderContext>,
-    revoked: &[(String, i32)],
-    stash: &Mutex<VecDeque<OwnedMessage>>,
-    offsets: &StartOffsets,
-) {
+/// Records where the next owner of each revoked partition continues: after the last record
+/// this reader polled. Records of it still in the stash are handed downstream by this reader
+/// at its next poll. (Dropping them for the next owner to read again loses them when the
+/// partition comes back to this same consumer: librdkafka then resumes at its own fetch
+/// position, past them.) Also commits the position to the group, for other consumers of it.
+fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)], offsets: &StartOffsets) {
     let positions = match consumer.position() {
         Ok(p) => p,
         Err(e) => {
@@ -282,7 +286,6 @@ fn hand_over(
             return;
         }
     };
-    let mut stash = stash.lock().unwrap_or_else(|p| p.into_inner());
     let mut starts = offsets.lock();
     let mut commit = TopicPartitionList::new();
     for e in positions.elements() {
@@ -290,23 +293,17 @@ fn hand_over(
         if !revoked.iter().any(|(t, p)| t == topic && *p == partition) {
             continue;
         }
-        let first_stashed = stash
-            .iter()
-            .find(|m| m.partition() == partition && m.topic() == topic)
-            .map(|m| m.offset());
-        stash.retain(|m| m.partition() != partition || m.topic() != topic);
-        let next = match (first_stashed, e.offset()) {
-            (Some(o), _) | (None, Offset::Offset(o)) => o,
+        let Offset::Offset(next) = e.offset() else {
             // Nothing was read since the assignment: the next owner starts where this one did.
-            _ => continue,
+            continue;
         };
+        tracing::debug!(%topic, partition, next, "handing over a revoked partition");
         starts.insert((topic.to_string(), partition), next);
         if let Err(err) = commit.add_partition_offset(topic, partition, Offset::Offset(next)) {
             tracing::warn!(error = %err, "cannot record a position to hand over");
         }
     }
     drop(starts);
-    drop(stash);
     if commit.count() > 0 {
         if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
             tracing::warn!(error = %e, "cannot commit positions of revoked partitions");
@@ -321,8 +318,8 @@ fn hand_over(
 struct GroupProgress {
     idle: Vec<AtomicBool>,
     assigned: Vec<std::sync::atomic::AtomicUsize>,
-    /// Partitions of the subscribed topics, from the metadata (`None` if unknown).
-    total_partitions: Option<usize>,
+    /// Partitions of the subscribed topics, from the metadata (read when first needed).
+    total_partitions: std::sync::OnceLock<usize>,
     last_rebalance: Mutex<Instant>,
 }
 
@@ -333,10 +330,10 @@ impl GroupProgress {
 
     fn settled_for(&self, limit: Duration) -> bool {
         let assigned: usize = self.assigned.iter().map(|a| a.load(Ordering::SeqCst)).sum();
-        let covered = match self.total_partitions {
-            Some(total) => assigned >= total,
-            None => assigned > 0,
-        };
+        let covered = self
+            .total_partitions
+            .get()
+            .is_some_and(|total| assigned >= *total);
         covered
             && self
                 .last_rebalance
@@ -348,16 +345,16 @@ impl GroupProgress {
 }
 
 /// Number of partitions of `topics`, or `None` if the metadata cannot be read.
-fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[String]) -> Option<usize> {
+fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[Arc<str>]) -> Option<usize> {
     let mut total = 0;
     for topic in topics {
         let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
             .ok()?;
         let partitions = metadata
             .topics()
             .iter()
-            .find(|t| t.name() == topic)?
+            .find(|t| t.name() == &**topic)?
             .partitions()
             .len();
         if partitions == 0 {
@@ -380,8 +377,19 @@ impl<T: Data> Source for KafkaSource<T> {
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
         let offsets = ctx.shared(StartOffsets::default);
         add_starts(&offsets, &self.topics, &self.start_offsets);
+        let workers = ctx.workers;
+        let context_votes = ctx.shared(|| GroupProgress {
+            idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            assigned: (0..workers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            total_partitions: std::sync::OnceLock::new(),
+            last_rebalance: Mutex::new(Instant::now()),
+        });
         let context = ReaderContext {
             start: self.start,
+            progress: Arc::clone(&context_votes),
+            worker: ctx.worker.0,
             offsets,
             stash: Mutex::new(VecDeque::new()),
             events: Mutex::new(Vec::new()),
@@ -402,19 +410,7 @@ impl<T: Data> Source for KafkaSource<T> {
             PoisonPolicy::DeadLetter { topic } => Some(DeadLetterWriter::open(&self.config, topic)?),
             _ => None,
         };
-        let workers = ctx.workers;
-        let total_partitions = match self.exit_when_idle {
-            Some(_) => count_partitions(&consumer, &self.topics),
-            None => None,
-        };
-        let votes = ctx.shared(|| GroupProgress {
-            idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
-            assigned: (0..workers)
-                .map(|_| std::sync::atomic::AtomicUsize::new(0))
-                .collect(),
-            total_partitions,
-            last_rebalance: Mutex::new(Instant::now()),
-        });
+        let votes = Arc::clone(&context_votes);
         Ok(Box::new(KafkaReader {
             consumer,
             state: ReaderState {
@@ -525,7 +521,18 @@ impl<T: Data> ReaderState<T> {
         let id = partition_id(ti, m.partition());
         let next = (m.offset() + 1).max(0) as u64;
         match self.positions.iter_mut().find(|(p, _)| *p == id) {
-            Some(entry) => entry.1 = next,
+            Some(entry) => {
+                if entry.1 != m.offset() as u64 {
+                    // Compacted topics and transaction markers leave gaps; anything else is worth seeing.
+                    tracing::debug!(
+                        partition = m.partition(),
+                        expected = entry.1,
+                        got = m.offset(),
+                        "offset gap"
+                    );
+                }
+                entry.1 = next;
+            }
             None => self.positions.push((id, next)),
         }
         let location = || RecordLocation::Kafka {
@@ -568,8 +575,15 @@ impl<T: Data> ReaderState<T> {
         let Some(limit) = self.exit_when_idle else {
             return Ok(false);
         };
-        let assigned = consumer.assignment().map_or(0, |a| a.count());
-        self.votes.assigned[self.worker].store(assigned, Ordering::SeqCst);
+        if self.votes.total_partitions.get().is_none() {
+            // Without the partition count nothing proves every partition is being read.
+            match count_partitions(consumer, &self.topics) {
+                Some(n) => {
+                    let _ = self.votes.total_partitions.set(n);
+                }
+                None => return Ok(false),
+            }
+        }
         let idle = self.last_record.elapsed() >= limit;
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
         if !idle
@@ -739,17 +753,19 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         // announced at the next poll.
         let stash = &consumer.context().stash;
         if stash.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_STASH {
+            state.last_record = Instant::now();
             return Ok(());
         }
         match consumer.poll(Duration::ZERO) {
             Some(Ok(m)) => {
                 let m = m.detach();
                 stash.lock().unwrap_or_else(|p| p.into_inner()).push_back(m);
+                // A record is waiting: the input is not idle.
+                state.last_record = Instant::now();
             }
             Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
             _ => {}
         }
-        state.last_record = Instant::now();
         Ok(())
     }
 }

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use sluice_engine::state::{KeyedTable, StateKey};
 use sluice_engine::{
-    CheckpointId, Counter, Data, EngineError, Keyed, Operator, OperatorContext, OperatorSnapshot, Output,
-    Result, TimerQueue, Timestamp, Watermark,
+    CheckpointId, Counter, Data, EngineError, Gauge, Keyed, Operator, OperatorContext, OperatorSnapshot,
+    Output, Result, TimerQueue, Timestamp, Watermark,
 };
 
 use super::assigner::{Window, WindowResult, for_each_window};
@@ -26,6 +26,8 @@ pub(crate) struct FixedWindowAggregate<K: StateKey, T, A: Aggregator<T>> {
     created: Vec<Window>,
     late: Option<Output<T>>,
     late_records: Arc<Counter>,
+    /// Entries in state (open windows), updated as the watermark advances.
+    state_entries: Arc<Gauge>,
 }
 
 impl<K: StateKey, T, A: Aggregator<T>> FixedWindowAggregate<K, T, A> {
@@ -42,6 +44,7 @@ impl<K: StateKey, T, A: Aggregator<T>> FixedWindowAggregate<K, T, A> {
             created: Vec::new(),
             late,
             late_records: Arc::default(),
+            state_entries: Arc::default(),
         }
     }
 
@@ -65,6 +68,7 @@ where
         self.name = ctx.name().to_string();
         self.table = Some(ctx.state().open_table(ctx.name())?);
         self.late_records = ctx.counter("late_records");
+        self.state_entries = ctx.gauge("state_entries");
         Ok(())
     }
 
@@ -122,6 +126,8 @@ where
                 }
             }
         }
+        let entries = self.table()?.len();
+        self.state_entries.set(entries as i64);
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod manifest;
 mod store;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use manifest::{
     DatabaseEntry, FileEntry, MANIFEST_FORMAT_VERSION, Manifest, ManifestOperator, WorkerEntry,
@@ -14,15 +15,25 @@ pub use store::{CheckpointInfo, CheckpointStore, RestorePoint};
 /// Environment variable naming a fail point at which the process aborts, for crash tests.
 pub const FAIL_POINT_ENV: &str = "SLUICE_FAIL_POINT";
 
-/// Aborts the process (as a crash would) when `SLUICE_FAIL_POINT` names `point`.
+/// Aborts the process (as a crash would) when `SLUICE_FAIL_POINT` names `point`: `NAME`
+/// aborts the first time the point is reached, `NAME:N` the N-th time.
 ///
 /// The points are `after-snapshot`, `after-manifest-write`, `before-manifest-rename` and
 /// `after-manifest-rename`, one per step of completing a checkpoint.
 pub fn fail_point(point: &str) {
-    static CONFIGURED: OnceLock<Option<String>> = OnceLock::new();
-    let configured = CONFIGURED.get_or_init(|| std::env::var(FAIL_POINT_ENV).ok());
-    if configured.as_deref() == Some(point) {
-        eprintln!("sluice: fail point '{point}' reached, aborting");
-        std::process::abort();
+    static CONFIGURED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let configured = CONFIGURED.get_or_init(|| {
+        let value = std::env::var(FAIL_POINT_ENV).ok()?;
+        match value.split_once(':') {
+            Some((name, n)) => Some((name.to_string(), n.parse().unwrap_or(1))),
+            None => Some((value, 1)),
+        }
+    });
+    if let Some((name, nth)) = configured {
+        if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= *nth {
+            eprintln!("sluice: fail point '{point}' reached, aborting");
+            std::process::abort();
+        }
     }
 }
