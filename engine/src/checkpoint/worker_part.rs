@@ -85,11 +85,12 @@ impl WorkerPart {
         }
         let settled = self.coordinator.settled();
         let id = CheckpointId(self.injected);
-        if self.acknowledged < self.injected && settled < self.injected {
-            if participants.iter().all(|p| p.borrow().reached(id)) {
-                self.acknowledged = self.injected;
-                self.write_part(id, participants)?;
-            }
+        if self.acknowledged < self.injected
+            && settled < self.injected
+            && participants.iter().all(|p| p.borrow().reached(id))
+        {
+            self.acknowledged = self.injected;
+            self.write_part(id, participants)?;
         }
         let paused = self.coordinator.settled() < self.injected;
         if !paused && self.committed < self.injected {

@@ -7,7 +7,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sluice_engine::{
@@ -203,8 +203,6 @@ struct ReaderContext {
     progress: Arc<GroupProgress>,
     worker: usize,
     offsets: Arc<StartOffsets>,
-    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
-    stash: Mutex<VecDeque<OwnedMessage>>,
     events: Mutex<Vec<Rebalanced>>,
     /// Whether `events` holds something (checked without the lock on every record).
     has_events: AtomicBool,
@@ -391,7 +389,6 @@ impl<T: Data> Source for KafkaSource<T> {
             progress: Arc::clone(&context_votes),
             worker: ctx.worker.0,
             offsets,
-            stash: Mutex::new(VecDeque::new()),
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
         };
@@ -420,6 +417,7 @@ impl<T: Data> Source for KafkaSource<T> {
                 dead_letter,
                 positions: Vec::new(),
                 assigned: Vec::new(),
+                stash: VecDeque::new(),
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
                 votes,
@@ -458,6 +456,8 @@ struct ReaderState<T> {
     /// Next offset per partition, for the engine.
     positions: Vec<(PartitionId, u64)>,
     assigned: Vec<(String, i32)>,
+    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
+    stash: VecDeque<OwnedMessage>,
     exit_when_idle: Option<Duration>,
     last_record: Instant,
     votes: Arc<GroupProgress>,
@@ -638,9 +638,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         }
         state.apply_rebalances(consumer.context(), batch);
         let mut got = 0;
-        let stashed =
-            std::mem::take(&mut *consumer.context().stash.lock().unwrap_or_else(|p| p.into_inner()));
-        for m in stashed {
+        for m in std::mem::take(&mut state.stash) {
             state.handle(&m, batch)?;
             got += 1;
         }
@@ -751,15 +749,13 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         // capped. (Pausing partitions instead loses the records librdkafka had prefetched
         // when a rebalance comes between pause and resume.) Rebalances seen here are
         // announced at the next poll.
-        let stash = &consumer.context().stash;
-        if stash.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_STASH {
+        if state.stash.len() >= MAX_STASH {
             state.last_record = Instant::now();
             return Ok(());
         }
         match consumer.poll(Duration::ZERO) {
             Some(Ok(m)) => {
-                let m = m.detach();
-                stash.lock().unwrap_or_else(|p| p.into_inner()).push_back(m);
+                state.stash.push_back(m.detach());
                 // A record is waiting: the input is not idle.
                 state.last_record = Instant::now();
             }
