@@ -397,7 +397,8 @@ impl JobHandle {
         }
     }
 
-    /// The newest complete checkpoint of this run (0 before the first).
+    /// Id of the newest complete checkpoint in the job's checkpoint directory (this run's or an
+    /// earlier run's; 0 when there is none or checkpoints are off).
     pub fn last_checkpoint(&self) -> u64 {
         self.coordinator.as_ref().map_or(0, |c| c.completed())
     }
