@@ -18,12 +18,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use common::kafka::{order_fixtures, produce_batched, unique};
+use common::kafka::{brokers, order_fixtures, orders, produce_batched, unique};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::{Order, OrderGenerator};
+use sluice::datagen::Order;
 use sluice::engine::{CheckpointConfig, StateBackendConfig, list_checkpoints};
 use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
@@ -46,20 +46,6 @@ struct Revenue {
     product_id: String,
     window_start: i64,
     revenue_cents: i64,
-}
-
-fn brokers() -> String {
-    std::env::var("SLUICE_KAFKA_BROKERS")
-        .expect("SLUICE_KAFKA_BROKERS must name a Kafka broker (scripts/test.sh starts one)")
-}
-
-fn orders(n: u64) -> Vec<Order> {
-    let generator = OrderGenerator {
-        products: 40,
-        orders_per_second: 25,
-        ..OrderGenerator::default()
-    };
-    (0..n).map(|i| generator.nth(i)).collect()
 }
 
 fn expected(orders: &[Order]) -> BTreeMap<(String, i64), i64> {
@@ -90,14 +76,7 @@ fn crash_child() {
     let config = JobConfig::new("crash-revenue")
         .workers(2)
         .state_backend(StateBackendConfig::rocksdb(state.join("rocksdb")))
-        .checkpoints(
-            CheckpointConfig::new(state.join("checkpoints")).interval(Duration::from_secs(
-                std::env::var("SLUICE_CRASH_INTERVAL_S")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            )),
-        );
+        .checkpoints(CheckpointConfig::new(state.join("checkpoints")).interval(Duration::from_secs(1)));
     let kafka = KafkaConfig::new(&spec.brokers);
     let job = Job::new(config, move |b| {
         // A new consumer group per run: positions come from the checkpoint, never from the
@@ -186,6 +165,22 @@ fn latest_checkpoint(state_dir: &Path) -> Option<u64> {
         .filter(|c| c.manifest.is_ok())
         .map(|c| c.id)
         .max()
+}
+
+/// Prints the offsets the next run restores from checkpoint `id` of `state_dir`.
+fn report_restore(label: &str, state_dir: &Path, id: Option<u64>) {
+    let Some(id) = id else {
+        return;
+    };
+    let found = list_checkpoints(&state_dir.join("checkpoints"))
+        .expect("list checkpoints")
+        .into_iter()
+        .find(|c| c.id == id)
+        .expect("the checkpoint just listed");
+    eprintln!(
+        "{label}: restoring offsets {:?}",
+        found.manifest.map(|m| m.offsets)
+    );
 }
 
 /// Everything in `topic`, read until nothing arrives for `quiet`.
@@ -357,15 +352,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
         }
     }
     let restoring = latest_checkpoint(&state.0);
-    if let Some(id) = restoring {
-        let dir = state.0.join("checkpoints");
-        let m = list_checkpoints(&dir)
-            .expect("list")
-            .into_iter()
-            .find(|c| c.id == id)
-            .expect("found");
-        eprintln!("final run restores offsets {:?}", m.manifest.map(|m| m.offsets));
-    }
+    report_restore("final run", &state.0, restoring);
     restores += 1;
     if restoring > first_id {
         beyond_first += 1;
@@ -406,15 +393,7 @@ fn a_crash_in_each_checkpoint_step_recovers() {
         let status = wait(&mut child, Duration::from_secs(600));
         assert!(!status.success(), "{point}: the child should have crashed");
         let restoring = latest_checkpoint(&state.0);
-        if let Some(id) = restoring {
-            let dir = state.0.join("checkpoints");
-            let m = list_checkpoints(&dir)
-                .expect("list")
-                .into_iter()
-                .find(|c| c.id == id)
-                .expect("found");
-            eprintln!("{point}: restoring offsets {:?}", m.manifest.map(|m| m.offsets));
-        }
+        report_restore(point, &state.0, restoring);
         let expected_id = if point == "after-manifest-rename" {
             Some(3)
         } else {

@@ -11,26 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use common::kafka::{order_fixtures, produce, read_topic, unique};
+use common::kafka::{brokers, order_fixtures, orders, produce, read_topic, unique};
 use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
-use sluice::datagen::{Order, OrderGenerator};
+use sluice::datagen::Order;
 use sluice::engine::EngineError;
 use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
 use sluice::prelude::*;
-
-fn brokers() -> String {
-    std::env::var("SLUICE_KAFKA_BROKERS")
-        .expect("SLUICE_KAFKA_BROKERS must name a Kafka broker (scripts/test.sh starts one)")
-}
-
-fn orders(n: u64) -> Vec<Order> {
-    let generator = OrderGenerator {
-        products: 40,
-        orders_per_second: 25,
-        ..OrderGenerator::default()
-    };
-    (0..n).map(|i| generator.nth(i)).collect()
-}
 
 #[test]
 #[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]

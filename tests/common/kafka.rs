@@ -6,7 +6,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice::datagen::Order;
+use sluice::datagen::{Order, OrderGenerator};
 
 /// A record to produce: key, payload.
 pub type Fixture = (Option<String>, Vec<u8>);
@@ -119,4 +119,20 @@ pub fn unique(name: &str) -> String {
         std::process::id(),
         sluice::engine::now_millis()
     )
+}
+
+/// The broker the end-to-end tests use.
+pub fn brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS")
+        .expect("SLUICE_KAFKA_BROKERS must name a Kafka broker (scripts/test.sh starts one)")
+}
+
+/// The first `n` orders of the end-to-end tests: 40 products, 25 orders per second.
+pub fn orders(n: u64) -> Vec<Order> {
+    let generator = OrderGenerator {
+        products: 40,
+        orders_per_second: 25,
+        ..OrderGenerator::default()
+    };
+    (0..n).map(|i| generator.nth(i)).collect()
 }

@@ -176,6 +176,11 @@ fn partition_id(topic_index: usize, partition: i32) -> PartitionId {
     PartitionId(((topic_index as u32) << 20) | (partition as u32 & 0xF_FFFF))
 }
 
+/// The topic index and partition behind a [`partition_id`].
+fn split_partition_id(id: PartitionId) -> (usize, i32) {
+    ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32)
+}
+
 /// A rebalance seen by the consumer, to be turned into partition starts and revocations.
 enum Rebalanced {
     Assigned(Vec<(String, i32)>),
@@ -471,6 +476,16 @@ impl<T: Data> ReaderState<T> {
         self.topics.iter().position(|t| &**t == topic)
     }
 
+    /// Topic and partition of `id`, if this reader is assigned it now.
+    fn owned(&self, id: PartitionId) -> Option<(&str, i32)> {
+        let (ti, partition) = split_partition_id(id);
+        let topic = self.topics.get(ti)?;
+        self.assigned
+            .iter()
+            .any(|(t, p)| **t == **topic && *p == partition)
+            .then_some((&**topic, partition))
+    }
+
     fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceBatch<'_, T>) {
         if !context.has_events.swap(false, Ordering::Acquire) {
             return;
@@ -610,10 +625,9 @@ impl<T: Data> ReaderState<T> {
 fn add_starts(offsets: &StartOffsets, topics: &[String], position: &SourcePosition) {
     let mut starts = offsets.lock();
     for (id, offset) in &position.offsets {
-        if let Some(topic) = topics.get((id.0 >> 20) as usize) {
-            starts
-                .entry((topic.clone(), (id.0 & 0xF_FFFF) as i32))
-                .or_insert(*offset as i64);
+        let (ti, partition) = split_partition_id(*id);
+        if let Some(topic) = topics.get(ti) {
+            starts.entry((topic.clone(), partition)).or_insert(*offset as i64);
         }
     }
 }
@@ -691,16 +705,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         let topics: Vec<String> = self.state.topics.iter().map(|t| t.to_string()).collect();
         add_starts(&self.consumer.context().offsets, &topics, position);
         for (id, offset) in &position.offsets {
-            let (ti, partition) = ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32);
-            let Some(topic) = self.state.topics.get(ti) else {
-                continue;
-            };
-            if self
-                .state
-                .assigned
-                .iter()
-                .any(|(t, p)| **t == **topic && *p == partition)
-            {
+            if let Some((topic, partition)) = self.state.owned(*id) {
                 self.consumer
                     .seek(
                         topic,
@@ -719,16 +724,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
     fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
         let mut commit = TopicPartitionList::new();
         for (id, offset) in &position.offsets {
-            let (ti, partition) = ((id.0 >> 20) as usize, (id.0 & 0xF_FFFF) as i32);
-            let Some(topic) = self.state.topics.get(ti) else {
-                continue;
-            };
-            if self
-                .state
-                .assigned
-                .iter()
-                .any(|(t, p)| **t == **topic && *p == partition)
-            {
+            if let Some((topic, partition)) = self.state.owned(*id) {
                 commit.add_partition_offset(topic, partition, Offset::Offset(*offset as i64))?;
             }
         }
