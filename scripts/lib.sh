@@ -25,13 +25,14 @@ ensure_apt_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# The Rust toolchain, and what librdkafka, RocksDB (bindgen needs libclang) and mimalloc build with.
+# The Rust toolchain, and what librdkafka, RocksDB (bindgen needs libclang), the CQL driver's TLS
+# (OpenSSL) and mimalloc build with.
 ensure_build_prerequisites() {
     if ! command -v cargo >/dev/null 2>&1; then
         echo "cargo not found: install Rust with rustup (https://rustup.rs) and retry" >&2
         exit 1
     fi
-    ensure_apt_packages build-essential pkg-config zlib1g-dev libclang-dev python3
+    ensure_apt_packages build-essential pkg-config zlib1g-dev libclang-dev libssl-dev python3
 }
 
 # The Tansu broker (a Kafka-compatible broker published as a Rust crate), built once.

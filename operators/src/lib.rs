@@ -38,6 +38,7 @@
 //! ```
 
 mod aggregators;
+pub mod cassandra;
 mod filter;
 mod flat_map;
 pub mod kafka;
@@ -56,7 +57,7 @@ pub use sources::generator::GeneratorSource;
 pub use sources::json_lines::JsonLinesSource;
 pub use sources::line_reader::LineReader;
 pub use sources::memory::MemorySource;
-pub use window::{Window, WindowResult, WindowedStream, Windows};
+pub use window::{Emit, Window, WindowResult, WindowedStream, Windows};
 
 use std::hash::Hash;
 

@@ -50,28 +50,38 @@ impl DeadLetterWriter {
     /// Queues `record` for the dead-letter topic.
     pub(crate) fn write(&self, record: &PoisonRecord<'_>) -> Result<(), BoxError> {
         let (partition, offset) = (record.partition.to_string(), record.offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "sluice.error",
-                value: Some(record.error),
-            })
-            .insert(Header {
-                key: "sluice.topic",
-                value: Some(record.topic),
-            })
-            .insert(Header {
-                key: "sluice.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "sluice.offset",
-                value: Some(&offset),
+        let headers = [
+            ("sluice.error", record.error),
+            ("sluice.topic", record.topic),
+            ("sluice.partition", partition.as_str()),
+            ("sluice.offset", offset.as_str()),
+        ];
+        self.send(record.key, record.payload, &headers)
+    }
+
+    /// Queues a row a sink could not write, with `headers` saying where it was going and why.
+    pub(crate) fn write_row(&self, payload: &[u8], headers: &[(&str, &str)]) -> Result<(), BoxError> {
+        self.send(None, Some(payload), headers)
+    }
+
+    fn send(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<(), BoxError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
             });
-        let mut out = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-        if let Some(k) = record.key {
+        }
+        let mut out = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(owned);
+        if let Some(k) = key {
             out = out.key(k);
         }
-        if let Some(p) = record.payload {
+        if let Some(p) = payload {
             out = out.payload(p);
         }
         send_waiting(&self.producer, out)

@@ -3,7 +3,7 @@
 mod admin;
 mod config;
 mod context;
-mod dead_letter;
+pub(crate) mod dead_letter;
 mod delivery;
 mod format;
 mod sink;

@@ -28,6 +28,39 @@ pub struct WindowResult<K, R> {
     pub window: Window,
     /// The aggregate.
     pub value: R,
+    /// Whether this is the final result or an early, updating one.
+    pub emit: Emit,
+}
+
+/// Which result of a window a [`WindowResult`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Emit {
+    /// The window closed: this result is complete and will not change.
+    Final,
+    /// The running aggregate of an open window (see `WindowedStream::early_results`).
+    Early {
+        /// Records folded into the window so far.
+        records: u64,
+    },
+}
+
+impl<K, R> WindowResult<K, R> {
+    /// A write timestamp in microseconds derived from the data, never from the clock, for
+    /// sinks that keep the newest write of a row (Cassandra): the final result gets
+    /// `end × 1000 − 1`; an early result gets `start × 1000 + records folded`, always below
+    /// the final one, and growing as records are folded in. A replay rewrites the same values
+    /// with the same timestamps, and an early result can never overwrite the final one.
+    pub fn write_timestamp(&self) -> i64 {
+        let final_ts = self.window.end.saturating_mul(1000) - 1;
+        match self.emit {
+            Emit::Final => final_ts,
+            Emit::Early { records } => {
+                let start = self.window.start.saturating_mul(1000);
+                let step = i64::try_from(records).unwrap_or(i64::MAX);
+                start.saturating_add(step).min(final_ts - 1)
+            }
+        }
+    }
 }
 
 /// How records are grouped into windows.

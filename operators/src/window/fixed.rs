@@ -1,26 +1,30 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use sluice_engine::state::{KeyedTable, StateKey};
+use hashbrown::HashSet;
+
+use sluice_engine::state::{KeyGroup, KeyedTable, StateKey};
 use sluice_engine::{
     CheckpointId, Counter, Data, EngineError, Gauge, Keyed, Operator, OperatorContext, OperatorSnapshot,
     Output, Result, TimerQueue, Timestamp, Watermark,
 };
 
-use super::assigner::{Window, WindowResult, for_each_window};
+use super::assigner::{Emit, Window, WindowResult, for_each_window};
 use crate::aggregators::Aggregator;
 use crate::snapshot;
 
-/// Tumbling and sliding window aggregation: one accumulator per (key, window) in keyed
-/// state, one event-time timer per (key, window) at `end + allowed_lateness`, when the
-/// final result is emitted and the state dropped.
+/// Tumbling and sliding window aggregation: one accumulator (and the number of records
+/// folded into it) per (key, window) in keyed state, one event-time timer per (key, window)
+/// at `end + allowed_lateness`, when the final result is emitted and the state dropped.
+/// With early results, every `early` milliseconds of processing time the windows updated
+/// since the last early firing emit their running aggregate.
 pub(crate) struct FixedWindowAggregate<K: StateKey, T, A: Aggregator<T>> {
     name: String,
     size: i64,
     slide: i64,
     lateness: i64,
     agg: A,
-    table: Option<Box<dyn KeyedTable<K, Window, A::Acc>>>,
+    table: Option<Box<dyn KeyedTable<K, Window, (A::Acc, u64)>>>,
     timers: TimerQueue<K, Window>,
     watermark: Watermark,
     created: Vec<Window>,
@@ -28,10 +32,22 @@ pub(crate) struct FixedWindowAggregate<K: StateKey, T, A: Aggregator<T>> {
     late_records: Arc<Counter>,
     /// Entries in state (open windows), updated as the watermark advances.
     state_entries: Arc<Gauge>,
+    /// Interval of early results in milliseconds of processing time.
+    early: Option<i64>,
+    next_early: Option<Timestamp>,
+    /// Windows updated since the last early firing (at most the open windows).
+    updated: HashSet<(KeyGroup, K, Window)>,
 }
 
 impl<K: StateKey, T, A: Aggregator<T>> FixedWindowAggregate<K, T, A> {
-    pub(crate) fn new(size: i64, slide: i64, lateness: i64, agg: A, late: Option<Output<T>>) -> Self {
+    pub(crate) fn new(
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        early: Option<i64>,
+        agg: A,
+        late: Option<Output<T>>,
+    ) -> Self {
         FixedWindowAggregate {
             name: String::new(),
             size,
@@ -45,10 +61,13 @@ impl<K: StateKey, T, A: Aggregator<T>> FixedWindowAggregate<K, T, A> {
             late,
             late_records: Arc::default(),
             state_entries: Arc::default(),
+            early,
+            next_early: None,
+            updated: HashSet::new(),
         }
     }
 
-    fn table(&mut self) -> Result<&mut Box<dyn KeyedTable<K, Window, A::Acc>>> {
+    fn table(&mut self) -> Result<&mut Box<dyn KeyedTable<K, Window, (A::Acc, u64)>>> {
         self.table
             .as_mut()
             .ok_or_else(|| EngineError::user("window state used before open"))
@@ -80,8 +99,13 @@ where
             value,
         } = record;
         let (wm, lateness) = (self.watermark.0, self.lateness);
+        let early = self.early.is_some();
         let Self {
-            agg, table, created, ..
+            agg,
+            table,
+            created,
+            updated,
+            ..
         } = self;
         let table = table
             .as_mut()
@@ -94,8 +118,12 @@ where
                 return;
             }
             accepted = true;
-            match table.upsert(key_group, &key, &w, &mut || agg.init(), &mut |acc| {
-                agg.add(acc, &value)
+            if early {
+                updated.insert((key_group, key.clone(), w));
+            }
+            match table.upsert(key_group, &key, &w, &mut || (agg.init(), 0), &mut |acc| {
+                agg.add(&mut acc.0, &value);
+                acc.1 += 1;
             }) {
                 Ok(true) => created.push(w),
                 Ok(false) => {}
@@ -120,14 +148,51 @@ where
         self.watermark = wm;
         while let Some((_, due)) = self.timers.pop_due(wm.0) {
             for (key_group, key, window) in due {
-                if let Some(acc) = self.table()?.remove(key_group, &key, &window)? {
+                if let Some((acc, _)) = self.table()?.remove(key_group, &key, &window)? {
                     let value = self.agg.finish(acc);
-                    out.push(WindowResult { key, window, value }, window.max_timestamp())?;
+                    let result = WindowResult {
+                        key,
+                        window,
+                        value,
+                        emit: Emit::Final,
+                    };
+                    out.push(result, window.max_timestamp())?;
                 }
             }
         }
         let entries = self.table()?.len();
         self.state_entries.set(entries as i64);
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
+        let Some(interval) = self.early else {
+            return Ok(());
+        };
+        match self.next_early {
+            Some(due) if now >= due => {}
+            Some(_) => return Ok(()),
+            None => {
+                self.next_early = Some(now + interval);
+                return Ok(());
+            }
+        }
+        self.next_early = Some(now + interval);
+        let updated = std::mem::take(&mut self.updated);
+        for (key_group, key, window) in updated {
+            // Windows that fired (or were cleaned up) meanwhile are gone from state.
+            if let Some((acc, records)) = self.table()?.get(key_group, &key, &window)? {
+                let value = self.agg.finish(acc);
+                let result = WindowResult {
+                    key,
+                    window,
+                    value,
+                    emit: Emit::Early { records },
+                };
+                // One millisecond before the final result's timestamp.
+                out.push(result, (window.end - 2).max(window.start))?;
+            }
+        }
         Ok(())
     }
 
@@ -192,7 +257,7 @@ mod tests {
         Rc<RefCell<Vec<Row>>>,
     ) {
         let value: fn(&i64) -> i64 = |v| *v;
-        let mut op = FixedWindowAggregate::new(1_000, 1_000, 0, (Count, Sum::of(value)), None);
+        let mut op = FixedWindowAggregate::new(1_000, 1_000, 0, None, (Count, Sum::of(value)), None);
         op.open(&OperatorContext::standalone("sums", worker, workers, 128))
             .unwrap();
         let rows = Rc::new(RefCell::new(Vec::new()));

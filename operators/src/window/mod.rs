@@ -5,5 +5,5 @@ mod fixed;
 mod session;
 mod windowed_stream;
 
-pub use assigner::{Window, WindowResult, Windows};
+pub use assigner::{Emit, Window, WindowResult, Windows};
 pub use windowed_stream::WindowedStream;

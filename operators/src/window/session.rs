@@ -7,7 +7,7 @@ use sluice_engine::{
     Result, TimerQueue, Timestamp, Watermark,
 };
 
-use super::assigner::{Window, WindowResult};
+use super::assigner::{Emit, Window, WindowResult};
 use crate::aggregators::Aggregator;
 use crate::snapshot;
 
@@ -145,6 +145,7 @@ where
                             key: key.clone(),
                             window,
                             value,
+                            emit: Emit::Final,
                         },
                         window.max_timestamp(),
                     )?;

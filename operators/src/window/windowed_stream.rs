@@ -20,6 +20,7 @@ pub struct WindowedStream<'a, K: Data, T: Data> {
     name: String,
     windows: Windows,
     allowed_lateness: i64,
+    early: Option<i64>,
 }
 
 impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
@@ -29,6 +30,7 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
             name: name.to_string(),
             windows,
             allowed_lateness: 0,
+            early: None,
         }
     }
 
@@ -39,6 +41,16 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
         self
     }
 
+    /// Also emits the running aggregate of every window updated in the last `interval` of
+    /// processing time (for dashboards), marked [`crate::Emit::Early`]; the final result follows
+    /// when the window closes. Tumbling and sliding windows only. Use
+    /// [`WindowResult::write_timestamp`] as the write timestamp in upserting sinks so an
+    /// early result never overwrites the final one.
+    pub fn early_results(mut self, interval: Duration) -> Self {
+        self.early = Some(millis(interval));
+        self
+    }
+
     /// Aggregates each window incrementally with `agg`.
     pub fn aggregate<A: Aggregator<T>>(self, agg: A) -> Stream<WindowResult<K, A::Out>>
     where
@@ -46,17 +58,17 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
     {
         let records = self.keyed.records();
         self.check();
-        let (name, l) = (self.name.as_str(), self.allowed_lateness);
+        let (name, l, e) = (self.name.as_str(), self.allowed_lateness, self.early);
         match self.windows {
             Windows::Tumbling { size } => records.transform(
                 name,
                 "window",
-                FixedWindowAggregate::new(size, size, l, agg, None),
+                FixedWindowAggregate::new(size, size, l, e, agg, None),
             ),
             Windows::Sliding { size, slide } => records.transform(
                 name,
                 "window",
-                FixedWindowAggregate::new(size, slide, l, agg, None),
+                FixedWindowAggregate::new(size, slide, l, e, agg, None),
             ),
             Windows::Session { gap } => {
                 records.transform(name, "window", SessionAggregate::new(gap, l, agg, None))
@@ -71,16 +83,16 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
     {
         let records = self.keyed.records();
         self.check();
-        let (name, l) = (self.name.as_str(), self.allowed_lateness);
+        let (name, l, e) = (self.name.as_str(), self.allowed_lateness, self.early);
         match self.windows {
             Windows::Tumbling { size } => {
                 records.transform_with_side_output(name, "window", |late: Output<T>| {
-                    FixedWindowAggregate::new(size, size, l, agg, Some(late))
+                    FixedWindowAggregate::new(size, size, l, e, agg, Some(late))
                 })
             }
             Windows::Sliding { size, slide } => {
                 records.transform_with_side_output(name, "window", |late: Output<T>| {
-                    FixedWindowAggregate::new(size, slide, l, agg, Some(late))
+                    FixedWindowAggregate::new(size, slide, l, e, agg, Some(late))
                 })
             }
             Windows::Session { gap } => {
@@ -92,9 +104,19 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
     }
 
     fn check(&self) {
-        let problem = self.windows.problem().or_else(|| {
-            (self.allowed_lateness < 0).then(|| "allowed lateness must not be negative".to_string())
-        });
+        let problem = self
+            .windows
+            .problem()
+            .or_else(|| {
+                (self.allowed_lateness < 0).then(|| "allowed lateness must not be negative".to_string())
+            })
+            .or_else(|| match (self.early, self.windows) {
+                (Some(e), _) if e <= 0 => Some("early results need a positive interval".to_string()),
+                (Some(_), Windows::Session { .. }) => {
+                    Some("early results are for tumbling and sliding windows, not sessions".to_string())
+                }
+                _ => None,
+            });
         if let Some(reason) = problem {
             self.keyed.records().report_error(EngineError::InvalidConfig {
                 key: "windows",

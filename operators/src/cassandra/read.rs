@@ -1,0 +1,63 @@
+use futures_util::StreamExt;
+use scylla::deserialize::row::DeserializeRow;
+
+use super::config::CassandraConfig;
+use super::error::CassandraError;
+
+/// Runs `cql` (a `SELECT`) and returns every row, reading page by page.
+///
+/// A blocking helper for reports, tests and benchmarks that read results back; it opens its
+/// own session. Rows are tuples or structs deriving the driver's `DeserializeRow`.
+///
+/// # Errors
+/// When the store cannot be reached, the statement fails or a row does not fit `R`.
+pub fn read_rows<R>(config: &CassandraConfig, cql: &str) -> Result<Vec<R>, CassandraError>
+where
+    R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+    let failed = |reason: String| CassandraError::Statement {
+        what: cql.to_string(),
+        reason,
+    };
+    runtime.block_on(async {
+        let session = config.connect().await?;
+        let pager = session
+            .query_iter(cql, &[])
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut rows = pager.rows_stream::<R>().map_err(|e| failed(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            out.push(row.map_err(|e| failed(e.to_string()))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Runs each statement of `cql` in order (schema changes, truncation), blocking.
+///
+/// # Errors
+/// When the store cannot be reached or a statement fails.
+pub fn execute_cql(config: &CassandraConfig, cql: &[&str]) -> Result<(), CassandraError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+    runtime.block_on(async {
+        let session = config.connect().await?;
+        for statement in cql {
+            session
+                .query_unpaged(*statement, &[])
+                .await
+                .map_err(|e| CassandraError::Statement {
+                    what: (*statement).to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    })
+}

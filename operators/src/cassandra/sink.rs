@@ -1,0 +1,374 @@
+use std::any::type_name;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp, Watermark};
+use tokio::runtime::Runtime;
+
+use super::batcher::Batcher;
+use super::config::CassandraConfig;
+use super::encode::RowLayout;
+use super::error::CassandraError;
+use super::mapping::{bind_columns, row_fields};
+use super::schema::TableSchema;
+use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
+use crate::kafka::KafkaConfig;
+use crate::kafka::dead_letter::DeadLetterWriter;
+
+/// The write timestamp (microseconds) of a row, from the row and its event time.
+pub type WriteTimestampFn<T> = Arc<dyn Fn(&T, Timestamp) -> i64 + Send + Sync>;
+
+/// The default write timestamp: the last microsecond of the record's event-time millisecond.
+/// A window's final result carries the window's last millisecond, so its timestamp is
+/// `end × 1000 − 1`, the same as [`crate::WindowResult::write_timestamp`] gives it.
+pub fn event_time_micros(ts: Timestamp) -> i64 {
+    ts.saturating_mul(1000).saturating_add(999)
+}
+
+/// What happens to a row the store refuses for good (a value it rejects, a missing
+/// partition key). Timeouts and overload are retried, never routed here.
+#[derive(Debug, Clone, Default)]
+pub enum RejectedRows {
+    /// Stop the job with an error naming the table and the row's key (default).
+    #[default]
+    Fail,
+    /// Write the row as JSON to a Kafka topic, with the table and the error in the headers
+    /// `sluice.table` and `sluice.error`, and go on.
+    DeadLetter {
+        /// The cluster of the dead-letter topic.
+        kafka: KafkaConfig,
+        /// The topic (created with one partition if missing).
+        topic: String,
+    },
+}
+
+/// Writes a stream of rows into a Cassandra or ScyllaDB table.
+///
+/// A row is a struct deriving `Serialize` and `Deserialize`; each field is written to the
+/// column of the same (serde) name. At start the sink reads the table's columns and refuses
+/// to run, naming the field, if a field has no column or a type the column cannot take
+/// (`i64` fits `bigint` and `timestamp` (epoch milliseconds), `String` fits `text`, ...).
+///
+/// **Writes.** Prepared upserts; rows of the same partition and write timestamp are grouped
+/// into unlogged batches capped in bytes and rows ([`CassandraConfig::max_batch_bytes`]),
+/// a single row goes as a single statement. At most [`CassandraConfig::max_in_flight`]
+/// requests per worker are outstanding; when all are taken the job waits. Rows are sent when
+/// a group is full, when the input watermark advances (a window's results go out together
+/// right after they fire), when a checkpoint barrier arrives and at the end.
+///
+/// **Idempotence.** Every statement carries a write timestamp derived from the data, never
+/// from the clock: by default [`event_time_micros`] of the record's event time; set your own
+/// with [`CassandraSink::write_timestamp`]. A replay after a crash rewrites the same cells
+/// with the same timestamps and cannot overwrite a newer result with an older one. A write
+/// or delete to these rows with a wall-clock timestamp (as `cqlsh` and most drivers do by
+/// default) is far above these timestamps and shadows every later write of the sink.
+///
+/// **Failures.** Timeouts, overload and unreachable nodes are retried with exponential
+/// backoff and jitter (statements are idempotent); the request keeps its slot meanwhile, so
+/// an unreachable store backpressures the job. A write failing for longer than the retry limit
+/// fails the job (which restarts from its last checkpoint under a restart strategy). Rows the
+/// store refuses for good go to the [`RejectedRows`] policy.
+///
+/// **Checkpoints.** At a barrier the sink sends everything it holds and waits until every
+/// write is acknowledged, so a checkpoint never completes with writes outstanding: results
+/// are effectively-once in the table.
+pub struct CassandraSink<T> {
+    config: CassandraConfig,
+    table: String,
+    ttl: Option<Duration>,
+    create: Option<TableSchema>,
+    timestamp: WriteTimestampFn<T>,
+    rejected: RejectedRows,
+    connection: Arc<Mutex<Option<Arc<Connection>>>>,
+    stats: Arc<SinkStats>,
+    _row: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for CassandraSink<T> {
+    fn clone(&self) -> Self {
+        CassandraSink {
+            config: self.config.clone(),
+            table: self.table.clone(),
+            ttl: self.ttl,
+            create: self.create.clone(),
+            timestamp: Arc::clone(&self.timestamp),
+            rejected: self.rejected.clone(),
+            connection: Arc::clone(&self.connection),
+            stats: Arc::clone(&self.stats),
+            _row: PhantomData,
+        }
+    }
+}
+
+/// What every worker of a sink shares: one runtime, one driver session, one prepared insert.
+struct Connection {
+    runtime: Runtime,
+    target: Arc<dyn WriteTarget>,
+    layout: Arc<RowLayout>,
+}
+
+impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
+    /// Writes rows of type `T` into `table` of the configured keyspace.
+    pub fn new(config: CassandraConfig, table: impl Into<String>) -> Self {
+        CassandraSink {
+            config,
+            table: table.into(),
+            ttl: None,
+            create: None,
+            timestamp: Arc::new(|_, ts| event_time_micros(ts)),
+            rejected: RejectedRows::Fail,
+            connection: Arc::default(),
+            stats: Arc::default(),
+            _row: PhantomData,
+        }
+    }
+
+    /// Derives each row's write timestamp (microseconds) from the row and its event time.
+    pub fn write_timestamp(mut self, f: impl Fn(&T, Timestamp) -> i64 + Send + Sync + 'static) -> Self {
+        self.timestamp = Arc::new(f);
+        self
+    }
+
+    /// Rows expire after `ttl` (`USING TTL`).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// What to do with rows the store refuses for good.
+    pub fn on_rejected_rows(mut self, policy: RejectedRows) -> Self {
+        self.rejected = policy;
+        self
+    }
+
+    /// Creates the table (and keyspace) at start if missing, from the row type's fields and
+    /// `schema`'s keys (for examples and quick starts; production tables are usually managed
+    /// elsewhere).
+    pub fn create_table_if_missing(mut self, schema: TableSchema) -> Self {
+        self.create = Some(schema);
+        self
+    }
+
+    /// Counters and write latencies over all workers of this sink.
+    pub fn stats(&self) -> Arc<SinkStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn qualified_table(&self) -> String {
+        format!("{}.{}", self.config.keyspace, self.table)
+    }
+
+    fn connection(&self) -> Result<Arc<Connection>, CassandraError> {
+        let mut slot = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = slot.as_ref() {
+            return Ok(Arc::clone(c));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sluice-cassandra")
+            .enable_all()
+            .build()
+            .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+        let (session, insert, layout) = runtime.block_on(self.prepare())?;
+        let target: Arc<dyn WriteTarget> = Arc::new(DriverTarget {
+            session: Arc::new(session),
+            insert,
+        });
+        let connection = Arc::new(Connection {
+            runtime,
+            target,
+            layout: Arc::new(layout),
+        });
+        *slot = Some(Arc::clone(&connection));
+        Ok(connection)
+    }
+
+    /// Connects, creates the table if asked, checks the row type against the table's
+    /// columns and prepares the insert.
+    async fn prepare(&self) -> Result<(Session, PreparedStatement, RowLayout), CassandraError> {
+        let table = self.qualified_table();
+        let row = type_name::<T>();
+        let fields = row_fields::<T>().map_err(|reason| CassandraError::Mapping {
+            row,
+            table: table.clone(),
+            reason,
+        })?;
+        let session = self.config.connect().await?;
+        if let Some(schema) = &self.create {
+            schema
+                .create::<T>(&session, &self.config.keyspace, &self.table, &fields)
+                .await?;
+        }
+        let select = session
+            .prepare(format!("SELECT * FROM {table}"))
+            .await
+            .map_err(|e| CassandraError::Table {
+                table: table.clone(),
+                reason: format!("cannot read its columns (does it exist?): {e}"),
+            })?;
+        let columns: Vec<_> = select
+            .get_current_result_set_col_specs()
+            .get()
+            .iter()
+            .map(|c| (c.name().to_string(), c.typ().clone().into_owned()))
+            .collect();
+        let bound = bind_columns(row, &table, &fields, &columns)?;
+        let names: Vec<&str> = bound.iter().map(|c| c.name.as_str()).collect();
+        let markers = vec!["?"; names.len()].join(", ");
+        let mut cql = format!("INSERT INTO {table} ({}) VALUES ({markers})", names.join(", "));
+        if let Some(ttl) = self.ttl {
+            cql.push_str(&format!(" USING TTL {}", ttl.as_secs().max(1)));
+        }
+        let mut insert = session.prepare(cql).await.map_err(|e| CassandraError::Table {
+            table: table.clone(),
+            reason: format!("cannot prepare the insert: {e}"),
+        })?;
+        insert.set_is_idempotent(true);
+        let mut key: Vec<_> = insert
+            .get_variable_pk_indexes()
+            .iter()
+            .map(|k| (k.sequence, usize::from(k.index)))
+            .collect();
+        key.sort_unstable();
+        let mut partition_key: Vec<usize> = key.into_iter().map(|(_, i)| i).collect();
+        if partition_key.is_empty() {
+            // The store did not say which columns form the partition key: group only
+            // identical rows, so no batch ever spans partitions.
+            partition_key = (0..bound.len()).collect();
+        }
+        let layout = RowLayout {
+            table,
+            columns: bound,
+            partition_key,
+        };
+        Ok((session, insert, layout))
+    }
+}
+
+impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T> {
+    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
+        let connection = self.connection()?;
+        let dead_letter = match &self.rejected {
+            RejectedRows::Fail => None,
+            RejectedRows::DeadLetter { kafka, topic } => Some(DeadLetterWriter::open(kafka, topic)?),
+        };
+        let dispatcher = Dispatcher::new(
+            connection.runtime.handle().clone(),
+            Arc::clone(&connection.target),
+            connection.layout.table.as_str().into(),
+            self.config.backoff,
+            self.config.max_in_flight,
+            Arc::clone(&self.stats),
+        );
+        Ok(Box::new(CassandraWriter {
+            layout: Arc::clone(&connection.layout),
+            batcher: Batcher::new(self.config.max_batch_bytes, self.config.max_batch_rows),
+            max_pending_rows: self.config.max_pending_rows,
+            dispatcher,
+            timestamp: Arc::clone(&self.timestamp),
+            dead_letter,
+            key: Vec::new(),
+            _connection: connection,
+        }))
+    }
+}
+
+/// One worker's sink instance.
+struct CassandraWriter<T> {
+    layout: Arc<RowLayout>,
+    batcher: Batcher,
+    max_pending_rows: usize,
+    dispatcher: Dispatcher,
+    timestamp: WriteTimestampFn<T>,
+    dead_letter: Option<DeadLetterWriter>,
+    key: Vec<u8>,
+    _connection: Arc<Connection>,
+}
+
+impl<T: Serialize> CassandraWriter<T> {
+    /// Sends every group held, without waiting for acknowledgements.
+    fn send_pending(&mut self) -> Result<(), BoxError> {
+        for batch in self.batcher.drain() {
+            self.dispatcher.send(batch)?;
+        }
+        self.handle_rejected()
+    }
+
+    /// Sends everything and waits until the store acknowledged it all.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        self.send_pending()?;
+        self.dispatcher.wait_idle()?;
+        self.handle_rejected()?;
+        if let Some(dl) = &self.dead_letter {
+            dl.flush()?;
+        }
+        Ok(())
+    }
+
+    fn handle_rejected(&mut self) -> Result<(), BoxError> {
+        for (row, reason) in self.dispatcher.take_rejected() {
+            self.reject(
+                || self.layout.row_json(&row),
+                &self.layout.key_text(&row),
+                &reason,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn reject(&self, payload: impl FnOnce() -> String, key: &str, reason: &str) -> Result<(), BoxError> {
+        match &self.dead_letter {
+            None => Err(CassandraError::Rejected {
+                table: self.layout.table.clone(),
+                key: key.to_string(),
+                reason: reason.to_string(),
+            }
+            .into()),
+            Some(dl) => {
+                tracing::warn!(table = %self.layout.table, key, error = reason, "row rejected, dead-lettered");
+                dl.write_row(
+                    payload().as_bytes(),
+                    &[("sluice.table", &self.layout.table), ("sluice.error", reason)],
+                )
+            }
+        }
+    }
+}
+
+impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
+    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
+        self.key.clear();
+        let row = match self.layout.encode(&value, &mut self.key) {
+            Ok(row) => row,
+            Err(e) => {
+                let json = || serde_json::to_string(&value).unwrap_or_default();
+                return self.reject(json, "(not encoded)", &e.to_string());
+            }
+        };
+        let timestamp = (self.timestamp)(&value, ts);
+        if let Some(full) = self.batcher.add(&self.key, timestamp, row) {
+            self.dispatcher.send(full)?;
+        }
+        if self.batcher.pending_rows() >= self.max_pending_rows {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
+        self.send_pending()
+    }
+
+    fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
+        self.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.flush()
+    }
+}
