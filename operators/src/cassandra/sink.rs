@@ -372,3 +372,181 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
         self.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use scylla::errors::ExecutionError;
+    use scylla::value::CqlValue;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::cassandra::batcher::WriteBatch;
+    use crate::cassandra::mapping::{BoundColumn, CqlType};
+    use crate::cassandra::retry::Backoff;
+    use crate::{Emit, Window, WindowResult};
+
+    /// Records what would be written (the test store keeps no write timestamps).
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(i64, Vec<Option<CqlValue>>)>>);
+
+    impl WriteTarget for Recording {
+        fn write<'a>(
+            &'a self,
+            batch: &'a WriteBatch,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>> {
+            Box::pin(async move {
+                let mut seen = self.0.lock().unwrap();
+                seen.extend(batch.rows.iter().map(|r| (batch.timestamp, r.values.clone())));
+                Ok(())
+            })
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Row {
+        product_id: String,
+        window_start: i64,
+        revenue_cents: i64,
+    }
+
+    fn writer(target: Arc<Recording>, timestamp: WriteTimestampFn<Row>) -> CassandraWriter<Row> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let col = |name: &str, ty| BoundColumn {
+            name: name.into(),
+            ty,
+        };
+        let layout = Arc::new(RowLayout {
+            table: "shop.t".into(),
+            columns: vec![
+                col("product_id", CqlType::Text),
+                col("window_start", CqlType::Timestamp),
+                col("revenue_cents", CqlType::BigInt),
+            ],
+            partition_key: vec![0],
+        });
+        let dispatcher = Dispatcher::new(
+            runtime.handle().clone(),
+            target.clone(),
+            "shop.t".into(),
+            Backoff::default(),
+            4,
+            Arc::default(),
+        );
+        CassandraWriter {
+            layout: Arc::clone(&layout),
+            batcher: Batcher::new(5 * 1024, 100),
+            max_pending_rows: 1_000,
+            dispatcher,
+            timestamp,
+            dead_letter: None,
+            key: Vec::new(),
+            _connection: Arc::new(Connection {
+                runtime,
+                target,
+                layout,
+            }),
+        }
+    }
+
+    fn results() -> Vec<WindowResult<String, i64>> {
+        let window = |start| Window {
+            start,
+            end: start + 60_000,
+        };
+        vec![
+            WindowResult {
+                key: "p-1".into(),
+                window: window(0),
+                value: 10,
+                emit: Emit::Early { records: 1 },
+            },
+            WindowResult {
+                key: "p-1".into(),
+                window: window(0),
+                value: 25,
+                emit: Emit::Early { records: 2 },
+            },
+            WindowResult {
+                key: "p-1".into(),
+                window: window(0),
+                value: 40,
+                emit: Emit::Final,
+            },
+            WindowResult {
+                key: "p-2".into(),
+                window: window(60_000),
+                value: 7,
+                emit: Emit::Final,
+            },
+        ]
+    }
+
+    /// Writes every result as a row at its event time (the window's last millisecond), then
+    /// checkpoints.
+    fn write_all(w: &mut CassandraWriter<Row>) {
+        for r in results() {
+            let row = Row {
+                product_id: r.key.clone(),
+                window_start: r.window.start,
+                revenue_cents: r.value,
+            };
+            w.write(row, r.window.max_timestamp()).unwrap();
+        }
+        w.on_checkpoint(CheckpointId(1)).unwrap();
+    }
+
+    #[test]
+    fn a_replay_writes_the_same_cells_with_the_same_timestamps() {
+        let target = Arc::new(Recording::default());
+        let mut w = writer(Arc::clone(&target), Arc::new(|_, ts| event_time_micros(ts)));
+        write_all(&mut w);
+        let mut first = std::mem::take(&mut *target.0.lock().unwrap());
+        write_all(&mut w);
+        let mut second = std::mem::take(&mut *target.0.lock().unwrap());
+        first.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        second.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(first, second);
+        // A final result's default timestamp is the window end's: end × 1000 − 1.
+        assert!(first.iter().any(|(ts, _)| *ts == 60_000 * 1000 - 1));
+        assert!(first.iter().all(|(ts, _)| *ts < 1_000_000_000_000));
+    }
+
+    #[test]
+    fn early_results_are_written_below_the_final_one() {
+        let target = Arc::new(Recording::default());
+        let results = results();
+        // The timestamp function sees the row; here it looks the result up, as a job's map
+        // would carry `WindowResult::write_timestamp` along.
+        let stamps: Vec<(i64, i64)> = results.iter().map(|r| (r.value, r.write_timestamp())).collect();
+        let mut w = writer(
+            Arc::clone(&target),
+            Arc::new(move |row: &Row, _| {
+                stamps
+                    .iter()
+                    .find(|(v, _)| *v == row.revenue_cents)
+                    .map_or(0, |s| s.1)
+            }),
+        );
+        write_all(&mut w);
+        let seen = target.0.lock().unwrap();
+        let ts_of = |value: i64| {
+            seen.iter()
+                .find(|(_, v)| v[2] == Some(CqlValue::BigInt(value)))
+                .map(|(ts, _)| *ts)
+                .unwrap()
+        };
+        assert!(ts_of(10) < ts_of(25), "later early results win over earlier ones");
+        assert!(
+            ts_of(25) < ts_of(40),
+            "the final result wins over every early one"
+        );
+        assert_eq!(ts_of(40), 60_000 * 1000 - 1);
+    }
+}

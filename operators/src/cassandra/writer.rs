@@ -321,3 +321,230 @@ impl Request {
         }
     }
 }
+
+/// The store cannot time out, refuse a batch as too large or stall on demand, so these tests
+/// put a fault-injecting target below the sink in place of the driver.
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use scylla::errors::{DbError, RequestAttemptError};
+    use scylla::value::CqlValue;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::cassandra::batcher::Batcher;
+
+    fn row(n: i64) -> EncodedRow {
+        EncodedRow {
+            values: vec![Some(CqlValue::BigInt(n))],
+            bytes: 12,
+        }
+    }
+
+    fn db_error(e: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "injected".into()))
+    }
+
+    /// Fails the first `transient` attempts, refuses batches holding `poison` or larger than
+    /// `max_bytes` (as Cassandra's batch size limit does), optionally waits for a permit.
+    #[derive(Default)]
+    struct Faulty {
+        transient: AtomicUsize,
+        poison: Option<i64>,
+        max_bytes: Option<usize>,
+        gate: Option<Arc<Semaphore>>,
+        started: AtomicUsize,
+        seen: Mutex<Vec<(i64, Vec<i64>, usize)>>,
+    }
+
+    impl WriteTarget for Faulty {
+        fn write<'a>(
+            &'a self,
+            batch: &'a WriteBatch,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>> {
+            Box::pin(async move {
+                self.started.fetch_add(1, Ordering::SeqCst);
+                if let Some(gate) = &self.gate {
+                    let _permit = gate.acquire().await;
+                }
+                let values: Vec<i64> = batch
+                    .rows
+                    .iter()
+                    .map(|r| match r.values[0] {
+                        Some(CqlValue::BigInt(n)) => n,
+                        _ => -1,
+                    })
+                    .collect();
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((batch.timestamp, values.clone(), batch.bytes));
+                let left = self.transient.load(Ordering::SeqCst);
+                if left > 0 {
+                    self.transient.store(left - 1, Ordering::SeqCst);
+                    return Err(match left % 3 {
+                        0 => db_error(DbError::Overloaded),
+                        1 => ExecutionError::RequestTimeout(Duration::from_secs(1)),
+                        _ => db_error(DbError::IsBootstrapping),
+                    });
+                }
+                if self.max_bytes.is_some_and(|max| batch.bytes > max) {
+                    return Err(db_error(DbError::Invalid));
+                }
+                if self.poison.is_some_and(|p| values.contains(&p)) {
+                    return Err(db_error(DbError::Invalid));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    fn dispatcher(
+        runtime: &tokio::runtime::Runtime,
+        target: Arc<Faulty>,
+        max_in_flight: usize,
+        give_up: Duration,
+    ) -> Dispatcher {
+        let backoff = Backoff {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+            give_up_after: give_up,
+        };
+        Dispatcher::new(
+            runtime.handle().clone(),
+            target,
+            "shop.t".into(),
+            backoff,
+            max_in_flight,
+            Arc::default(),
+        )
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn batch(timestamp: i64, rows: impl IntoIterator<Item = i64>) -> WriteBatch {
+        let rows: Vec<_> = rows.into_iter().map(row).collect();
+        WriteBatch {
+            timestamp,
+            bytes: rows.iter().map(|r| r.bytes).sum(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retried_with_the_same_timestamp() {
+        let rt = runtime();
+        let target = Arc::new(Faulty {
+            transient: AtomicUsize::new(3),
+            ..Faulty::default()
+        });
+        let d = dispatcher(&rt, Arc::clone(&target), 4, Duration::from_secs(60));
+        d.send(batch(42_000_001, [1, 2, 3])).unwrap();
+        d.wait_idle().unwrap();
+        let seen = target.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "three failures, then success");
+        assert!(
+            seen.iter()
+                .all(|(ts, rows, _)| *ts == 42_000_001 && rows == &[1, 2, 3])
+        );
+        assert_eq!(d.stats.retries(), 3);
+        assert_eq!(d.stats.rows_written(), 3);
+        assert!(d.take_rejected().is_empty());
+    }
+
+    #[test]
+    fn a_refused_batch_is_written_row_by_row_to_find_the_refused_row() {
+        let rt = runtime();
+        let target = Arc::new(Faulty {
+            poison: Some(13),
+            ..Faulty::default()
+        });
+        let d = dispatcher(&rt, target, 4, Duration::from_secs(60));
+        d.send(batch(7, [11, 12, 13, 14])).unwrap();
+        d.wait_idle().unwrap();
+        let rejected = d.take_rejected();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, row(13));
+        assert_eq!(d.stats.rows_written(), 3);
+        assert_eq!(d.stats.rejected_rows(), 1);
+    }
+
+    #[test]
+    fn batches_stay_under_the_stores_batch_limit() {
+        let rt = runtime();
+        let target = Arc::new(Faulty {
+            max_bytes: Some(1_000),
+            ..Faulty::default()
+        });
+        let d = dispatcher(&rt, Arc::clone(&target), 8, Duration::from_secs(60));
+        let mut batcher = Batcher::new(900, 1_000);
+        for n in 0..500 {
+            if let Some(full) = batcher.add(b"one-partition", 5, row(n)) {
+                d.send(full).unwrap();
+            }
+        }
+        for rest in batcher.drain() {
+            d.send(rest).unwrap();
+        }
+        d.wait_idle().unwrap();
+        assert!(d.take_rejected().is_empty(), "no batch was refused as too large");
+        assert_eq!(d.stats.rows_written(), 500);
+        let seen = target.seen.lock().unwrap();
+        assert!(seen.len() > 1 && seen.iter().all(|(_, _, bytes)| *bytes <= 900));
+    }
+
+    #[test]
+    fn requests_in_flight_are_bounded_and_the_sender_waits() {
+        let rt = runtime();
+        let gate = Arc::new(Semaphore::new(0));
+        let target = Arc::new(Faulty {
+            gate: Some(Arc::clone(&gate)),
+            ..Faulty::default()
+        });
+        let d = Arc::new(dispatcher(&rt, Arc::clone(&target), 3, Duration::from_secs(60)));
+        let sender = {
+            let d = Arc::clone(&d);
+            std::thread::spawn(move || {
+                for n in 0..5 {
+                    d.send(batch(n, [n])).unwrap();
+                }
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while target.started.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            target.started.load(Ordering::SeqCst),
+            3,
+            "a fourth request started"
+        );
+        assert!(!sender.is_finished(), "the sender did not wait");
+        gate.add_permits(5);
+        sender.join().unwrap();
+        d.wait_idle().unwrap();
+        assert_eq!(d.stats.rows_written(), 5);
+    }
+
+    #[test]
+    fn a_write_failing_past_the_retry_limit_fails_the_sink() {
+        let rt = runtime();
+        let target = Arc::new(Faulty {
+            transient: AtomicUsize::new(usize::MAX),
+            ..Faulty::default()
+        });
+        let d = dispatcher(&rt, target, 2, Duration::from_millis(50));
+        d.send(batch(1, [1])).unwrap();
+        let err = d.wait_idle().unwrap_err().to_string();
+        assert!(err.contains("shop.t") && err.contains("giving up"), "{err}");
+    }
+}

@@ -153,6 +153,29 @@ mod tests {
     }
 
     #[test]
+    fn early_write_timestamps_grow_and_stay_below_the_final_one() {
+        let result = |emit| WindowResult {
+            key: "p-1",
+            window: Window {
+                start: 60_000,
+                end: 120_000,
+            },
+            value: 0,
+            emit,
+        };
+        let final_ts = result(Emit::Final).write_timestamp();
+        assert_eq!(final_ts, 120_000 * 1000 - 1);
+        let mut previous = i64::MIN;
+        for records in [0, 1, 2, 1_000, 59_999_997, 59_999_998, 70_000_000, u64::MAX] {
+            let early = result(Emit::Early { records }).write_timestamp();
+            assert!(early < final_ts, "{records} records: {early} >= {final_ts}");
+            assert!(early >= previous, "timestamps never go back");
+            assert!(early >= 60_000 * 1000);
+            previous = early;
+        }
+    }
+
+    #[test]
     fn invalid_settings_are_explained() {
         assert!(Windows::Tumbling { size: 0 }.problem().is_some());
         assert!(Windows::Sliding { size: 10, slide: 20 }.problem().is_some());

@@ -1,0 +1,398 @@
+//! Cassandra sink benchmark: the rows of the 1-minute revenue job (computed in advance from
+//! generated orders) written by a Sluice job into a CQL table through `CassandraSink`, against
+//! a raw scylla loop writing the same rows with the same prepared insert, write timestamps,
+//! consistency and number of requests in flight, into the same store, in the same run.
+//!
+//! The store is the in-memory CQL server (`kassandra`) in its own process, so the CPU time
+//! reported is the client's alone; each measurement runs in its own process too (peak RSS per
+//! process). The store executes one request at a time, so both sides measure mostly the
+//! store: the ratio says how much the sink costs on top of the driver.
+//!
+//! ```text
+//! cargo bench --bench cassandra_sink
+//! cargo bench --bench cassandra_sink -- --events 600000 --runs 3 --in-flight 64
+//! ```
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::operators::cassandra::scylla::client::session::Session;
+use sluice::operators::cassandra::scylla::value::CqlTimestamp;
+use sluice::operators::cassandra::{
+    CassandraConfig, CassandraSink, EmbeddedCql, TableSchema, event_time_micros, read_rows,
+};
+use sluice::prelude::*;
+use tokio::sync::Semaphore;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Orders to generate; the rows written are their 1-minute revenue windows.
+    #[arg(long, default_value_t = 600_000)]
+    events: u64,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Requests in flight, for the sink and the raw loop alike.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Internal: run one measurement (`sink` or `raw`) against the store at `--store`.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+    /// Internal: the store's address.
+    #[arg(long, hide = true)]
+    store: Option<String>,
+    /// Internal: serve the store in this process.
+    #[arg(long, hide = true)]
+    serve_store: bool,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// A row of `product_revenue_1m`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RevenueRow {
+    product_id: String,
+    window_start: i64,
+    revenue_cents: i64,
+    orders: i64,
+    units: i64,
+}
+
+/// What a child measured, with its write latencies.
+#[derive(Debug, Serialize, Deserialize)]
+struct Result {
+    measurement: Measurement,
+    rows: u64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+const TABLE: &str = "product_revenue_1m";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.serve_store {
+        let store = EmbeddedCql::start()?;
+        println!("{}", store.addr());
+        store.serve_forever();
+    }
+    if let Some(kind) = &args.child {
+        let store = args.store.as_deref().context("--store is required")?;
+        let result = run_child(kind, store, &args)?;
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    let (mut store, addr) = start_store()?;
+    let outcome = compare(&args, &addr);
+    let _ = store.kill();
+    let _ = store.wait();
+    outcome
+}
+
+fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
+    println!(
+        "settings: store = in-memory CQL server (kassandra) in its own process at {addr}; scylla driver, \
+         prepared INSERT, write timestamp = window end, consistency ONE, {} requests in flight, 1 worker",
+        args.in_flight
+    );
+    let mut sink = Vec::new();
+    let mut raw = Vec::new();
+    for run in 0..args.runs.max(1) {
+        raw.push(measure("raw", run, addr, args)?);
+        sink.push(measure("sink", run, addr, args)?);
+    }
+    let (sink, raw) = (median(sink), median(raw));
+    if sink.measurement.checksum != raw.measurement.checksum {
+        bail!(
+            "the tables differ: sink {:?}, raw loop {:?}",
+            sink.measurement.checksum,
+            raw.measurement.checksum
+        );
+    }
+    let rate = |r: &Result| r.rows as f64 / r.measurement.seconds;
+    let cpu_per_row = |r: &Result| r.measurement.cpu_seconds * 1e6 / r.rows as f64;
+    let ratio = rate(&sink) / rate(&raw);
+    println!(
+        "{:<12} {:>8} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9} {:>10}",
+        "measurement", "rows", "rows/s", "ratio", "CPU us/row", "p50 us", "p99 us", "p99.9 us", "peak RSS"
+    );
+    for (name, r, ratio) in [("raw scylla", &raw, 1.0), ("sluice sink", &sink, ratio)] {
+        println!(
+            "{:<12} {:>8} {:>12.0} {:>7.2}x {:>14.1} {:>9} {:>9} {:>9} {:>6.1} MiB",
+            name,
+            r.rows,
+            rate(r),
+            ratio,
+            cpu_per_row(r),
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.measurement.peak_rss_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "cassandra_sink",
+            "query": "product_revenue_1m",
+            "workers": 1,
+            "events": sink.rows,
+            "engine_events_per_sec": rate(&sink).round(),
+            "baseline_events_per_sec": rate(&raw).round(),
+            "ratio": (ratio * 1000.0).round() / 1000.0,
+            "engine_cpu_seconds": (sink.measurement.cpu_seconds * 1000.0).round() / 1000.0,
+            "baseline_cpu_seconds": (raw.measurement.cpu_seconds * 1000.0).round() / 1000.0,
+            "engine_cpu_us_per_row": (cpu_per_row(&sink) * 10.0).round() / 10.0,
+            "baseline_cpu_us_per_row": (cpu_per_row(&raw) * 10.0).round() / 10.0,
+            "peak_rss_bytes": sink.measurement.peak_rss_bytes,
+            "baseline_peak_rss_bytes": raw.measurement.peak_rss_bytes,
+            "p50_us": sink.p50_us,
+            "p99_us": sink.p99_us,
+            "p999_us": sink.p999_us,
+            "baseline_p50_us": raw.p50_us,
+            "baseline_p99_us": raw.p99_us,
+            "baseline_p999_us": raw.p999_us,
+        })
+    );
+    Ok(())
+}
+
+fn median(mut all: Vec<Result>) -> Result {
+    all.sort_by(|a, b| a.measurement.seconds.total_cmp(&b.measurement.seconds));
+    all.swap_remove(all.len() / 2)
+}
+
+/// Starts the store in a process of its own and reads the address it prints.
+fn start_store() -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve-store")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the store process")?;
+    let stdout = child.stdout.take().context("store stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line.trim().to_string();
+    if addr.is_empty() {
+        let _ = child.kill();
+        bail!("the store process printed no address");
+    }
+    Ok((child, addr))
+}
+
+fn measure(kind: &str, run: usize, addr: &str, args: &Args) -> anyhow::Result<Result> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["--child", kind, "--store", addr])
+        .args(["--events", &args.events.to_string()])
+        .args(["--in-flight", &args.in_flight.to_string()])
+        .args(["--runs", &run.to_string()])
+        .output()
+        .context("cannot start the measurement process")?;
+    if !output.status.success() {
+        bail!("{kind} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().context("child printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// The revenue job's output rows for the generated orders, with their event timestamps.
+fn rows(events: u64) -> Vec<(RevenueRow, i64)> {
+    let generator = OrderGenerator {
+        products: 1_000,
+        orders_per_second: 200,
+        ..OrderGenerator::default()
+    };
+    let mut windows: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
+    for i in 0..events {
+        let o: Order = generator.nth(i);
+        let w = windows
+            .entry((o.product_id.clone(), o.ts - o.ts.rem_euclid(60_000)))
+            .or_default();
+        w.0 += o.revenue_cents();
+        w.1 += 1;
+        w.2 += o.quantity;
+    }
+    windows
+        .into_iter()
+        .map(|((product_id, window_start), (revenue_cents, orders, units))| {
+            let row = RevenueRow {
+                product_id,
+                window_start,
+                revenue_cents,
+                orders,
+                units,
+            };
+            (row, window_start + 60_000 - 1)
+        })
+        .collect()
+}
+
+fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
+    let keyspace = format!("bench_{kind}_{}", args.runs);
+    let config = CassandraConfig::new([store], &keyspace)
+        .schema_metadata(false)
+        .consistency(sluice::operators::cassandra::Consistency::One)
+        .max_in_flight(args.in_flight);
+    let rows = rows(args.events);
+    let n = rows.len() as u64;
+    let sink = CassandraSink::<RevenueRow>::new(config.clone(), TABLE).create_table_if_missing(
+        TableSchema::partition_key(["product_id"])
+            .clustering_key(["window_start"])
+            .timestamp_columns(["window_start"]),
+    );
+    let (seconds, cpu, latency) = match kind {
+        "sink" => {
+            let stats = sink.stats();
+            let job = Job::new(JobConfig::new("cassandra-sink-bench").workers(1), {
+                let (rows, sink) = (rows.clone(), sink.clone());
+                move |b| {
+                    b.source(
+                        "rows",
+                        MemorySource::new(rows.clone()),
+                        WatermarkStrategy::monotonous().with_timestamps(|r: &(RevenueRow, i64)| r.1),
+                    )
+                    .map("row", |r| r.0)
+                    .sink(TABLE, sink.clone());
+                    Ok(())
+                }
+            })?;
+            let (cpu0, t0) = (cpu_seconds(), Instant::now());
+            job.run()?;
+            let (seconds, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+            (seconds, cpu, stats.write_latency())
+        }
+        "raw" => {
+            // The same table, created the same way, before the clock starts.
+            create_table(&sink)?;
+            raw_loop(&config, rows, args.in_flight)?
+        }
+        other => bail!("unknown measurement {other}"),
+    };
+    let mut checksum = Checksum::default();
+    let table = format!("{keyspace}.{TABLE}");
+    for (p, w, r, o, u) in read_rows::<(String, CqlTimestamp, i64, i64, i64)>(
+        &config,
+        &format!("SELECT product_id, window_start, revenue_cents, orders, units FROM {table}"),
+    )? {
+        checksum.add(&p, w.0, r, o as u64, u);
+    }
+    if checksum.rows != n {
+        bail!("{kind}: the table holds {} rows, {n} were written", checksum.rows);
+    }
+    Ok(Result {
+        measurement: Measurement {
+            events: n,
+            seconds,
+            cpu_seconds: cpu,
+            peak_rss_bytes: peak_rss_bytes(),
+            checksum,
+        },
+        rows: n,
+        p50_us: latency.value_at_quantile(0.5),
+        p99_us: latency.value_at_quantile(0.99),
+        p999_us: latency.value_at_quantile(0.999),
+    })
+}
+
+/// Creates the table through a sink that writes nothing.
+fn create_table(sink: &CassandraSink<RevenueRow>) -> anyhow::Result<()> {
+    let job = Job::new(JobConfig::new("create-table"), {
+        let sink = sink.clone();
+        move |b| {
+            b.source(
+                "none",
+                MemorySource::new(Vec::<(RevenueRow, i64)>::new()),
+                WatermarkStrategy::monotonous().with_timestamps(|r: &(RevenueRow, i64)| r.1),
+            )
+            .map("row", |r| r.0)
+            .sink(TABLE, sink.clone());
+            Ok(())
+        }
+    })?;
+    job.run()?;
+    Ok(())
+}
+
+/// Prepared inserts, `in_flight` at a time, each with the row's write timestamp.
+fn raw_loop(
+    config: &CassandraConfig,
+    rows: Vec<(RevenueRow, i64)>,
+    in_flight: usize,
+) -> anyhow::Result<(f64, f64, Histogram<u64>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let addr = config.contact_points()[0].clone();
+    let table = format!("{}.{TABLE}", config.keyspace());
+    runtime.block_on(async move {
+        let session: Arc<Session> = Arc::new(
+            sluice::operators::cassandra::scylla::client::session_builder::SessionBuilder::new()
+                .known_node(addr)
+                .fetch_schema_metadata(false)
+                .auto_await_schema_agreement(false)
+                .build()
+                .await?,
+        );
+        let mut insert = session
+            .prepare(format!(
+                "INSERT INTO {table} (product_id, window_start, revenue_cents, orders, units) VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?;
+        insert.set_consistency(sluice::operators::cassandra::Consistency::One);
+        insert.set_is_idempotent(true);
+        let slots = Arc::new(Semaphore::new(in_flight));
+        let latency = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?));
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (row, ts) in rows {
+            let permit = Arc::clone(&slots).acquire_owned().await?;
+            let (session, latency) = (Arc::clone(&session), Arc::clone(&latency));
+            let mut statement = insert.clone();
+            statement.set_timestamp(Some(event_time_micros(ts)));
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let values = (
+                    row.product_id,
+                    CqlTimestamp(row.window_start),
+                    row.revenue_cents,
+                    row.orders,
+                    row.units,
+                );
+                let result = session.execute_unpaged(&statement, values).await;
+                let micros = started.elapsed().as_micros() as u64;
+                if let Ok(mut h) = latency.lock() {
+                    let _ = h.record(micros.max(1));
+                }
+                drop(permit);
+                result.map(|_| ())
+            });
+            while let Some(done) = tasks.try_join_next() {
+                done??;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        let (seconds, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+        let histogram = latency.lock().map_err(|_| anyhow::anyhow!("latency lock"))?.clone();
+        anyhow::Ok((seconds, cpu, histogram))
+    })
+}
