@@ -85,13 +85,17 @@ fn revenue_graph(orders: Stream<Order>, sink: &CassandraSink<RevenueRow>) {
         .key_by("by_product", |o| o.product_id.clone())
         .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))
         .aggregate((Sum::of(|o: &Order| o.revenue_cents()), Count))
-        .map("row", |w| RevenueRow {
-            product_id: w.key,
-            window_start: w.window.start,
-            revenue_cents: w.value.0,
-            orders: w.value.1 as i64,
-        })
+        .map("row", revenue_row)
         .sink("product_revenue_1m", sink.clone());
+}
+
+fn revenue_row(w: WindowResult<String, (i64, u64)>) -> RevenueRow {
+    RevenueRow {
+        product_id: w.key,
+        window_start: w.window.start,
+        revenue_cents: w.value.0,
+        orders: w.value.1 as i64,
+    }
 }
 
 fn expected_map(orders: &[Order]) -> BTreeMap<(String, i64), i64> {
@@ -447,7 +451,10 @@ fn a_rejected_row_fails_the_job_or_goes_to_the_dead_letter_topic() {
 #[test]
 fn early_results_update_the_row_until_the_final_one() {
     let store = Store::new("cql_early");
-    let sink = revenue_sink(&store.config);
+    // The in-process store keeps no write timestamps: the last write to arrive wins. One
+    // request in flight keeps arrival order equal to emission order there; a real store
+    // orders by the timestamps (early below final, checked in the sink's unit tests).
+    let sink = revenue_sink(&store.config.clone().max_in_flight(1));
     // Two minutes of orders, arriving slowly enough for early firings every 20 ms.
     let generator = OrderGenerator {
         products: 5,
@@ -482,12 +489,7 @@ fn early_results_update_the_row_until_the_final_one() {
             .map("ts", |w| (w.write_timestamp(), w.window.end * 1000 - 1))
             .sink("early_rows", early_out.clone());
         results
-            .map("row", |w| RevenueRow {
-                product_id: w.key,
-                window_start: w.window.start,
-                revenue_cents: w.value.0,
-                orders: w.value.1 as i64,
-            })
+            .map("row", revenue_row)
             .sink("product_revenue_1m", sink2.clone());
         Ok(())
     })

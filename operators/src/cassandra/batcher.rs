@@ -2,6 +2,7 @@
 //! in bytes and rows.
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use super::encode::EncodedRow;
 
@@ -40,16 +41,16 @@ impl Batcher {
     pub(crate) fn add(&mut self, key: &[u8], timestamp: i64, row: EncodedRow) -> Option<WriteBatch> {
         let size = row.bytes + STATEMENT_OVERHEAD;
         self.pending_rows += 1;
-        let Some(group) = self.groups.get_mut(&(key.to_vec(), timestamp)) else {
-            self.groups.insert(
-                (key.to_vec(), timestamp),
-                WriteBatch {
+        let group = match self.groups.entry((key.to_vec(), timestamp)) {
+            Entry::Vacant(slot) => {
+                slot.insert(WriteBatch {
                     timestamp,
                     rows: vec![row],
                     bytes: size,
-                },
-            );
-            return None;
+                });
+                return None;
+            }
+            Entry::Occupied(slot) => slot.into_mut(),
         };
         if group.rows.len() < self.max_rows && group.bytes + size <= self.max_bytes {
             group.rows.push(row);
@@ -73,10 +74,13 @@ impl Batcher {
         self.pending_rows
     }
 
-    /// Every group, ready to send.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = WriteBatch> + '_ {
+    /// Every group, ready to send, lowest write timestamp first (so that on a store without
+    /// write timestamps, or with one request in flight, a row's writes arrive in order).
+    pub(crate) fn drain(&mut self) -> Vec<WriteBatch> {
         self.pending_rows = 0;
-        self.groups.drain().map(|(_, batch)| batch)
+        let mut batches: Vec<WriteBatch> = self.groups.drain().map(|(_, batch)| batch).collect();
+        batches.sort_by_key(|b| b.timestamp);
+        batches
     }
 }
 
@@ -101,9 +105,15 @@ mod tests {
         assert!(b.add(b"a", 2, row(3, 10)).is_none());
         assert!(b.add(b"b", 1, row(4, 10)).is_none());
         assert_eq!(b.pending_rows(), 4);
-        let mut batches: Vec<_> = b.drain().map(|w| (w.timestamp, w.rows.len())).collect();
-        batches.sort();
-        assert_eq!(batches, [(1, 1), (1, 2), (2, 1)]);
+        let batches: Vec<_> = b
+            .drain()
+            .into_iter()
+            .map(|w| (w.timestamp, w.rows.len()))
+            .collect();
+        assert_eq!(batches[2], (2, 1), "lowest timestamp first");
+        let mut first_two = batches[..2].to_vec();
+        first_two.sort();
+        assert_eq!(first_two, [(1, 1), (1, 2)]);
         assert_eq!(b.pending_rows(), 0);
     }
 

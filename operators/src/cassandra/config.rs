@@ -299,3 +299,33 @@ impl CassandraConfig {
             .map_err(|e| CassandraError::Connect(format!("{} ({e})", self.contact_points.join(", "))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_bad_settings_name_their_key() {
+        let config = CassandraConfig::new(["127.0.0.1:9042"], "shop").credentials("app", "hunter2");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("app") && !shown.contains("hunter2"), "{shown}");
+        let err = TlsConfig::with_ca_file("/nonexistent/ca.pem")
+            .context()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls.ca_file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        let err = CassandraConfig::new(["h:1"], "bad-name")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'keyspace'"), "{err}");
+        let err = CassandraConfig::new(Vec::<String>::new(), "shop")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("contact_points"), "{err}");
+    }
+}

@@ -23,6 +23,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use super::config::CassandraConfig;
+use super::driver_runtime;
 use super::error::CassandraError;
 
 /// A CQL server on a loopback port, serving an in-memory store until dropped.
@@ -48,10 +49,7 @@ impl EmbeddedCql {
     /// # Errors
     /// When no port can be bound.
     pub fn start() -> Result<Self, CassandraError> {
-        Self::start_on("127.0.0.1:0".parse().map_err(|_| CassandraError::Config {
-            key: "addr",
-            reason: "invalid loopback address".into(),
-        })?)
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Starts a server on `addr` (port 0 picks a free one).
@@ -59,12 +57,7 @@ impl EmbeddedCql {
     /// # Errors
     /// When `addr` cannot be bound.
     pub fn start_on(addr: SocketAddr) -> Result<Self, CassandraError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sluice-embedded-cql")
-            .enable_all()
-            .build()
-            .map_err(|e| CassandraError::Connect(format!("cannot start the embedded CQL server: {e}")))?;
+        let runtime = driver_runtime("sluice-embedded-cql")?;
         let listener = runtime.block_on(TcpListener::bind(addr)).map_err(|e| {
             CassandraError::Connect(format!("cannot bind the embedded CQL server to {addr}: {e}"))
         })?;

@@ -32,3 +32,13 @@ pub use writer::SinkStats;
 
 /// The driver, re-exported so rows read back with [`read_rows`] use the same version.
 pub use scylla;
+
+/// A tokio runtime with one thread named `name`, for the driver's (or the embedded server's) I/O.
+fn driver_runtime(name: &str) -> Result<tokio::runtime::Runtime, CassandraError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| CassandraError::Connect(format!("cannot start a runtime for {name}: {e}")))
+}

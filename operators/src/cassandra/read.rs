@@ -2,6 +2,7 @@ use futures_util::StreamExt;
 use scylla::deserialize::row::DeserializeRow;
 
 use super::config::CassandraConfig;
+use super::driver_runtime;
 use super::error::CassandraError;
 
 /// Runs `cql` (a `SELECT`) and returns every row, reading page by page.
@@ -15,10 +16,7 @@ pub fn read_rows<R>(config: &CassandraConfig, cql: &str) -> Result<Vec<R>, Cassa
 where
     R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+    let runtime = driver_runtime("sluice-cql-client")?;
     let failed = |reason: String| CassandraError::Statement {
         what: cql.to_string(),
         reason,
@@ -43,10 +41,7 @@ where
 /// # Errors
 /// When the store cannot be reached or a statement fails.
 pub fn execute_cql(config: &CassandraConfig, cql: &[&str]) -> Result<(), CassandraError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+    let runtime = driver_runtime("sluice-cql-client")?;
     runtime.block_on(async {
         let session = config.connect().await?;
         for statement in cql {

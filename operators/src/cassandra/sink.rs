@@ -12,6 +12,7 @@ use tokio::runtime::Runtime;
 
 use super::batcher::Batcher;
 use super::config::CassandraConfig;
+use super::driver_runtime;
 use super::encode::RowLayout;
 use super::error::CassandraError;
 use super::mapping::{bind_columns, row_fields};
@@ -168,12 +169,7 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
         if let Some(c) = slot.as_ref() {
             return Ok(Arc::clone(c));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sluice-cassandra")
-            .enable_all()
-            .build()
-            .map_err(|e| CassandraError::Connect(format!("cannot start the driver runtime: {e}")))?;
+        let runtime = driver_runtime("sluice-cassandra")?;
         let (session, insert, layout) = runtime.block_on(self.prepare())?;
         let target: Arc<dyn WriteTarget> = Arc::new(DriverTarget {
             session: Arc::new(session),
@@ -310,33 +306,29 @@ impl<T: Serialize> CassandraWriter<T> {
         Ok(())
     }
 
-    fn handle_rejected(&mut self) -> Result<(), BoxError> {
+    fn handle_rejected(&self) -> Result<(), BoxError> {
         for (row, reason) in self.dispatcher.take_rejected() {
-            self.reject(
-                || self.layout.row_json(&row),
-                &self.layout.key_text(&row),
-                &reason,
-            )?;
+            let error = CassandraError::Rejected {
+                table: self.layout.table.clone(),
+                key: self.layout.key_text(&row),
+                reason,
+            };
+            self.reject(|| self.layout.row_json(&row), error)?;
         }
         Ok(())
     }
 
-    fn reject(&self, payload: impl FnOnce() -> String, key: &str, reason: &str) -> Result<(), BoxError> {
-        match &self.dead_letter {
-            None => Err(CassandraError::Rejected {
-                table: self.layout.table.clone(),
-                key: key.to_string(),
-                reason: reason.to_string(),
-            }
-            .into()),
-            Some(dl) => {
-                tracing::warn!(table = %self.layout.table, key, error = reason, "row rejected, dead-lettered");
-                dl.write_row(
-                    payload().as_bytes(),
-                    &[("sluice.table", &self.layout.table), ("sluice.error", reason)],
-                )
-            }
-        }
+    /// Applies the rejected-rows policy to a row that cannot be written.
+    fn reject(&self, payload: impl FnOnce() -> String, error: CassandraError) -> Result<(), BoxError> {
+        let Some(dl) = &self.dead_letter else {
+            return Err(error.into());
+        };
+        let reason = error.to_string();
+        tracing::warn!(error = %reason, "row dead-lettered");
+        dl.write_row(
+            payload().as_bytes(),
+            &[("sluice.table", &self.layout.table), ("sluice.error", &reason)],
+        )
     }
 }
 
@@ -347,7 +339,7 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
             Ok(row) => row,
             Err(e) => {
                 let json = || serde_json::to_string(&value).unwrap_or_default();
-                return self.reject(json, "(not encoded)", &e.to_string());
+                return self.reject(json, e);
             }
         };
         let timestamp = (self.timestamp)(&value, ts);
@@ -375,10 +367,6 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    use scylla::errors::ExecutionError;
     use scylla::value::CqlValue;
     use serde::Deserialize;
 
@@ -386,6 +374,7 @@ mod tests {
     use crate::cassandra::batcher::WriteBatch;
     use crate::cassandra::mapping::{BoundColumn, CqlType};
     use crate::cassandra::retry::Backoff;
+    use crate::cassandra::writer::WriteFuture;
     use crate::{Emit, Window, WindowResult};
 
     /// Records what would be written (the test store keeps no write timestamps).
@@ -393,10 +382,7 @@ mod tests {
     struct Recording(Mutex<Vec<(i64, Vec<Option<CqlValue>>)>>);
 
     impl WriteTarget for Recording {
-        fn write<'a>(
-            &'a self,
-            batch: &'a WriteBatch,
-        ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>> {
+        fn write<'a>(&'a self, batch: &'a WriteBatch) -> WriteFuture<'a> {
             Box::pin(async move {
                 let mut seen = self.0.lock().unwrap();
                 seen.extend(batch.rows.iter().map(|r| (batch.timestamp, r.values.clone())));

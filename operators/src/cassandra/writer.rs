@@ -18,14 +18,14 @@ use super::encode::EncodedRow;
 use super::error::CassandraError;
 use super::retry::{Backoff, Failure, classify};
 
+/// A write on its way to the store.
+pub(crate) type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>>;
+
 /// Where batches go: the store through the driver, or in tests a wrapper below the sink
 /// that injects faults the test store cannot produce.
 pub(crate) trait WriteTarget: Send + Sync + 'static {
     /// Writes every row of `batch` with its timestamp.
-    fn write<'a>(
-        &'a self,
-        batch: &'a WriteBatch,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>>;
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> WriteFuture<'a>;
 }
 
 /// The driver: a single row as a prepared execute, several as one unlogged batch.
@@ -35,10 +35,7 @@ pub(crate) struct DriverTarget {
 }
 
 impl WriteTarget for DriverTarget {
-    fn write<'a>(
-        &'a self,
-        batch: &'a WriteBatch,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>> {
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> WriteFuture<'a> {
         Box::pin(async move {
             if let [row] = batch.rows.as_slice() {
                 let mut statement = self.insert.clone();
@@ -359,14 +356,12 @@ mod tests {
     }
 
     impl WriteTarget for Faulty {
-        fn write<'a>(
-            &'a self,
-            batch: &'a WriteBatch,
-        ) -> Pin<Box<dyn Future<Output = Result<(), ExecutionError>> + Send + 'a>> {
+        fn write<'a>(&'a self, batch: &'a WriteBatch) -> WriteFuture<'a> {
             Box::pin(async move {
                 self.started.fetch_add(1, Ordering::SeqCst);
                 if let Some(gate) = &self.gate {
-                    let _permit = gate.acquire().await;
+                    // Each write uses up one permit.
+                    gate.acquire().await.unwrap().forget();
                 }
                 let values: Vec<i64> = batch
                     .rows
@@ -529,9 +524,17 @@ mod tests {
             "a fourth request started"
         );
         assert!(!sender.is_finished(), "the sender did not wait");
-        gate.add_permits(5);
+        gate.add_permits(3);
         sender.join().unwrap();
-        d.wait_idle().unwrap();
+        // A checkpoint waits for every outstanding write.
+        let flush = {
+            let d = Arc::clone(&d);
+            std::thread::spawn(move || d.wait_idle())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!flush.is_finished(), "the flush returned with writes outstanding");
+        gate.add_permits(2);
+        flush.join().unwrap().unwrap();
         assert_eq!(d.stats.rows_written(), 5);
     }
 
