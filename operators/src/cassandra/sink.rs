@@ -155,6 +155,15 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
         self
     }
 
+    /// Connects, creates the table if asked and checks the row type against it now, instead
+    /// of when the job starts (the connection is then shared by the job's workers).
+    ///
+    /// # Errors
+    /// As the job would fail at start: store unreachable, table missing, mapping mismatch.
+    pub fn connect(&self) -> Result<(), CassandraError> {
+        self.connection().map(|_| ())
+    }
+
     /// Counters and write latencies over all workers of this sink.
     pub fn stats(&self) -> Arc<SinkStats> {
         Arc::clone(&self.stats)
