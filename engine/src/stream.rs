@@ -240,4 +240,14 @@ impl<K: Data + Hash + Eq, T: Data> KeyedStream<K, T> {
     pub fn producer(&self) -> &str {
         self.inner.producer()
     }
+
+    /// Treats a stream of [`Keyed`] records as keyed. Only for records that are already on
+    /// the worker owning their key group: value-wise maps and unions of keyed streams (how
+    /// joins bring two keyed streams together). Anything else breaks keyed state.
+    pub fn from_partitioned(records: Stream<Keyed<K, T>>) -> Self {
+        KeyedStream {
+            inner: records,
+            _key: PhantomData,
+        }
+    }
 }

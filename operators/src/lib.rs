@@ -41,6 +41,7 @@ mod aggregators;
 pub mod cassandra;
 mod filter;
 mod flat_map;
+pub mod join;
 pub mod kafka;
 mod map;
 mod process;
@@ -50,6 +51,7 @@ mod sources;
 mod window;
 
 pub use aggregators::{Aggregator, Avg, Count, Max, Min, Sum};
+pub use join::{JoinInput, JoinInterval, KeyedJoinExt};
 pub use process::{KeyedProcessFunction, ProcessContext, TimeDomain, Timer};
 pub use sinks::collect::CollectSink;
 pub use sinks::stdout::StdoutSink;
