@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Event, ScriptedSource, Step};
 use proptest::prelude::*;
 use sluice::engine::Data;
-use sluice::operators::{JoinInterval, KeyedJoinExt};
+use sluice::operators::{JoinInterval, KeyedJoinExt, Lookup};
 use sluice::prelude::*;
 
 const START: i64 = 1_764_115_200_000;
@@ -194,6 +194,87 @@ fn batch_window_join(case: &Case, windows: Windows, outer: bool) -> Vec<WindowPa
     out
 }
 
+/// The table's changelog from the right side: one change per (key, time) (two changes of a
+/// key at the same time have no order), every fifth a delete.
+fn changelog(case: &Case) -> Vec<Vec<(Event, Option<i64>)>> {
+    let mut seen = std::collections::BTreeSet::new();
+    case.right
+        .iter()
+        .map(|p| {
+            p.iter()
+                .filter(|e| seen.insert((e.key.clone(), e.ts)))
+                .map(|e| (e.clone(), (e.value % 5 != 0).then_some(e.value)))
+                .collect()
+        })
+        .collect()
+}
+
+fn batch_enrich(case: &Case) -> Vec<(String, i64, Option<i64>)> {
+    let changes: Vec<(Event, Option<i64>)> = changelog(case).into_iter().flatten().collect();
+    let mut out: Vec<_> = case
+        .left
+        .iter()
+        .flatten()
+        .map(|l| {
+            let value = changes
+                .iter()
+                .filter(|(c, _)| c.key == l.key && c.ts <= l.ts)
+                .max_by_key(|(c, _)| c.ts)
+                .and_then(|(_, v)| *v);
+            (l.key.clone(), l.value, value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn run_enrich(case: &Case, workers: usize) -> Vec<(String, i64, Option<i64>)> {
+    let left = source(&case.left);
+    let table = ScriptedSource::new(
+        changelog(case)
+            .into_iter()
+            .map(|p| p.into_iter().map(Step::Emit).collect())
+            .collect(),
+        CHUNK,
+    );
+    let out = CollectSink::new();
+    let sink = out.clone();
+    let config = JobConfig::new("enrich-property")
+        .workers(workers)
+        .batch_size(16)
+        .tick_interval(Duration::from_millis(5));
+    Job::new(config, move |b| {
+        let bound = Duration::from_millis(BOUND as u64);
+        let events = b
+            .source(
+                "events",
+                left.clone(),
+                WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamps(|e: &Event| e.ts),
+            )
+            .key_by("events_by_key", |e| e.key.clone());
+        let changes = b
+            .source(
+                "changes",
+                table.clone(),
+                WatermarkStrategy::bounded_out_of_orderness(bound)
+                    .with_timestamps(|c: &(Event, Option<i64>)| c.0.ts),
+            )
+            .key_by("changes_by_key", |c| c.0.key.clone());
+        let table = changes.map_values("change", |c: (Event, Option<i64>)| c.1);
+        events
+            .enrich("enrich", &table, Lookup::AsOfEventTime)
+            .apply(|k: &String, e: &Event, v: Option<&i64>| (k.clone(), e.value, v.copied()))
+            .sink("out", sink.clone());
+        Ok(())
+    })
+    .expect("valid job")
+    .run()
+    .expect("job runs");
+    let mut rows = out.take();
+    rows.sort();
+    rows
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -238,6 +319,15 @@ proptest! {
                 }
             });
             prop_assert_eq!(&got, &expected, "workers = {}", workers);
+        }
+    }
+
+    #[test]
+    fn enrichment_as_of_event_time_matches_batch_with_any_worker_count(case in case()) {
+        let expected = batch_enrich(&case);
+        prop_assert!(expected.iter().any(|r| r.2.is_some()));
+        for workers in [1usize, 2, 4] {
+            prop_assert_eq!(&run_enrich(&case, workers), &expected, "workers = {}", workers);
         }
     }
 }

@@ -51,7 +51,7 @@ mod sources;
 mod window;
 
 pub use aggregators::{Aggregator, Avg, Count, Max, Min, Sum};
-pub use join::{JoinInput, JoinInterval, KeyedJoinExt};
+pub use join::{JoinInput, JoinInterval, KeyedJoinExt, Lookup};
 pub use process::{KeyedProcessFunction, ProcessContext, TimeDomain, Timer};
 pub use sinks::collect::CollectSink;
 pub use sinks::stdout::StdoutSink;
@@ -119,6 +119,10 @@ pub trait KeyedStreamExt<K: Data + Hash + Eq, T: Data> {
     fn process<F: KeyedProcessFunction<K, T>>(&self, name: &str, function: F) -> Stream<F::Out>
     where
         K: sluice_engine::state::StateKey;
+
+    /// Applies `f` to every value, keeping the key (and so the partitioning): e.g. turns a
+    /// keyed stream of records into the changelog a stream-table enrichment takes.
+    fn map_values<U: Data>(&self, name: &str, f: impl FnMut(T) -> U + 'static) -> KeyedStream<K, U>;
 }
 
 impl<K: Data + Hash + Eq, T: Data> KeyedStreamExt<K, T> for KeyedStream<K, T> {
@@ -132,5 +136,16 @@ impl<K: Data + Hash + Eq, T: Data> KeyedStreamExt<K, T> for KeyedStream<K, T> {
     {
         self.records()
             .transform(name, "process", process::ProcessOperator::new(function))
+    }
+
+    fn map_values<U: Data>(&self, name: &str, mut f: impl FnMut(T) -> U + 'static) -> KeyedStream<K, U> {
+        let values = self
+            .records()
+            .map(name, move |k: sluice_engine::Keyed<K, T>| sluice_engine::Keyed {
+                key_group: k.key_group,
+                key: k.key,
+                value: f(k.value),
+            });
+        KeyedStream::from_partitioned(values)
     }
 }

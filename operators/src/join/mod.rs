@@ -1,10 +1,12 @@
-//! Joins of two keyed streams: window joins and interval joins, on keyed state.
+//! Joins of two keyed streams on keyed state: window joins, interval joins and stream-table
+//! enrichment.
 //!
 //! Both sides are keyed by the same key type, so equal keys are on the same worker; the join
 //! merges them into one stream of [`JoinInput`] and runs one keyed operator over it, so
 //! watermarks (the minimum of both sides), checkpoint barriers and state work as for any
 //! other keyed operator.
 
+mod enrich;
 mod interval;
 
 use std::hash::Hash;
@@ -79,6 +81,15 @@ pub trait KeyedJoinExt<K: Data + Hash + Eq, L: Data> {
         right: &KeyedStream<K, R>,
         interval: JoinInterval,
     ) -> IntervalJoin<K, L, R>;
+
+    /// Enriches each record with the value of `table` (a changelog: `Some` sets the key's
+    /// value, `None` deletes it) for its key (see [`Enrichment`]).
+    fn enrich<V: Data>(
+        &self,
+        name: &str,
+        table: &KeyedStream<K, Option<V>>,
+        lookup: Lookup,
+    ) -> Enrichment<K, L, V>;
 }
 
 impl<K: Data + Hash + Eq, L: Data> KeyedJoinExt<K, L> for KeyedStream<K, L> {
@@ -106,6 +117,20 @@ impl<K: Data + Hash + Eq, L: Data> KeyedJoinExt<K, L> for KeyedStream<K, L> {
             both: connect(name, self, right),
             name: name.to_string(),
             interval,
+            lateness: 0,
+        }
+    }
+
+    fn enrich<V: Data>(
+        &self,
+        name: &str,
+        table: &KeyedStream<K, Option<V>>,
+        lookup: Lookup,
+    ) -> Enrichment<K, L, V> {
+        Enrichment {
+            both: connect(name, self, table),
+            name: name.to_string(),
+            lookup,
             lateness: 0,
         }
     }
@@ -327,11 +352,73 @@ where
     }
 }
 
+/// Which value of the table an enriched record gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lookup {
+    /// The value valid at the record's event time: records wait until the watermark passes
+    /// their time, so the result does not depend on arrival order (default).
+    #[default]
+    AsOfEventTime,
+    /// The newest value received when the record arrives: no waiting, but the result depends
+    /// on how the two streams interleave.
+    Latest,
+}
+
+/// A stream-table enrichment being configured.
+///
+/// The table side lives in keyed state (checkpointed like all state): per key the latest
+/// value, or with [`Lookup::AsOfEventTime`] the versions a waiting record may still ask for.
+/// `f(key, record, value)` gets `None` when the key has no value (never set, or deleted).
+/// Records older than `watermark − allowed lateness` are late (counted in `late_records`, and
+/// with [`Self::apply_with_late`] delivered on a side stream); table changes are never late.
+pub struct Enrichment<K: Data, L: Data, V: Data> {
+    both: KeyedStream<K, JoinInput<L, Option<V>>>,
+    name: String,
+    lookup: Lookup,
+    lateness: i64,
+}
+
+impl<K, L, V> Enrichment<K, L, V>
+where
+    K: StateKey + Data + Hash + Eq,
+    L: StateValue + Data,
+    V: StateValue + Data,
+{
+    /// Accepts records up to `lateness` behind the watermark.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = millis(lateness);
+        self
+    }
+
+    /// `f(key, record, value)` for every record.
+    pub fn apply<O: Data>(self, f: impl FnMut(&K, &L, Option<&V>) -> O + 'static) -> Stream<O> {
+        let (lookup, lateness) = (self.lookup, self.lateness);
+        self.both.records().transform(
+            &self.name,
+            "enrich",
+            enrich::Enrich::new(lookup, lateness, f, None),
+        )
+    }
+
+    /// Like [`Self::apply`], and also returns the late records.
+    pub fn apply_with_late<O: Data>(
+        self,
+        f: impl FnMut(&K, &L, Option<&V>) -> O + 'static,
+    ) -> (Stream<O>, Stream<JoinInput<L, Option<V>>>) {
+        let (lookup, lateness) = (self.lookup, self.lateness);
+        self.both.records().transform_with_side_output(
+            &self.name,
+            "enrich",
+            |late: Output<JoinInput<L, Option<V>>>| enrich::Enrich::new(lookup, lateness, f, Some(late)),
+        )
+    }
+}
+
 /// Restores a two-table operator: each table snapshot goes to the table of its name.
-pub(crate) fn restore_tables<K, N, A, B>(
+pub(crate) fn restore_tables<K, NA, A, NB, B>(
     operator: &str,
-    a: &mut dyn KeyedTable<K, N, A>,
-    b: &mut dyn KeyedTable<K, N, B>,
+    a: &mut dyn KeyedTable<K, NA, A>,
+    b: &mut dyn KeyedTable<K, NB, B>,
     snapshot: &OperatorSnapshot,
 ) -> Result<()> {
     for table in &snapshot.tables {
