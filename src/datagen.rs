@@ -1,4 +1,5 @@
-//! Deterministic e-commerce data: orders with skewed product popularity and bounded disorder.
+//! Deterministic e-commerce data: orders and page views with skewed product popularity and
+//! bounded disorder.
 //!
 //! Record `i` of partition `p` depends only on the generator's settings, `p` and `i`, so any
 //! worker can produce any part of the data set and every run sees the same orders.
@@ -117,6 +118,81 @@ impl OrderGenerator {
                 .to_string(),
             price_cents,
             quantity,
+            ts: base - delay,
+        }
+    }
+}
+
+/// A page-view event, as produced to the `page_views` topic (key = `user_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PageView {
+    /// Viewer.
+    pub user_id: String,
+    /// Product viewed.
+    pub product_id: String,
+    /// Page address.
+    pub url: String,
+    /// Event time, epoch milliseconds.
+    pub ts: i64,
+}
+
+/// Settings of the page-view stream; with the same `users`, `products` and `start_ts` as an
+/// [`OrderGenerator`], views and orders cover the same users, products and time.
+#[derive(Debug, Clone)]
+pub struct PageViewGenerator {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Number of distinct products (popularity follows a power law).
+    pub products: u64,
+    /// Number of distinct users.
+    pub users: u64,
+    /// Event time of the first view (epoch ms).
+    pub start_ts: i64,
+    /// Views per second of event time, over all partitions.
+    pub views_per_second: u64,
+    /// Largest delay of a view's timestamp behind its position in the stream (ms).
+    pub max_disorder_ms: i64,
+    /// Number of partitions the views are spread over.
+    pub partitions: u32,
+}
+
+impl Default for PageViewGenerator {
+    fn default() -> Self {
+        let orders = OrderGenerator::default();
+        PageViewGenerator {
+            seed: 7,
+            products: orders.products,
+            users: orders.users,
+            start_ts: orders.start_ts,
+            views_per_second: 5 * orders.orders_per_second,
+            max_disorder_ms: orders.max_disorder_ms,
+            partitions: orders.partitions,
+        }
+    }
+}
+
+impl PageViewGenerator {
+    /// The `index`-th view of `partition`.
+    pub fn view(&self, partition: u32, index: u64) -> PageView {
+        let n = index * u64::from(self.partitions.max(1)) + u64::from(partition);
+        self.nth(n)
+    }
+
+    /// The `n`-th view of the whole stream.
+    pub fn nth(&self, n: u64) -> PageView {
+        let r = mix(self.seed ^ mix(n ^ 0xBEEF));
+        let product = ((unit(r).powi(3)) * self.products as f64) as u64;
+        let user = mix(r ^ 0x5555) % self.users.max(1);
+        let base = self.start_ts + (n * 1000 / self.views_per_second.max(1)) as i64;
+        let delay = if self.max_disorder_ms > 0 {
+            (mix(r ^ 0x1234) % (self.max_disorder_ms as u64 + 1)) as i64
+        } else {
+            0
+        };
+        PageView {
+            user_id: format!("u-{user}"),
+            product_id: format!("p-{product}"),
+            url: format!("/p/p-{product}"),
             ts: base - delay,
         }
     }

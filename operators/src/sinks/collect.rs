@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sluice_engine::{BoxError, Data, Sink, SinkFactory, Timestamp, Watermark};
+use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp, Watermark};
 
 /// Collects a stream's records in memory, for tests and small reports.
 ///
@@ -90,6 +90,12 @@ impl<T: Data> Sink<T> for CollectWriter<T> {
     }
 
     fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
+        self.hand_over();
+        Ok(())
+    }
+
+    fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
+        // What a checkpoint covers must be visible before it completes.
         self.hand_over();
         Ok(())
     }
