@@ -211,19 +211,20 @@ where
     /// Left outer join: `f(key, window, left, Some(right))` for every pair, and
     /// `f(key, window, left, None)` for left records of windows without right records.
     pub fn left_outer<O: Data>(self, f: impl Fn(&K, &Window, &L, Option<&R>) -> O + 'static) -> Stream<O> {
-        self.sides().flat_map(&format!("{}.pairs", self.name), move |w| {
-            let (lefts, rights) = &w.value;
-            let mut out = Vec::with_capacity(lefts.len() * rights.len().max(1));
-            for l in lefts {
-                if rights.is_empty() {
-                    out.push(f(&w.key, &w.window, l, None));
-                }
-                for r in rights {
-                    out.push(f(&w.key, &w.window, l, Some(r)));
-                }
-            }
-            out
-        })
+        self.sides()
+            .flat_map(&format!("{}.pairs", self.name), outer_pairs(f))
+    }
+
+    /// Like [`Self::left_outer`], and also returns the late records of both sides.
+    pub fn left_outer_with_late<O: Data>(
+        self,
+        f: impl Fn(&K, &Window, &L, Option<&R>) -> O + 'static,
+    ) -> (Stream<O>, Stream<JoinInput<L, R>>) {
+        let (sides, late) = self.sides_with_late();
+        (
+            sides.flat_map(&format!("{}.pairs", self.name), outer_pairs(f)),
+            late,
+        )
     }
 
     /// Each window's records of both sides.
@@ -232,6 +233,33 @@ where
             .window(&self.name, self.windows)
             .allowed_lateness(self.lateness)
             .aggregate(BothSides::default())
+    }
+
+    /// Each window's records of both sides, and the late records.
+    fn sides_with_late(&self) -> (Stream<WindowResult<K, (Vec<L>, Vec<R>)>>, Stream<JoinInput<L, R>>) {
+        self.both
+            .window(&self.name, self.windows)
+            .allowed_lateness(self.lateness)
+            .aggregate_with_late(BothSides::default())
+    }
+}
+
+/// Every left record of a window with each right record, or alone when there is none.
+fn outer_pairs<K, L, R, O>(
+    f: impl Fn(&K, &Window, &L, Option<&R>) -> O,
+) -> impl FnMut(WindowResult<K, (Vec<L>, Vec<R>)>) -> Vec<O> {
+    move |w| {
+        let (lefts, rights) = &w.value;
+        let mut out = Vec::with_capacity(lefts.len() * rights.len().max(1));
+        for l in lefts {
+            if rights.is_empty() {
+                out.push(f(&w.key, &w.window, l, None));
+            }
+            for r in rights {
+                out.push(f(&w.key, &w.window, l, Some(r)));
+            }
+        }
+        out
     }
 }
 
