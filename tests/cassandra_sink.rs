@@ -9,14 +9,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TempDir;
 use common::kafka::{brokers, order_fixtures, orders, produce, read_topic, unique};
 use common::kafka_jobs::expected_revenue;
 use serde::{Deserialize, Serialize};
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::engine::{CheckpointConfig, EngineError, JobHandle, RestoreFrom};
+use sluice::engine::{CheckpointConfig, EngineError, RestoreFrom};
 use sluice::operators::cassandra::scylla::value::CqlTimestamp;
 use sluice::operators::cassandra::{
     CassandraConfig, CassandraSink, EmbeddedCql, RejectedRows, SinkStats, TableSchema, execute_cql, read_rows,
@@ -205,15 +205,6 @@ fn checkpointed(dir: &Path, restore: RestoreFrom) -> JobConfig {
     )
 }
 
-fn wait_for_checkpoints(handle: &JobHandle, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while handle.last_checkpoint() < n {
-        assert!(!handle.is_finished(), "the job ended before {n} checkpoints");
-        assert!(Instant::now() < deadline, "no checkpoints completed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn restarts_from_the_latest_or_an_earlier_checkpoint_leave_the_table_identical() {
     let dir = TempDir::new("cql-restart");
@@ -226,11 +217,11 @@ fn restarts_from_the_latest_or_an_earlier_checkpoint_leave_the_table_identical()
     let handle = generated_job(checkpointed(&dir.0, RestoreFrom::Latest), &sink, 64)
         .start()
         .expect("start");
-    wait_for_checkpoints(&handle, 2);
+    common::wait_for_checkpoint(&handle, 2);
     handle
         .savepoint("early", Duration::from_secs(60))
         .expect("savepoint");
-    wait_for_checkpoints(&handle, handle.last_checkpoint() + 3);
+    common::wait_for_checkpoint(&handle, handle.last_checkpoint() + 3);
     handle.stop();
     handle.join().expect("stopped");
     let partial = store.revenue();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TempDir;
 use sluice::datagen::{Order, OrderGenerator};
@@ -122,13 +122,7 @@ fn rocksdb(dir: &Path) -> StateBackendConfig {
 
 /// Waits until the running job has completed `more` checkpoints beyond the first it saw.
 fn wait_for_checkpoints(handle: &JobHandle, more: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first = handle.last_checkpoint();
-    while handle.last_checkpoint() < first + more {
-        assert!(!handle.is_finished(), "the job ended before {more} checkpoints");
-        assert!(Instant::now() < deadline, "no checkpoints completed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for_checkpoint(handle, handle.last_checkpoint() + more);
 }
 
 /// Runs the job with `workers` until `checkpoints` more checkpoints completed, then stops it

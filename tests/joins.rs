@@ -6,11 +6,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ScriptedSource, Step, TempDir};
 use sluice::datagen::{Order, OrderGenerator, PageView, PageViewGenerator};
-use sluice::engine::{CheckpointConfig, JobHandle, StateBackendConfig};
+use sluice::engine::{CheckpointConfig, StateBackendConfig};
 use sluice::operators::{JoinInterval, KeyedJoinExt, Lookup};
 use sluice::prelude::*;
 
@@ -181,15 +181,6 @@ fn late_records_of_a_join_are_counted_and_routed() {
     assert_eq!(joined.take().len(), 100);
 }
 
-fn wait_for_checkpoints(handle: &JobHandle, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while handle.last_checkpoint() < n {
-        assert!(!handle.is_finished(), "the job ended before {n} checkpoints");
-        assert!(Instant::now() < deadline, "no checkpoints completed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn restore_mid_join(backend: impl Fn(&Path) -> StateBackendConfig) {
     let dir = TempDir::new("join-restore");
     let config = || {
@@ -200,7 +191,7 @@ fn restore_mid_join(backend: impl Fn(&Path) -> StateBackendConfig) {
     };
     let out = CollectSink::new();
     let handle = conversions_job(config(), &out, 100).start().expect("start");
-    wait_for_checkpoints(&handle, 4);
+    common::wait_for_checkpoint(&handle, 4);
     handle.stop();
     handle.join().expect("stopped");
     let before = out.snapshot().len();

@@ -53,3 +53,51 @@ where
     timers.absorb(saved, |kg| owned.contains(kg));
     Ok(())
 }
+
+/// The snapshot of an operator made of two keyed tables and one timer queue.
+pub(crate) fn two_tables_and_timers<K, NA, A, NB, B, TN>(
+    operator: &str,
+    a: &mut dyn KeyedTable<K, NA, A>,
+    b: &mut dyn KeyedTable<K, NB, B>,
+    timers: &TimerQueue<K, TN>,
+) -> Result<OperatorSnapshot>
+where
+    K: Serialize + Hash + Eq,
+    TN: Serialize + Hash + Eq,
+{
+    Ok(OperatorSnapshot {
+        tables: vec![a.snapshot(a.key_groups())?, b.snapshot(b.key_groups())?],
+        local: encode(operator, timers)?,
+    })
+}
+
+/// Restores what [`two_tables_and_timers`] captured: each table snapshot goes to the table of
+/// its name; only the key groups the tables own are kept.
+pub(crate) fn restore_two_tables_and_timers<K, NA, A, NB, B, TN>(
+    operator: &str,
+    a: &mut dyn KeyedTable<K, NA, A>,
+    b: &mut dyn KeyedTable<K, NB, B>,
+    timers: &mut TimerQueue<K, TN>,
+    snapshot: &OperatorSnapshot,
+) -> Result<()>
+where
+    K: DeserializeOwned + Hash + Eq + Clone,
+    TN: DeserializeOwned + Hash + Eq + Clone,
+{
+    let owned = a.key_groups();
+    for table in &snapshot.tables {
+        if table.operator == a.operator() {
+            a.restore(table)?;
+        } else if table.operator == b.operator() {
+            b.restore(table)?;
+        } else {
+            return Err(EngineError::user(format!(
+                "snapshot of '{operator}' holds table '{}', which it does not have",
+                table.operator
+            )));
+        }
+    }
+    let saved: TimerQueue<K, TN> = decode(operator, &snapshot.local)?;
+    timers.absorb(saved, |kg| owned.contains(kg));
+    Ok(())
+}

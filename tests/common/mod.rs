@@ -210,3 +210,13 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits until the running job has completed checkpoint `n` (counting earlier runs' too).
+pub fn wait_for_checkpoint(handle: &sluice::engine::JobHandle, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while handle.last_checkpoint() < n {
+        assert!(!handle.is_finished(), "the job ended before checkpoint {n}");
+        assert!(std::time::Instant::now() < deadline, "no checkpoints completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

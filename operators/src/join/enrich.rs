@@ -7,7 +7,7 @@ use sluice_engine::{
     Output, Result, TimerQueue, Timestamp, Watermark,
 };
 
-use super::{JoinInput, Lookup, restore_tables};
+use super::{JoinInput, Lookup};
 use crate::snapshot;
 
 /// A key's table values with the event time each became valid (`None`: deleted), oldest first.
@@ -183,23 +183,13 @@ where
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
         let table = self.table.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
         let waiting = self.waiting.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
-        Ok(OperatorSnapshot {
-            tables: vec![
-                table.snapshot(table.key_groups())?,
-                waiting.snapshot(waiting.key_groups())?,
-            ],
-            local: snapshot::encode(&self.name, &self.timers)?,
-        })
+        snapshot::two_tables_and_timers(&self.name, table, waiting, &self.timers)
     }
 
     fn restore(&mut self, snap: &OperatorSnapshot) -> Result<()> {
         let table = self.table.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
         let waiting = self.waiting.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
-        let owned = table.key_groups();
-        restore_tables(&self.name, table, waiting, snap)?;
-        let saved: TimerQueue<K, Timestamp> = snapshot::decode(&self.name, &snap.local)?;
-        self.timers.absorb(saved, |kg| owned.contains(kg));
-        Ok(())
+        snapshot::restore_two_tables_and_timers(&self.name, table, waiting, &mut self.timers, snap)
     }
 }
 

@@ -7,7 +7,7 @@ use sluice_engine::{
     Output, Result, TimerQueue, Timestamp, Watermark,
 };
 
-use super::{JoinInput, restore_tables};
+use super::JoinInput;
 use crate::snapshot;
 
 /// Records of one side of one key whose timestamps fall in one time bucket.
@@ -192,22 +192,12 @@ where
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
         let left = self.left.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
         let right = self.right.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
-        Ok(OperatorSnapshot {
-            tables: vec![
-                left.snapshot(left.key_groups())?,
-                right.snapshot(right.key_groups())?,
-            ],
-            local: snapshot::encode(&self.name, &self.timers)?,
-        })
+        snapshot::two_tables_and_timers(&self.name, left, right, &self.timers)
     }
 
     fn restore(&mut self, snap: &OperatorSnapshot) -> Result<()> {
         let left = self.left.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
         let right = self.right.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
-        let owned = left.key_groups();
-        restore_tables(&self.name, left, right, snap)?;
-        let saved: TimerQueue<K, (u8, i64)> = snapshot::decode(&self.name, &snap.local)?;
-        self.timers.absorb(saved, |kg| owned.contains(kg));
-        Ok(())
+        snapshot::restore_two_tables_and_timers(&self.name, left, right, &mut self.timers, snap)
     }
 }

@@ -13,10 +13,8 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::state::{KeyedTable, StateKey, StateValue};
-use sluice_engine::{
-    Data, EngineError, Keyed, KeyedStream, OperatorSnapshot, Output, Result, Stream, millis,
-};
+use sluice_engine::state::{StateKey, StateValue};
+use sluice_engine::{Data, EngineError, Keyed, KeyedStream, Output, Stream, millis};
 
 use crate::aggregators::Aggregator;
 use crate::window::{Window, WindowResult, Windows};
@@ -440,26 +438,4 @@ where
             |late: Output<JoinInput<L, Option<V>>>| enrich::Enrich::new(lookup, lateness, f, Some(late)),
         )
     }
-}
-
-/// Restores a two-table operator: each table snapshot goes to the table of its name.
-pub(crate) fn restore_tables<K, NA, A, NB, B>(
-    operator: &str,
-    a: &mut dyn KeyedTable<K, NA, A>,
-    b: &mut dyn KeyedTable<K, NB, B>,
-    snapshot: &OperatorSnapshot,
-) -> Result<()> {
-    for table in &snapshot.tables {
-        if table.operator == a.operator() {
-            a.restore(table)?;
-        } else if table.operator == b.operator() {
-            b.restore(table)?;
-        } else {
-            return Err(EngineError::user(format!(
-                "snapshot of '{operator}' holds table '{}', which it does not have",
-                table.operator
-            )));
-        }
-    }
-    Ok(())
 }
