@@ -1,229 +1,292 @@
-//! The e-commerce revenue job: orders → revenue per product per 1-minute tumbling event-time
-//! window → a short report of the best sellers.
+//! The e-commerce job: orders and page views from Kafka → revenue per product per minute,
+//! revenue per category over sliding 5 minutes, user sessions and conversions → Cassandra,
+//! then a report read back from the tables.
 //!
-//! By default it generates 1,000,000 deterministic orders (skewed product popularity, up to
-//! 4 s out of order) in memory, so it needs nothing but this repository:
+//! With no flags it needs no servers: it starts an in-process Kafka broker (librdkafka's mock
+//! cluster) and an in-process CQL store, produces 1,000,000 generated orders and 2,000,000
+//! page views into the broker, runs the job to the end of that input and prints the report.
 //!
 //! ```text
 //! cargo run --release --example ecommerce
-//! cargo run --release --example ecommerce -- --events 5000000 --workers 2
-//! cargo run --release --example ecommerce -- --input orders.jsonl --on-bad-record skip
+//! cargo run --release --example ecommerce -- --events 200000 --workers 2 --state-dir /tmp/shop
+//! cargo run --release --example ecommerce -- --brokers 127.0.0.1:9092 --cassandra 127.0.0.1:9042 \
+//!     --events 0 --exit-when-idle 10
 //! ```
 //!
-//! With `--input` it reads JSON-lines orders (one object per line, as in
-//! `{"order_id":"o-1","user_id":"u-42","product_id":"p-7","category":"books","price_cents":1999,"quantity":2,"ts":1764115200000}`)
-//! from a file or directory instead, split across the workers.
+//! Every flag can also be given in a TOML file (`--config shop.toml`, keys as the flags with
+//! underscores) or an environment variable (`SLUICE_BROKERS`, ...); flags win over the
+//! environment, which wins over the file.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use sluice::datagen::{Order, OrderGenerator};
-use sluice::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice::engine::JobMetrics;
+use sluice::shop::{OnBadRecord, PartialSettings, Shop, ShopSettings, parse_duration, thousands, utc};
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(about = "Revenue per product per minute over a stream of orders")]
+#[command(
+    about = "Orders and page views from Kafka → windowed revenue, sessions and conversions → Cassandra",
+    after_help = "Without --brokers and --cassandra it starts an in-process Kafka broker and CQL store."
+)]
 struct Args {
-    /// Orders to generate (ignored with --input).
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Worker threads (default: available cores).
-    #[arg(long)]
+    /// Settings file (TOML; keys as the flags below with underscores).
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers [default: an in-process broker].
+    #[arg(long, env = "SLUICE_BROKERS", value_name = "HOST:PORT")]
+    brokers: Option<String>,
+    /// A Cassandra/ScyllaDB contact point [default: an in-process CQL store].
+    #[arg(long, env = "SLUICE_CASSANDRA", value_name = "HOST:PORT")]
+    cassandra: Option<String>,
+    /// Keyspace of the result tables (created if missing) [default: shop].
+    #[arg(long, env = "SLUICE_KEYSPACE")]
+    keyspace: Option<String>,
+    /// Topic of the orders [default: orders].
+    #[arg(long, env = "SLUICE_ORDERS_TOPIC")]
+    orders_topic: Option<String>,
+    /// Topic of the page views [default: page_views].
+    #[arg(long, env = "SLUICE_PAGE_VIEWS_TOPIC")]
+    page_views_topic: Option<String>,
+    /// Orders to generate and produce first (twice as many page views); 0 = only consume
+    /// [default: 1000000].
+    #[arg(long, env = "SLUICE_EVENTS")]
+    events: Option<u64>,
+    /// Stop after this long without input, closing open windows as at the end of input
+    /// (e.g. 10, 10s, 500ms) [default: 2s with the in-process broker, else never].
+    #[arg(long, env = "SLUICE_EXIT_WHEN_IDLE", value_parser = parse_duration, value_name = "DURATION")]
+    exit_when_idle: Option<Duration>,
+    /// Worker threads [default: available cores].
+    #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
-    /// Read JSON-lines orders from this file or directory instead of generating them.
-    #[arg(long)]
-    input: Option<PathBuf>,
-    /// What to do with input lines that are not valid orders: fail or skip.
-    #[arg(long, default_value = "fail")]
-    on_bad_record: BadRecordPolicy,
-    /// Rows per table in the report.
+    /// Keep state in RocksDB here and checkpoint it; a restart with the same directory resumes
+    /// from the last complete checkpoint [default: state in memory, no checkpoints].
+    #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Time between checkpoints (with --state-dir) [default: 10s].
+    #[arg(long, env = "SLUICE_CHECKPOINT_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    checkpoint_interval: Option<Duration>,
+    /// Undecodable records: fail, skip, or dead-letter (to <orders-topic>-dlq) [default: dead-letter].
+    #[arg(long, env = "SLUICE_ON_BAD_RECORD", value_name = "POLICY")]
+    on_bad_record: Option<OnBadRecord>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Rows in the report's product list.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
-/// Revenue (cents), orders and units of one product in one minute.
-type Revenue = WindowResult<String, (i64, u64, i64)>;
+impl Args {
+    fn settings(&self) -> anyhow::Result<ShopSettings> {
+        let mut settings = ShopSettings::default();
+        if let Some(path) = &self.config {
+            settings.apply(PartialSettings::from_file(path)?);
+        }
+        settings.apply(PartialSettings {
+            brokers: self.brokers.clone(),
+            cassandra: self.cassandra.clone(),
+            keyspace: self.keyspace.clone(),
+            orders_topic: self.orders_topic.clone(),
+            page_views_topic: self.page_views_topic.clone(),
+            partitions: None,
+            group: None,
+            events: self.events,
+            exit_when_idle: self.exit_when_idle,
+            workers: self.workers,
+            state_dir: self.state_dir.clone(),
+            checkpoint_interval: self.checkpoint_interval,
+            on_bad_record: self.on_bad_record,
+            metrics_addr: self.metrics_addr,
+        });
+        settings.validate()?;
+        Ok(settings)
+    }
+}
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    let settings = args.settings();
+    // The in-process CQL store lacks the system tables the driver reads for cluster metadata;
+    // the driver logs that at every connection.
+    let embedded_store = settings.as_ref().is_ok_and(|s| s.cassandra.is_none());
+    let default_filter = if embedded_store { "warn,scylla=off" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = settings.and_then(|settings| run(&args, settings)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = JobConfig::new("ecommerce-revenue");
-    if let Some(w) = args.workers {
-        config = config.workers(w);
-    }
-    let workers = config.worker_count();
-    let generator = OrderGenerator::default();
-    let per_partition = args.events.div_ceil(u64::from(generator.partitions));
-    let described = match &args.input {
-        Some(path) => format!("orders from {}", path.display()),
-        None => format!(
-            "{} generated orders ({} partitions, up to {} s out of order, seed {})",
-            group(per_partition * u64::from(generator.partitions)),
-            generator.partitions,
-            generator.max_disorder_ms / 1000,
-            generator.seed
-        ),
+fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
+    println!("Sluice e-commerce job");
+    let shop = Shop::start(settings.clone())?;
+    describe(&shop);
+
+    let produced = if settings.events > 0 {
+        let total = settings.events * (1 + sluice::shop::VIEWS_PER_ORDER) + sluice::shop::MALFORMED_ORDERS;
+        let bar = bar(args.quiet, Some(total), "producing");
+        let started = Instant::now();
+        let produced = shop.produce(|n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        println!(
+            "Produced {} orders, {} page views and {} malformed orders in {:.1} s",
+            thousands(produced.orders),
+            thousands(produced.views),
+            produced.malformed,
+            started.elapsed().as_secs_f64()
+        );
+        Some(produced.total())
+    } else {
+        None
     };
-    println!("Sluice e-commerce job: revenue per product per 1-minute event-time window");
-    println!("  input:   {described}");
-    println!("  workers: {workers}, watermark: max event time per partition - 5 s\n");
 
-    let results = CollectSink::<Revenue>::new();
-    let sink = results.clone();
-    let (input, policy) = (args.input.clone(), args.on_bad_record);
-    let job = Job::new(config, move |b| {
-        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
-            .with_timestamps(|o: &Order| o.ts)
-            .with_idleness(Duration::from_secs(10));
-        let orders = match &input {
-            Some(path) => b.source(
-                "orders",
-                JsonLinesSource::<Order>::new(path.clone()).on_bad_record(policy),
-                strategy,
-            ),
-            None => {
-                let generator = generator.clone();
-                let source = GeneratorSource::new(generator.partitions, Some(per_partition), move |p, i| {
-                    generator.order(p.0, i)
-                });
-                b.source("orders", source, strategy)
-            }
-        };
-        orders
-            .key_by("by_product", |o| o.product_id.clone())
-            .window("product_revenue_1m", Windows::tumbling(Duration::from_secs(60)))
-            .aggregate((
-                Sum::of(|o: &Order| o.revenue_cents()),
-                Count,
-                Sum::of(|o: &Order| o.quantity),
-            ))
-            .sink("revenue", sink.clone());
-        Ok(())
-    })?;
-
+    let job = shop.job()?;
     let started = Instant::now();
-    let report = job.run().context("the job failed")?;
-    let elapsed = started.elapsed();
-    let rows = results.take();
-    let orders = report.metrics.total("orders", "records_out");
+    let handle = job.start().context("the job did not start")?;
+    let metrics_server = match settings.metrics_addr {
+        Some(addr) => {
+            let (tables, metrics) = (shop.tables().clone(), handle.metrics().clone());
+            Some(sluice::engine::serve_prometheus(addr, move || {
+                tables.prometheus_page(&metrics)
+            })?)
+        }
+        None => None,
+    };
+    if let Some(server) = &metrics_server {
+        println!("Metrics: http://{}/metrics", server.addr());
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    let bar = bar(args.quiet, produced, "running");
+    while !handle.is_finished() {
+        if interrupted.load(Ordering::SeqCst) {
+            bar.println("Stopping (Ctrl-C); the next run resumes from the last checkpoint with --state-dir");
+            handle.stop();
+            break;
+        }
+        bar.set_position(read(handle.metrics()));
+        bar.set_message(status(handle.metrics(), started));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let report = handle.join().context("the job failed")?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let m = &report.metrics;
+    let records = read(m);
     println!(
-        "Processed {} orders in {:.2} s ({:.2} M orders/s): {} window results, {} late orders, {} bad records skipped\n",
-        group(orders),
-        elapsed.as_secs_f64(),
-        orders as f64 / elapsed.as_secs_f64() / 1e6,
-        group(rows.len() as u64),
-        report.metrics.total("product_revenue_1m", "late_records"),
-        report.metrics.total("orders", "bad_records_skipped"),
+        "Processed {} records in {:.1} s ({} records/s): {} late orders, {} bad records dead-lettered, {} skipped",
+        thousands(records),
+        elapsed,
+        thousands((records as f64 / elapsed) as u64),
+        thousands(m.total("product_revenue_1m", "late_records")),
+        thousands(m.total_all("dead_lettered")),
+        thousands(m.total_all("bad_records_skipped")),
     );
-    print_report(&rows, args.top);
+    if settings.on_bad_record == OnBadRecord::DeadLetter && m.total_all("dead_lettered") > 0 {
+        println!(
+            "  dead-lettered records are in topic '{}'",
+            settings.dead_letter_topic()
+        );
+    }
+    println!();
+    print!("{}", shop.report(args.top, 6)?);
     Ok(())
 }
 
-fn print_report(rows: &[Revenue], top: usize) {
-    let Some(last_start) = rows.iter().map(|r| r.window.start).max() else {
-        println!("No complete windows.");
-        return;
+fn describe(shop: &Shop) {
+    let s = shop.settings();
+    println!("{}", shop.services().describe());
+    println!(
+        "  topics:    {} and {} → keyspace {}: product_revenue_1m, category_revenue_5m, user_sessions, conversions",
+        s.orders_topic, s.page_views_topic, s.keyspace
+    );
+    let state = match &s.state_dir {
+        Some(dir) => format!(
+            "RocksDB in {}, checkpoint every {:?}",
+            dir.display(),
+            s.checkpoint_interval
+        ),
+        None => "in memory, no checkpoints (--state-dir DIR to keep it)".to_string(),
     };
-    // The last window is usually cut short by the end of input; report the one before.
-    let complete = rows
-        .iter()
-        .map(|r| r.window.start)
-        .filter(|s| *s < last_start)
-        .max()
-        .unwrap_or(last_start);
-    let mut in_minute: Vec<&Revenue> = rows.iter().filter(|r| r.window.start == complete).collect();
-    in_minute.sort_by(|a, b| b.value.0.cmp(&a.value.0).then(a.key.cmp(&b.key)));
-    println!("Top products in the minute starting {}:", utc(complete));
-    print_table(in_minute.iter().take(top).map(|r| (r.key.as_str(), r.value)));
-
-    let mut totals: HashMap<&str, (i64, u64, i64)> = HashMap::new();
-    for r in rows {
-        let t = totals.entry(r.key.as_str()).or_default();
-        t.0 += r.value.0;
-        t.1 += r.value.1;
-        t.2 += r.value.2;
-    }
-    let mut overall: Vec<(&str, (i64, u64, i64))> = totals.into_iter().collect();
-    overall.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-    let first = rows.iter().map(|r| r.window.start).min().unwrap_or(complete);
+    println!("  state:     {state}");
     println!(
-        "\nTop products from {} to {}:",
-        utc(first),
-        utc(last_start + 60_000)
+        "  workers:   {}; watermark: newest order time per partition − 5 s\n",
+        sluice::shop::job_config(s).worker_count()
     );
-    print_table(overall.iter().take(top).copied());
-
-    let mut per_minute: HashMap<i64, i64> = HashMap::new();
-    for r in rows {
-        *per_minute.entry(r.window.start).or_default() += r.value.0;
-    }
-    if let Some((start, revenue)) = per_minute.iter().max_by_key(|(s, r)| (**r, -**s)) {
-        println!(
-            "\nBusiest minute: {} with {} in revenue",
-            utc(*start),
-            dollars(*revenue)
-        );
-    }
 }
 
-fn print_table<'a>(rows: impl Iterator<Item = (&'a str, (i64, u64, i64))>) {
-    println!(
-        "  {:<10} {:>14} {:>8} {:>8}",
-        "product", "revenue", "orders", "units"
-    );
-    for (product, (revenue, orders, units)) in rows {
-        println!(
-            "  {product:<10} {:>14} {:>8} {:>8}",
-            dollars(revenue),
-            group(orders),
-            group(units as u64)
-        );
-    }
+/// Records read from both topics.
+fn read(m: &JobMetrics) -> u64 {
+    m.total("orders", "records_out") + m.total("page_views", "records_out")
 }
 
-fn dollars(cents: i64) -> String {
-    format!("${}.{:02}", group((cents / 100) as u64), cents % 100)
-}
-
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `YYYY-MM-DD HH:MM UTC` for epoch milliseconds (civil-from-days, proleptic Gregorian).
-fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+fn status(m: &JobMetrics, started: Instant) -> String {
+    let records = read(m);
+    let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
+    let watermark = [
+        m.gauge_min("orders", "watermark"),
+        m.gauge_min("page_views", "watermark"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .filter(|w| *w > 0)
+    .map_or_else(|| "-".to_string(), |w| utc(w)[11..].to_string());
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
+        "{} records/s, watermark {watermark}, {} dead-lettered",
+        thousands(rate as u64),
+        m.total_all("dead_lettered")
     )
+}
+
+fn bar(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(total) if what == "running" => (
+            ProgressBar::new(total),
+            "{prefix:>9} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} (lag {lag}) {msg}",
+        ),
+        Some(total) => (
+            ProgressBar::new(total),
+            "{prefix:>9} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} {per_sec}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{prefix:>9} [{elapsed_precise}] {spinner} {human_pos} {msg}",
+        ),
+    };
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "lag",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let lag = state.len().unwrap_or(0).saturating_sub(state.pos());
+                let _ = write!(w, "{}", thousands(lag));
+            },
+        );
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }

@@ -36,6 +36,10 @@
 //! ```
 
 pub mod datagen;
+pub mod embedded;
+pub mod pipeline;
+pub mod producer;
+pub mod shop;
 
 pub use sluice_engine as engine;
 pub use sluice_operators as operators;

@@ -26,6 +26,7 @@ mod ids;
 mod job;
 mod metrics;
 mod operator;
+mod prometheus;
 mod push;
 mod sink;
 mod source;
@@ -51,6 +52,7 @@ pub use ids::{CheckpointId, PartitionId, WorkerId};
 pub use job::{Job, JobHandle, JobReport};
 pub use metrics::{Counter, Gauge, JobMetrics};
 pub use operator::{Operator, OperatorContext, OperatorSnapshot};
+pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus};
 pub use push::{Barrier, Control, Data, Output, Push};
 pub use sink::{Sink, SinkFactory};
 pub use source::{

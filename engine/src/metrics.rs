@@ -117,6 +117,30 @@ impl JobMetrics {
             .sum()
     }
 
+    /// Every counter as `(operator, name, worker, value)`, sorted by name, operator, worker.
+    pub fn counters(&self) -> Vec<(String, &'static str, usize, u64)> {
+        let mut rows: Vec<_> = self
+            .counters
+            .iter()
+            .map(|e| (e.key().0.to_string(), e.key().1, e.key().2, e.value().get()))
+            .collect();
+        rows.sort_by(|a, b| (a.1, &a.0, a.2).cmp(&(b.1, &b.0, b.2)));
+        rows
+    }
+
+    /// Every gauge that was set, as `(operator, name, worker, value)`, sorted by name,
+    /// operator, worker.
+    pub fn gauges(&self) -> Vec<(String, &'static str, usize, i64)> {
+        let mut rows: Vec<_> = self
+            .gauges
+            .iter()
+            .filter(|e| e.value().get() != i64::MIN)
+            .map(|e| (e.key().0.to_string(), e.key().1, e.key().2, e.value().get()))
+            .collect();
+        rows.sort_by(|a, b| (a.1, &a.0, a.2).cmp(&(b.1, &b.0, b.2)));
+        rows
+    }
+
     /// Every counter as `(operator, name, total over workers)`, sorted.
     pub fn snapshot(&self) -> Vec<(String, String, u64)> {
         let mut totals = std::collections::BTreeMap::<(String, String), u64>::new();

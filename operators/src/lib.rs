@@ -44,6 +44,7 @@ mod flat_map;
 pub mod join;
 pub mod kafka;
 mod map;
+mod percentiles;
 mod process;
 mod sinks;
 mod snapshot;
@@ -52,6 +53,7 @@ mod window;
 
 pub use aggregators::{Aggregator, Avg, Count, Max, Min, Sum};
 pub use join::{JoinInput, JoinInterval, KeyedJoinExt, Lookup};
+pub use percentiles::{HistogramState, PercentileSummary, Percentiles};
 pub use process::{KeyedProcessFunction, ProcessContext, TimeDomain, Timer};
 pub use sinks::collect::CollectSink;
 pub use sinks::stdout::StdoutSink;

@@ -244,7 +244,7 @@ impl CassandraConfig {
     }
 
     /// The settings the in-process test store needs.
-    pub(crate) fn for_embedded_store(mut self) -> Self {
+    pub fn for_embedded_store(mut self) -> Self {
         self.schema_metadata = false;
         self.consistency = Consistency::One;
         self

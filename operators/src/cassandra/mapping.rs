@@ -110,13 +110,14 @@ impl CqlType {
             FieldFormat::Map(k, v) => {
                 CqlType::Map(Box::new(Self::for_field(k)?), Box::new(Self::for_field(v)?))
             }
-            FieldFormat::Other(_) => return None,
+            FieldFormat::Other(_) | FieldFormat::Any => return None,
         })
     }
 
     /// Whether a field of `format` can be written to a column of this type.
     fn accepts(&self, format: &FieldFormat) -> bool {
         match (self, format) {
+            (_, FieldFormat::Any) => true,
             (CqlType::Text | CqlType::Ascii, FieldFormat::Str) => true,
             (CqlType::BigInt | CqlType::Timestamp, FieldFormat::Int(_)) => true,
             (CqlType::Int, FieldFormat::Int(bits)) => *bits <= 32,
@@ -146,6 +147,9 @@ pub(crate) enum FieldFormat {
     Seq(Box<FieldFormat>),
     Map(Box<FieldFormat>, Box<FieldFormat>),
     Other(String),
+    /// Not known before a row is written (rows such as `serde_json::Map`): any column type,
+    /// each value converted when written.
+    Any,
 }
 
 impl fmt::Display for FieldFormat {
@@ -159,6 +163,7 @@ impl fmt::Display for FieldFormat {
             FieldFormat::Seq(inner) => write!(f, "a sequence of {inner}"),
             FieldFormat::Map(k, v) => write!(f, "a map from {k} to {v}"),
             FieldFormat::Other(s) => f.write_str(s),
+            FieldFormat::Any => f.write_str("a value of any type"),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::config::CassandraConfig;
 use super::driver_runtime;
 use super::encode::RowLayout;
 use super::error::CassandraError;
-use super::mapping::{bind_columns, row_fields};
+use super::mapping::{Field, FieldFormat, bind_columns, row_fields};
 use super::schema::TableSchema;
 use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
 use crate::kafka::KafkaConfig;
@@ -83,6 +83,7 @@ pub struct CassandraSink<T> {
     table: String,
     ttl: Option<Duration>,
     create: Option<TableSchema>,
+    columns: Option<Vec<String>>,
     timestamp: WriteTimestampFn<T>,
     rejected: RejectedRows,
     connection: Arc<Mutex<Option<Arc<Connection>>>>,
@@ -97,6 +98,7 @@ impl<T> Clone for CassandraSink<T> {
             table: self.table.clone(),
             ttl: self.ttl,
             create: self.create.clone(),
+            columns: self.columns.clone(),
             timestamp: Arc::clone(&self.timestamp),
             rejected: self.rejected.clone(),
             connection: Arc::clone(&self.connection),
@@ -121,6 +123,7 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
             table: table.into(),
             ttl: None,
             create: None,
+            columns: None,
             timestamp: Arc::new(|_, ts| event_time_micros(ts)),
             rejected: RejectedRows::Fail,
             connection: Arc::default(),
@@ -152,6 +155,16 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
     /// elsewhere).
     pub fn create_table_if_missing(mut self, schema: TableSchema) -> Self {
         self.create = Some(schema);
+        self
+    }
+
+    /// Writes these columns, taking each from the row's field of the same name, instead of
+    /// the fields the row type declares: for rows whose fields are only known at run time,
+    /// such as `serde_json::Map`. Each value is converted to its column's type when written
+    /// (a value that does not fit fails the row naming the column); a missing field is null.
+    /// Creating the table then needs every column's type in the [`TableSchema`].
+    pub fn columns(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.columns = Some(columns.into_iter().map(Into::into).collect());
         self
     }
 
@@ -198,11 +211,23 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
     async fn prepare(&self) -> Result<(Session, PreparedStatement, RowLayout), CassandraError> {
         let table = self.qualified_table();
         let row = type_name::<T>();
-        let fields = row_fields::<T>().map_err(|reason| CassandraError::Mapping {
-            row,
-            table: table.clone(),
-            reason,
-        })?;
+        let fields = match &self.columns {
+            Some(names) => names
+                .iter()
+                .map(|name| Field {
+                    name: name.clone(),
+                    format: FieldFormat::Any,
+                    // A missing value is written as null all the same; key columns refuse it
+                    // row by row.
+                    nullable: false,
+                })
+                .collect(),
+            None => row_fields::<T>().map_err(|reason| CassandraError::Mapping {
+                row,
+                table: table.clone(),
+                reason,
+            })?,
+        };
         let session = self.config.connect().await?;
         if let Some(schema) = &self.create {
             schema

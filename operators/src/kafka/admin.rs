@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_engine::{BoxError, Message};
 
@@ -12,6 +13,9 @@ use super::context::LoggingContext;
 /// # Errors
 /// When the broker cannot be reached or refuses to create the topic.
 pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), BoxError> {
+    if topic_exists(config, topic)? {
+        return Ok(());
+    }
     let admin: AdminClient<LoggingContext> = config
         .client_config(&[])
         .create_with_context(LoggingContext)
@@ -47,4 +51,27 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
         }
     }
     Ok(())
+}
+
+/// Whether the brokers know `topic` (asking does not create it).
+///
+/// # Errors
+/// When the brokers do not answer within 10 s.
+pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError> {
+    let consumer: BaseConsumer<LoggingContext> = config
+        .client_config(&[("allow.auto.create.topics", "false")])
+        .create_with_context(LoggingContext)
+        .map_err(|e| {
+            Message(format!(
+                "cannot create a Kafka client for {}: {e}",
+                config.brokers()
+            ))
+        })?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| Message(format!("no metadata from {} within 10 s: {e}", config.brokers())))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
 }

@@ -48,7 +48,7 @@ impl KafkaConfig {
     }
 
     /// A librdkafka configuration: `defaults` first, then the user's properties.
-    pub(crate) fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (k, v) in defaults {

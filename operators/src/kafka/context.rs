@@ -1,6 +1,8 @@
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 /// Routes librdkafka's logs and global errors into `tracing`.
 pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -17,8 +19,8 @@ pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
     }
 }
 
-/// A client context that only logs.
-pub(crate) struct LoggingContext;
+/// A client context that routes librdkafka's logs and errors into `tracing`.
+pub struct LoggingContext;
 
 impl ClientContext for LoggingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -27,5 +29,17 @@ impl ClientContext for LoggingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for LoggingContext {}
+
+impl ProducerContext for LoggingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            tracing::warn!(target: "librdkafka", %error, "a record was not delivered");
+        }
     }
 }

@@ -9,8 +9,9 @@ mod format;
 mod sink;
 mod source;
 
-pub use admin::ensure_topic;
+pub use admin::{ensure_topic, topic_exists};
 pub use config::KafkaConfig;
+pub use context::LoggingContext;
 pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, PoisonPolicy, StartFrom};

@@ -1,10 +1,8 @@
-//! Deterministic e-commerce data: orders and page views with skewed product popularity and
-//! bounded disorder.
-//!
-//! Record `i` of partition `p` depends only on the generator's settings, `p` and `i`, so any
-//! worker can produce any part of the data set and every run sees the same orders.
+//! Orders and page views with skewed product popularity and bounded disorder.
 
 use serde::{Deserialize, Serialize};
+
+use super::{event_time, mix, unit};
 
 /// An order event, as produced to the `orders` topic (key = `product_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,18 +75,6 @@ impl Default for OrderGenerator {
     }
 }
 
-/// splitmix64: a tiny, well-mixed hash for reproducible choices.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn unit(x: u64) -> f64 {
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
 impl OrderGenerator {
     /// The `index`-th order of `partition`.
     pub fn order(&self, partition: u32, index: u64) -> Order {
@@ -104,12 +90,7 @@ impl OrderGenerator {
         let price_cents = 199 + (mix(self.seed ^ product) % 20_000) as i64;
         let user = mix(r ^ 0x5555) % self.users.max(1);
         let quantity = 1 + (mix(r ^ 0xAAAA) % 4) as i64;
-        let base = self.start_ts + (n * 1000 / self.orders_per_second.max(1)) as i64;
-        let delay = if self.max_disorder_ms > 0 {
-            (mix(r ^ 0x1234) % (self.max_disorder_ms as u64 + 1)) as i64
-        } else {
-            0
-        };
+        let ts = event_time(self.start_ts, n, self.orders_per_second, self.max_disorder_ms, r);
         Order {
             order_id: format!("o-{n}"),
             user_id: format!("u-{user}"),
@@ -118,7 +99,7 @@ impl OrderGenerator {
                 .to_string(),
             price_cents,
             quantity,
-            ts: base - delay,
+            ts,
         }
     }
 }
@@ -183,17 +164,12 @@ impl PageViewGenerator {
         let r = mix(self.seed ^ mix(n ^ 0xBEEF));
         let product = ((unit(r).powi(3)) * self.products as f64) as u64;
         let user = mix(r ^ 0x5555) % self.users.max(1);
-        let base = self.start_ts + (n * 1000 / self.views_per_second.max(1)) as i64;
-        let delay = if self.max_disorder_ms > 0 {
-            (mix(r ^ 0x1234) % (self.max_disorder_ms as u64 + 1)) as i64
-        } else {
-            0
-        };
+        let ts = event_time(self.start_ts, n, self.views_per_second, self.max_disorder_ms, r);
         PageView {
             user_id: format!("u-{user}"),
             product_id: format!("p-{product}"),
             url: format!("/p/p-{product}"),
-            ts: base - delay,
+            ts,
         }
     }
 }

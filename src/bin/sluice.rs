@@ -1,0 +1,245 @@
+//! `sluice`: run declarative pipelines, generate input, inspect checkpoints.
+//!
+//! ```text
+//! sluice run pipeline.toml
+//! sluice produce --brokers 127.0.0.1:9092 --events 100000 --rate 5000
+//! sluice checkpoints list --state-dir /var/lib/sluice/revenue
+//! sluice checkpoints show --state-dir /var/lib/sluice/revenue 12
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sluice::engine::{list_checkpoints, show_manifest};
+use sluice::operators::kafka::KafkaConfig;
+use sluice::pipeline::Pipeline;
+use sluice::shop::{ProduceSpec, ShopData, produce, thousands, utc};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice stream processing: pipelines, test data, checkpoints"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a declarative pipeline (Kafka JSON → optional window and aggregates → Cassandra).
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Only read and check the file and the table, then stop.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Generate e-commerce orders and page views into Kafka.
+    Produce {
+        /// Kafka bootstrap servers.
+        #[arg(long, value_name = "HOST:PORT")]
+        brokers: String,
+        /// Topic of the orders (created if missing).
+        #[arg(long, default_value = "orders")]
+        orders_topic: String,
+        /// Topic of the page views (created if missing).
+        #[arg(long, default_value = "page_views")]
+        page_views_topic: String,
+        /// Orders to produce (page views: twice as many).
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Orders per second of wall-clock time (default: as fast as the brokers take them).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Partitions of topics it creates.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// List or show a job's checkpoints.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckpointCommand {
+    /// Every checkpoint and savepoint, oldest first, with whether it verifies.
+    List {
+        /// The job's state directory (checkpoints are in its `checkpoints/`), or a checkpoint
+        /// directory.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// One checkpoint's manifest as JSON (default: the newest).
+    Show {
+        /// The job's state directory, or a checkpoint directory.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Checkpoint id.
+        id: Option<u64>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Run { pipeline, check } => run(&pipeline, check),
+        Command::Produce {
+            brokers,
+            orders_topic,
+            page_views_topic,
+            events,
+            rate,
+            partitions,
+        } => {
+            let spec = ProduceSpec {
+                orders_topic,
+                page_views_topic,
+                partitions,
+                events,
+                orders_per_second: rate,
+            };
+            produce_events(&brokers, &spec)
+        }
+        Command::Checkpoints { command } => match command {
+            CheckpointCommand::List { state_dir } => list(&state_dir),
+            CheckpointCommand::Show { state_dir, id } => show(&state_dir, id),
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(path)?;
+    pipeline.connect()?;
+    let spec = pipeline.spec();
+    println!(
+        "{}: {} → {}.{}",
+        spec.name,
+        spec.source.get_ref().topic,
+        spec.sink.get_ref().keyspace,
+        spec.sink.get_ref().table
+    );
+    if check {
+        println!("pipeline and table check out");
+        return Ok(());
+    }
+    let handle = pipeline.job()?.start().context("the job did not start")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    let started = Instant::now();
+    while !handle.is_finished() {
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("stopping; with state_dir the next run resumes from the last checkpoint");
+            handle.stop();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = handle.join().context("the pipeline failed")?;
+    let m = &report.metrics;
+    let stats = pipeline.sink_stats();
+    println!(
+        "{} records in {:.1} s, {} rows written, {} bad records skipped, {} dead-lettered, {} late",
+        thousands(m.total("source", "records_out")),
+        started.elapsed().as_secs_f64(),
+        thousands(stats.rows_written()),
+        thousands(m.total("source", "bad_records_skipped")),
+        thousands(m.total("source", "dead_lettered")),
+        thousands(m.total_all("late_records")),
+    );
+    Ok(())
+}
+
+fn produce_events(brokers: &str, spec: &ProduceSpec) -> anyhow::Result<()> {
+    let kafka = KafkaConfig::new(brokers);
+    for topic in [&spec.orders_topic, &spec.page_views_topic] {
+        sluice::operators::kafka::ensure_topic(&kafka, topic, spec.partitions)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let started = Instant::now();
+    let produced = produce(&kafka, spec, &ShopData::default(), |_| {})?;
+    println!(
+        "produced {} orders, {} page views and {} malformed orders in {:.1} s",
+        thousands(produced.orders),
+        thousands(produced.views),
+        produced.malformed,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The checkpoint directory of a state directory, or the directory itself.
+fn checkpoint_dir(state_dir: &std::path::Path) -> PathBuf {
+    let nested = state_dir.join("checkpoints");
+    if nested.is_dir() {
+        nested
+    } else {
+        state_dir.to_path_buf()
+    }
+}
+
+fn list(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = checkpoint_dir(state_dir);
+    let checkpoints = list_checkpoints(&dir)?;
+    if checkpoints.is_empty() {
+        println!("no checkpoints in {}", dir.display());
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<20}  {:>10}  {:<20}  directory",
+        "id", "completed", "partitions", "watermark"
+    );
+    for c in checkpoints {
+        match &c.manifest {
+            Ok(m) => {
+                let partitions: usize = m.offsets.values().map(|p| p.len()).sum();
+                println!(
+                    "{:>6}  {:<20}  {:>10}  {:<20}  {}",
+                    c.id,
+                    utc(m.completed_at_ms as i64),
+                    partitions,
+                    if m.watermark > 0 {
+                        utc(m.watermark)
+                    } else {
+                        "-".into()
+                    },
+                    c.dir.display()
+                );
+            }
+            Err(e) => println!("{:>6}  unusable: {e}  {}", c.id, c.dir.display()),
+        }
+    }
+    Ok(())
+}
+
+fn show(state_dir: &std::path::Path, id: Option<u64>) -> anyhow::Result<()> {
+    let dir = checkpoint_dir(state_dir);
+    let checkpoints = list_checkpoints(&dir)?;
+    let chosen = match id {
+        Some(id) => checkpoints.iter().find(|c| c.id == id),
+        None => checkpoints.iter().rev().find(|c| c.manifest.is_ok()),
+    };
+    let Some(checkpoint) = chosen else {
+        bail!("no such checkpoint in {}", dir.display());
+    };
+    println!("{}", show_manifest(&checkpoint.dir)?);
+    Ok(())
+}

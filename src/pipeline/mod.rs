@@ -1,0 +1,224 @@
+//! Declarative pipelines: a Kafka topic of JSON records → optional window and aggregates →
+//! a Cassandra table, described in a TOML file instead of Rust code (`sluice run FILE`).
+//!
+//! The file format is [`PipelineSpec`]. The file is checked before anything connects; errors
+//! name the file and line. Records missing a field the pipeline reads, or with a field of the
+//! wrong kind, are bad records: `on_bad_record` decides (fail naming topic, partition and
+//! offset; skip; or dead-letter).
+
+mod aggregate;
+mod error;
+mod record;
+mod spec;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use aggregate::{Aggregates, Running};
+pub use error::PipelineError;
+pub use record::{Decoded, Fields, KeyValue, Num};
+use serde_json::{Map, Value};
+use sluice_engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig, WatermarkStrategy};
+use sluice_operators::cassandra::{CassandraConfig, CassandraSink, SinkStats};
+use sluice_operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice_operators::{KeyedStreamExt, StreamExt, WindowResult, Windows};
+pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
+
+use crate::shop::OnBadRecord;
+
+/// A row written to the table: column → value.
+pub type Row = Map<String, Value>;
+
+/// A pipeline read from its file, with its sink, ready to connect and run.
+pub struct Pipeline {
+    spec: PipelineSpec,
+    fields: Fields,
+    sink: CassandraSink<Row>,
+}
+
+impl Pipeline {
+    /// Reads and checks the pipeline file at `path`.
+    pub fn load(path: &Path) -> Result<Self, PipelineError> {
+        Ok(Self::new(PipelineSpec::from_file(path)?))
+    }
+
+    /// The pipeline a checked spec describes.
+    pub fn new(spec: PipelineSpec) -> Self {
+        let source = spec.source.get_ref();
+        let sink_spec = spec.sink.get_ref();
+        let windowed = spec.window.is_some();
+        let fields = Fields {
+            key: source.key.clone().filter(|_| windowed),
+            event_time: source.event_time.clone(),
+            numbers: spec
+                .aggregates
+                .iter()
+                .map(|a| {
+                    let a = a.get_ref();
+                    match a.function {
+                        Function::Count => None,
+                        _ => a
+                            .field
+                            .as_ref()
+                            .map(|f| f.split('*').map(|part| part.trim().to_string()).collect()),
+                    }
+                })
+                .collect(),
+            columns: sink_spec
+                .columns
+                .iter()
+                .map(|(column, field)| (column.clone(), field.clone()))
+                .collect(),
+        };
+        let columns: Vec<String> = if windowed {
+            let mut columns = vec![key_column(&spec), window_start_column(sink_spec)];
+            columns.extend(sink_spec.window_end_column.clone());
+            columns.extend(spec.aggregates.iter().map(|a| a.get_ref().column.clone()));
+            columns
+        } else {
+            sink_spec.columns.keys().cloned().collect()
+        };
+        let contact_points: Vec<String> = sink_spec
+            .cassandra
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .collect();
+        let config = CassandraConfig::new(contact_points, sink_spec.keyspace.clone())
+            .schema_metadata(sink_spec.schema_metadata);
+        let sink = CassandraSink::new(config, sink_spec.table.clone()).columns(columns);
+        Pipeline { spec, fields, sink }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// Connects to the store and checks the table's columns against the pipeline's.
+    pub fn connect(&self) -> Result<(), PipelineError> {
+        Ok(self.sink.connect()?)
+    }
+
+    /// The sink's counters and write latencies.
+    pub fn sink_stats(&self) -> Arc<SinkStats> {
+        self.sink.stats()
+    }
+
+    /// The job.
+    pub fn job(&self) -> Result<Job, PipelineError> {
+        let spec = self.spec.clone();
+        let (fields, sink) = (self.fields.clone(), self.sink.clone());
+        let mut config = JobConfig::new(spec.name.clone());
+        if let Some(workers) = spec.workers {
+            config = config.workers(workers);
+        }
+        if let Some(dir) = &spec.state_dir {
+            let interval = spec.checkpoint_interval.unwrap_or(Duration::from_secs(10));
+            config = config
+                .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
+                .checkpoints(CheckpointConfig::new(dir.join("checkpoints")).interval(interval));
+        }
+        Ok(Job::new(config, move |b| {
+            let source_spec = spec.source.get_ref();
+            let decode = fields.clone();
+            let mut source = KafkaSource::new(
+                KafkaConfig::new(source_spec.brokers.clone()),
+                source_spec
+                    .group
+                    .clone()
+                    .unwrap_or_else(|| format!("sluice-{}", spec.name)),
+                &[source_spec.topic.as_str()],
+                move |_: Option<&[u8]>, payload: Option<&[u8]>| decode.decode(payload.unwrap_or_default()),
+            )
+            .on_poison(match source_spec.on_bad_record.unwrap_or(OnBadRecord::Fail) {
+                OnBadRecord::Fail => PoisonPolicy::Fail,
+                OnBadRecord::Skip => PoisonPolicy::Skip,
+                OnBadRecord::DeadLetter => PoisonPolicy::DeadLetter {
+                    topic: source_spec
+                        .dead_letter_topic
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-dlq", source_spec.topic)),
+                },
+            });
+            if let Some(idle) = source_spec.exit_when_idle {
+                source = source.exit_when_idle(idle);
+            }
+            let bound = source_spec.max_out_of_orderness.unwrap_or(Duration::from_secs(5));
+            let records = b.source(
+                "source",
+                source,
+                WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamps(|d: &Decoded| d.ts),
+            );
+            let Some(window) = &spec.window else {
+                records.map("row", |d: Decoded| d.row).sink("table", sink.clone());
+                return Ok(());
+            };
+            let w = window.get_ref();
+            let windows = match w.kind {
+                WindowKind::Tumbling => Windows::tumbling(w.size.unwrap_or_default()),
+                WindowKind::Sliding => {
+                    Windows::sliding(w.size.unwrap_or_default(), w.slide.unwrap_or_default())
+                }
+                WindowKind::Session => Windows::session(w.gap.unwrap_or_default()),
+            };
+            let functions: Vec<Function> = spec.aggregates.iter().map(|a| a.get_ref().function).collect();
+            let sink_spec = spec.sink.get_ref();
+            let names = RowNames {
+                key: key_column(&spec),
+                start: window_start_column(sink_spec),
+                end: sink_spec.window_end_column.clone(),
+                aggregates: spec
+                    .aggregates
+                    .iter()
+                    .map(|a| a.get_ref().column.clone())
+                    .collect(),
+            };
+            records
+                .key_by("by_key", |d: &Decoded| d.key.clone().unwrap_or(KeyValue::Int(0)))
+                .window("window", windows)
+                .allowed_lateness(w.allowed_lateness.unwrap_or_default())
+                .aggregate(Aggregates(Arc::new(functions)))
+                .map("row", move |r| names.row(r))
+                .sink("table", sink.clone());
+            Ok(())
+        })?)
+    }
+}
+
+fn key_column(spec: &PipelineSpec) -> String {
+    let sink = spec.sink.get_ref();
+    sink.key_column
+        .clone()
+        .or_else(|| spec.source.get_ref().key.clone())
+        .unwrap_or_else(|| "key".into())
+}
+
+fn window_start_column(sink: &SinkSpec) -> String {
+    sink.window_start_column
+        .clone()
+        .unwrap_or_else(|| "window_start".into())
+}
+
+/// Column names of a windowed row.
+struct RowNames {
+    key: String,
+    start: String,
+    end: Option<String>,
+    aggregates: Vec<String>,
+}
+
+impl RowNames {
+    fn row(&self, r: WindowResult<KeyValue, Vec<Value>>) -> Row {
+        let mut row = Row::new();
+        row.insert(self.key.clone(), r.key.to_json());
+        row.insert(self.start.clone(), Value::from(r.window.start));
+        if let Some(end) = &self.end {
+            row.insert(end.clone(), Value::from(r.window.end));
+        }
+        for (name, value) in self.aggregates.iter().zip(r.value) {
+            row.insert(name.clone(), value);
+        }
+        row
+    }
+}

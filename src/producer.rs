@@ -1,0 +1,111 @@
+//! A producer for generated input: JSON records into Kafka topics, with backpressure from
+//! librdkafka's bounded queue.
+
+use std::time::Duration;
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+use sluice_operators::kafka::{KafkaConfig, LoggingContext};
+
+/// Producing failed.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka at {brokers}: {reason}")]
+pub struct ProduceError {
+    /// The bootstrap servers.
+    pub brokers: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Sends JSON records; a full local queue makes `send` wait for deliveries instead of
+/// growing.
+pub struct JsonProducer {
+    producer: BaseProducer<LoggingContext>,
+    brokers: String,
+    payload: Vec<u8>,
+    sent: u64,
+}
+
+impl JsonProducer {
+    /// A producer for `kafka` (20 ms linger, batches of up to 10,000 records, at most
+    /// 200,000 records queued).
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, ProduceError> {
+        let producer = kafka
+            .client_config(&[
+                ("linger.ms", "20"),
+                ("batch.num.messages", "10000"),
+                ("queue.buffering.max.messages", "200000"),
+            ])
+            .create_with_context(LoggingContext)
+            .map_err(|e| ProduceError {
+                brokers: kafka.brokers().to_string(),
+                reason: format!("cannot create a producer: {e}"),
+            })?;
+        Ok(JsonProducer {
+            producer,
+            brokers: kafka.brokers().to_string(),
+            payload: Vec::with_capacity(256),
+            sent: 0,
+        })
+    }
+
+    /// Sends `value` as JSON with `key` and, if given, `ts` as the record's timestamp.
+    pub fn send<T: Serialize>(
+        &mut self,
+        topic: &str,
+        key: &str,
+        value: &T,
+        ts: Option<i64>,
+    ) -> Result<(), ProduceError> {
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        let encoded = serde_json::to_writer(&mut payload, value).map_err(|e| self.error(e.to_string()));
+        let sent = encoded.and_then(|()| self.send_raw(topic, key, &payload, ts));
+        self.payload = payload;
+        sent
+    }
+
+    /// Sends `payload` unchanged.
+    pub fn send_raw(
+        &mut self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        ts: Option<i64>,
+    ) -> Result<(), ProduceError> {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        if let Some(ts) = ts {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    self.producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+                Err((e, _)) => return Err(self.error(format!("cannot produce to '{topic}': {e}"))),
+            }
+        }
+        self.sent += 1;
+        if self.sent % 4096 == 0 {
+            self.producer.poll(Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Waits until the brokers acknowledged every record sent.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| self.error(format!("not every record was acknowledged: {e}")))
+    }
+
+    fn error(&self, reason: String) -> ProduceError {
+        ProduceError {
+            brokers: self.brokers.clone(),
+            reason,
+        }
+    }
+}

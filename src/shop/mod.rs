@@ -1,0 +1,109 @@
+//! The e-commerce job: orders and page views from Kafka → revenue per product per minute,
+//! revenue per category over sliding 5 minutes, user sessions and conversions → Cassandra.
+//!
+//! The `ecommerce` example is a command line over this module; tests and benchmarks run the
+//! same job through it.
+//!
+//! ```no_run
+//! use sluice::shop::{Shop, ShopSettings};
+//! # fn main() -> Result<(), sluice::shop::ShopError> {
+//! // No brokers or store named: in-process ones are started.
+//! let shop = Shop::start(ShopSettings { events: 10_000, ..ShopSettings::default() })?;
+//! shop.produce(|_| {})?;
+//! shop.job()?.run()?;
+//! println!("{}", shop.report(5, 6)?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Input (DESIGN of the topics): orders as JSON keyed by `product_id`
+//! (`{"order_id":"o-1","user_id":"u-42","product_id":"p-7","category":"books","price_cents":1999,"quantity":2,"ts":1764115200000}`),
+//! page views keyed by `user_id` (`{"user_id":"u-42","product_id":"p-7","url":"/p/p-7","ts":1764115100000}`).
+//! Each partition's watermark is its largest `ts` − 5 s; windows allow no lateness.
+
+mod error;
+mod pipeline;
+mod produce;
+mod report;
+mod services;
+mod settings;
+mod tables;
+
+pub use error::ShopError;
+pub use pipeline::{OUT_OF_ORDERNESS, PARTITION_IDLENESS, job_config, shop_job};
+pub use produce::{MALFORMED_ORDERS, ProduceSpec, Produced, ShopData, VIEWS_PER_ORDER, produce};
+pub use report::{ShopReport, dollars, thousands, utc};
+pub use settings::{OnBadRecord, PartialSettings, ShopSettings, parse_duration};
+pub use tables::{
+    ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
+};
+
+use sluice_engine::Job;
+
+use crate::embedded::Endpoints;
+
+/// The job with its services running and its tables in place.
+pub struct Shop {
+    settings: ShopSettings,
+    services: Endpoints,
+    tables: ShopTables,
+    data: ShopData,
+}
+
+impl Shop {
+    /// Checks the settings, starts or reaches the services, creates missing topics and tables
+    /// and checks the tables' columns, so that everything the job needs is known to work.
+    pub fn start(settings: ShopSettings) -> Result<Shop, ShopError> {
+        settings.validate()?;
+        let services = services::start_services(&settings)?;
+        let tables = ShopTables::new(&services.cql);
+        tables.connect()?;
+        Ok(Shop {
+            settings,
+            services,
+            tables,
+            data: ShopData::default(),
+        })
+    }
+
+    /// The settings the job runs with.
+    pub fn settings(&self) -> &ShopSettings {
+        &self.settings
+    }
+
+    /// The services it talks to.
+    pub fn services(&self) -> &Endpoints {
+        &self.services
+    }
+
+    /// The generated data set.
+    pub fn data(&self) -> &ShopData {
+        &self.data
+    }
+
+    /// Produces the configured number of generated orders and page views (nothing when
+    /// `events` is 0); `progress` is called with the records produced so far.
+    pub fn produce(&self, progress: impl FnMut(u64)) -> Result<Produced, ShopError> {
+        produce(
+            &self.services.kafka,
+            &ProduceSpec::from_settings(&self.settings),
+            &self.data,
+            progress,
+        )
+    }
+
+    /// The job, ready to run or start.
+    pub fn job(&self) -> Result<Job, ShopError> {
+        Ok(shop_job(&self.settings, &self.services.kafka, &self.tables)?)
+    }
+
+    /// The result tables' sinks.
+    pub fn tables(&self) -> &ShopTables {
+        &self.tables
+    }
+
+    /// Reads the result tables back.
+    pub fn report(&self, top: usize, trend: usize) -> Result<ShopReport, ShopError> {
+        Ok(ShopReport::read(&self.services.cql, top, trend)?)
+    }
+}

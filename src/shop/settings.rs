@@ -1,0 +1,327 @@
+//! The e-commerce job's settings: defaults, a TOML file, and overrides (flags, environment).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::ShopError;
+
+/// What the job does with an order or page view that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBadRecord {
+    /// Stop the job, naming topic, partition and offset.
+    Fail,
+    /// Skip it (counted in `bad_records_skipped`).
+    Skip,
+    /// Write it unchanged to `<topic>-dlq` (created if missing), with the error as a header.
+    #[default]
+    DeadLetter,
+}
+
+impl FromStr for OnBadRecord {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(OnBadRecord::Fail),
+            "skip" => Ok(OnBadRecord::Skip),
+            "dead-letter" => Ok(OnBadRecord::DeadLetter),
+            other => Err(format!(
+                "'{other}' is not a bad-record policy (fail, skip or dead-letter)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for OnBadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnBadRecord::Fail => "fail",
+            OnBadRecord::Skip => "skip",
+            OnBadRecord::DeadLetter => "dead-letter",
+        })
+    }
+}
+
+/// Everything the e-commerce job can be told. [`ShopSettings::default`] is the no-servers run:
+/// embedded Kafka and CQL store, 1,000,000 generated orders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShopSettings {
+    /// Kafka bootstrap servers; `None` starts librdkafka's in-process mock cluster.
+    pub brokers: Option<String>,
+    /// A CQL contact point (`host:port`); `None` starts the in-process CQL store.
+    pub cassandra: Option<String>,
+    /// Keyspace of the result tables.
+    pub keyspace: String,
+    /// Topic of the orders.
+    pub orders_topic: String,
+    /// Topic of the page views.
+    pub page_views_topic: String,
+    /// Partitions of the topics when the job creates them.
+    pub partitions: i32,
+    /// Consumer group of the job (each topic is read in `<group>-<topic>`).
+    pub group: String,
+    /// Orders to generate and produce before the job starts (page views: twice as many);
+    /// `0` produces nothing and only consumes.
+    pub events: u64,
+    /// End the input after this long without a record, closing open windows as at the end of
+    /// input; `None` runs until stopped.
+    pub exit_when_idle: Option<Duration>,
+    /// Worker threads; `None` = available cores.
+    pub workers: Option<usize>,
+    /// RocksDB state and checkpoints go here, and a restart resumes from the last complete
+    /// checkpoint; `None` keeps state in memory without checkpoints.
+    pub state_dir: Option<PathBuf>,
+    /// Time between checkpoints (with `state_dir`).
+    pub checkpoint_interval: Duration,
+    /// What to do with undecodable records.
+    pub on_bad_record: OnBadRecord,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Default for ShopSettings {
+    fn default() -> Self {
+        ShopSettings {
+            brokers: None,
+            cassandra: None,
+            keyspace: "shop".into(),
+            orders_topic: "orders".into(),
+            page_views_topic: "page_views".into(),
+            partitions: 4,
+            group: "sluice-shop".into(),
+            events: 1_000_000,
+            exit_when_idle: None,
+            workers: None,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(10),
+            on_bad_record: OnBadRecord::DeadLetter,
+            metrics_addr: None,
+        }
+    }
+}
+
+impl ShopSettings {
+    /// The dead-letter topic: `<orders topic>-dlq`.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}-dlq", self.orders_topic)
+    }
+
+    /// How long the job waits without input before it ends: the setting, or 2 s when it
+    /// produced its own input into an embedded broker (which then holds nothing else).
+    pub fn idle_exit(&self) -> Option<Duration> {
+        self.exit_when_idle
+            .or((self.brokers.is_none()).then_some(Duration::from_secs(2)))
+    }
+
+    /// Applies every setting `overrides` has.
+    pub fn apply(&mut self, overrides: PartialSettings) {
+        let o = overrides;
+        macro_rules! take {
+            ($($field:ident),*) => { $(if let Some(v) = o.$field { self.$field = v; })* };
+        }
+        take!(
+            keyspace,
+            orders_topic,
+            page_views_topic,
+            partitions,
+            group,
+            events,
+            checkpoint_interval,
+            on_bad_record
+        );
+        macro_rules! take_some {
+            ($($field:ident),*) => { $(if o.$field.is_some() { self.$field = o.$field; })* };
+        }
+        take_some!(
+            brokers,
+            cassandra,
+            exit_when_idle,
+            workers,
+            state_dir,
+            metrics_addr
+        );
+    }
+
+    /// Refuses settings the job cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<(), ShopError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ShopError::Setting {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.workers == Some(0) {
+            return invalid("workers", "must be at least 1");
+        }
+        if self.partitions < 1 {
+            return invalid("partitions", "must be at least 1");
+        }
+        if self.checkpoint_interval.is_zero() {
+            return invalid("checkpoint-interval", "must be longer than zero");
+        }
+        if !self
+            .keyspace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || self.keyspace.is_empty()
+        {
+            return invalid("keyspace", "must be letters, digits and underscores");
+        }
+        for (key, topic) in [
+            ("orders-topic", &self.orders_topic),
+            ("page-views-topic", &self.page_views_topic),
+        ] {
+            if topic.is_empty() {
+                return invalid(key, "must not be empty");
+            }
+        }
+        if self.orders_topic == self.page_views_topic {
+            return invalid("page-views-topic", "must differ from orders-topic");
+        }
+        Ok(())
+    }
+}
+
+/// Some of the settings, as a TOML file or the command line gives them. The file uses the
+/// flags' names with underscores (`orders_topic = "orders"`, `checkpoint_interval = "1s"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialSettings {
+    /// See [`ShopSettings::brokers`].
+    pub brokers: Option<String>,
+    /// See [`ShopSettings::cassandra`].
+    pub cassandra: Option<String>,
+    /// See [`ShopSettings::keyspace`].
+    pub keyspace: Option<String>,
+    /// See [`ShopSettings::orders_topic`].
+    pub orders_topic: Option<String>,
+    /// See [`ShopSettings::page_views_topic`].
+    pub page_views_topic: Option<String>,
+    /// See [`ShopSettings::partitions`].
+    pub partitions: Option<i32>,
+    /// See [`ShopSettings::group`].
+    pub group: Option<String>,
+    /// See [`ShopSettings::events`].
+    pub events: Option<u64>,
+    /// See [`ShopSettings::exit_when_idle`].
+    #[serde(default, deserialize_with = "de_duration")]
+    pub exit_when_idle: Option<Duration>,
+    /// See [`ShopSettings::workers`].
+    pub workers: Option<usize>,
+    /// See [`ShopSettings::state_dir`].
+    pub state_dir: Option<PathBuf>,
+    /// See [`ShopSettings::checkpoint_interval`].
+    #[serde(default, deserialize_with = "de_duration")]
+    pub checkpoint_interval: Option<Duration>,
+    /// See [`ShopSettings::on_bad_record`].
+    #[serde(default, deserialize_with = "de_policy")]
+    pub on_bad_record: Option<OnBadRecord>,
+    /// See [`ShopSettings::metrics_addr`].
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl PartialSettings {
+    /// Reads a TOML settings file; errors name the file, line and column.
+    pub fn from_file(path: &Path) -> Result<Self, ShopError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ShopError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ShopError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string().trim_end().to_string(),
+        })
+    }
+}
+
+/// A duration as `10` (seconds) or with a unit: `500ms`, `1s`, `2m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); e.g. 500ms, 10s, 2m"))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) => Ok(Some(Duration::from_secs(s))),
+        Raw::Text(t) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OnBadRecord>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_or_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_errors_name_the_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("shop.toml");
+        std::fs::write(
+            &path,
+            "keyspace = \"analytics\"\ncheckpoint_interval = \"1s\"\non_bad_record = \"skip\"\nexit_when_idle = 5\n",
+        )
+        .expect("write");
+        let mut settings = ShopSettings::default();
+        settings.apply(PartialSettings::from_file(&path).expect("valid file"));
+        assert_eq!(settings.keyspace, "analytics");
+        assert_eq!(settings.checkpoint_interval, Duration::from_secs(1));
+        assert_eq!(settings.on_bad_record, OnBadRecord::Skip);
+        assert_eq!(settings.exit_when_idle, Some(Duration::from_secs(5)));
+        assert_eq!(
+            settings.orders_topic, "orders",
+            "untouched settings keep their default"
+        );
+
+        std::fs::write(&path, "keyspace = \"shop\"\norder_topic = \"x\"\n").expect("write");
+        let error = PartialSettings::from_file(&path)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(error.contains("shop.toml") && error.contains("line 2"), "{error}");
+        std::fs::write(&path, "checkpoint_interval = \"often\"\n").expect("write");
+        let error = PartialSettings::from_file(&path)
+            .expect_err("bad duration")
+            .to_string();
+        assert!(error.contains("line 1") && error.contains("often"), "{error}");
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting() {
+        let settings = ShopSettings {
+            workers: Some(0),
+            ..ShopSettings::default()
+        };
+        let error = settings.validate().expect_err("zero workers").to_string();
+        assert!(error.contains("workers"), "{error}");
+        let settings = ShopSettings {
+            keyspace: "shop; DROP".into(),
+            ..ShopSettings::default()
+        };
+        assert!(settings.validate().is_err());
+    }
+}
