@@ -26,7 +26,10 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::engine::JobMetrics;
-use sluice::shop::{OnBadRecord, PartialSettings, Shop, ShopSettings, parse_duration, thousands, utc};
+use sluice::shop::{
+    OnBadRecord, PartialSettings, Shop, ShopSettings, VIEWS_PER_ORDER, parse_duration, records_read,
+    thousands, utc,
+};
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
 #[global_allocator]
@@ -140,24 +143,9 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     let shop = Shop::start(settings.clone())?;
     describe(&shop);
 
-    let produced = if settings.events > 0 {
-        let total = settings.events * (1 + sluice::shop::VIEWS_PER_ORDER) + sluice::shop::MALFORMED_ORDERS;
-        let bar = bar(args.quiet, Some(total), "producing");
-        let started = Instant::now();
-        let produced = shop.produce(|n| bar.set_position(n))?;
-        bar.finish_and_clear();
-        println!(
-            "Produced {} orders, {} page views and {} malformed orders in {:.1} s",
-            thousands(produced.orders),
-            thousands(produced.views),
-            produced.malformed,
-            started.elapsed().as_secs_f64()
-        );
-        Some(produced.total())
-    } else {
-        None
-    };
-
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
     let job = shop.job()?;
     let started = Instant::now();
     let handle = job.start().context("the job did not start")?;
@@ -173,25 +161,44 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     if let Some(server) = &metrics_server {
         println!("Metrics: http://{}/metrics", server.addr());
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
-    let bar = bar(args.quiet, produced, "running");
+    let expected = settings.events * (1 + VIEWS_PER_ORDER);
+    let bar = bar(args.quiet, (settings.events > 0).then_some(expected));
+    if settings.events > 0 {
+        // Generated records go in while the job reads them, as a shop's events would.
+        let produced = shop.produce_alongside(&handle, |n| {
+            if interrupted.load(Ordering::SeqCst) {
+                handle.stop();
+            }
+            bar.set_message(status(handle.metrics(), started, n));
+            bar.set_position(records_read(handle.metrics()));
+        })?;
+        bar.suspend(|| {
+            println!(
+                "Produced {} orders, {} page views and {} malformed orders in {:.1} s",
+                thousands(produced.orders),
+                thousands(produced.views),
+                produced.malformed,
+                started.elapsed().as_secs_f64()
+            )
+        });
+    }
     while !handle.is_finished() {
         if interrupted.load(Ordering::SeqCst) {
-            bar.println("Stopping (Ctrl-C); the next run resumes from the last checkpoint with --state-dir");
+            bar.suspend(|| {
+                println!("Stopping (Ctrl-C); with --state-dir the next run resumes from the last checkpoint")
+            });
             handle.stop();
             break;
         }
-        bar.set_position(read(handle.metrics()));
-        bar.set_message(status(handle.metrics(), started));
+        bar.set_position(records_read(handle.metrics()));
+        bar.set_message(status(handle.metrics(), started, expected));
         std::thread::sleep(Duration::from_millis(200));
     }
     let report = handle.join().context("the job failed")?;
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let m = &report.metrics;
-    let records = read(m);
+    let records = records_read(m);
     println!(
         "Processed {} records in {:.1} s ({} records/s): {} late orders, {} bad records dead-lettered, {} skipped",
         thousands(records),
@@ -234,13 +241,8 @@ fn describe(shop: &Shop) {
     );
 }
 
-/// Records read from both topics.
-fn read(m: &JobMetrics) -> u64 {
-    m.total("orders", "records_out") + m.total("page_views", "records_out")
-}
-
-fn status(m: &JobMetrics, started: Instant) -> String {
-    let records = read(m);
+fn status(m: &JobMetrics, started: Instant, produced: u64) -> String {
+    let records = records_read(m);
     let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
     let watermark = [
         m.gauge_min("orders", "watermark"),
@@ -252,41 +254,28 @@ fn status(m: &JobMetrics, started: Instant) -> String {
     .filter(|w| *w > 0)
     .map_or_else(|| "-".to_string(), |w| utc(w)[11..].to_string());
     format!(
-        "{} records/s, watermark {watermark}, {} dead-lettered",
+        "{} records/s, lag {}, watermark {watermark}, {} dead-lettered",
         thousands(rate as u64),
+        thousands(produced.saturating_sub(records)),
         m.total_all("dead_lettered")
     )
 }
 
-fn bar(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
+fn bar(quiet: bool, total: Option<u64>) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
     let (bar, template) = match total {
-        Some(total) if what == "running" => (
-            ProgressBar::new(total),
-            "{prefix:>9} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} (lag {lag}) {msg}",
-        ),
         Some(total) => (
             ProgressBar::new(total),
-            "{prefix:>9} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} {per_sec}",
+            "[{elapsed_precise}] {bar:30} {human_pos}/{human_len} records {msg}",
         ),
         None => (
             ProgressBar::new_spinner(),
-            "{prefix:>9} [{elapsed_precise}] {spinner} {human_pos} {msg}",
+            "[{elapsed_precise}] {spinner} {human_pos} records {msg}",
         ),
     };
-    let style = ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key(
-            "lag",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let lag = state.len().unwrap_or(0).saturating_sub(state.pos());
-                let _ = write!(w, "{}", thousands(lag));
-            },
-        );
-    bar.set_style(style);
-    bar.set_prefix(what.to_string());
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }

@@ -9,6 +9,7 @@
 //! generated measurements from 50 hosts (every tenth one slow, a long tail on all) and runs
 //! to the end of that input.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ use sluice::operators::cassandra::scylla::value::CqlTimestamp;
 use sluice::operators::cassandra::{CassandraSink, TableSchema, read_rows};
 use sluice::operators::kafka::KafkaSource;
 use sluice::prelude::*;
-use sluice::producer::JsonProducer;
+use sluice::producer::{JsonProducer, LagLimit};
 use sluice::shop::{thousands, utc};
 
 #[global_allocator]
@@ -72,21 +73,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     let services = Endpoints::start(args.brokers.as_deref(), args.cassandra.as_deref(), "monitoring")?;
     println!("Sluice monitoring job\n{}\n", services.describe());
     services.create_topic(TOPIC, 4)?;
-    if args.events > 0 {
-        let generator = HostMetricGenerator::default();
-        let started = Instant::now();
-        let mut producer = JsonProducer::new(&services.kafka)?;
-        for n in 0..args.events {
-            let m = generator.nth(n);
-            producer.send(TOPIC, &m.host, &m, Some(m.ts))?;
-        }
-        producer.flush(Duration::from_secs(60))?;
-        println!(
-            "Produced {} measurements in {:.1} s",
-            thousands(args.events),
-            started.elapsed().as_secs_f64()
-        );
-    }
 
     let table = CassandraSink::<HostLatency>::new(services.cql.clone(), "host_latency_1m")
         .create_table_if_missing(
@@ -100,6 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         config = config.workers(w);
     }
     let (kafka, idle) = (services.kafka.clone(), Duration::from_secs(args.exit_when_idle));
+    let generator = HostMetricGenerator::default();
     let job = Job::new(config, move |b| {
         b.source(
             "metrics",
@@ -127,7 +114,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         Ok(())
     })?;
     let started = Instant::now();
-    let report = job.run().context("the job failed")?;
+    let handle = job.start().context("the job did not start")?;
+    if args.events > 0 {
+        // Generated measurements go in while the job reads them, at most a bounded lag ahead.
+        let limit = LagLimit::new(&handle, &["metrics"], services.max_lag());
+        let mut producer = JsonProducer::new(&services.kafka)?;
+        for n in 0..args.events {
+            let m = generator.nth(n);
+            producer.send(TOPIC, &m.host, &m, Some(m.ts))?;
+            if n % 1024 == 0 {
+                limit.wait(n);
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        println!(
+            "Produced {} measurements in {:.1} s",
+            thousands(args.events),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let report = handle.join().context("the job failed")?;
     println!(
         "Processed {} measurements in {:.1} s\n",
         thousands(report.metrics.total("metrics", "records_out")),
@@ -138,11 +144,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         &services.cql,
         "SELECT host, window_start, requests, p50_us, p99_us, p999_us FROM monitoring.host_latency_1m",
     )?;
-    // The newest minute is usually cut short by the end of input; report the one before.
-    let mut minutes: Vec<i64> = rows.iter().map(|r| r.1.0).collect();
-    minutes.sort_unstable();
-    minutes.dedup();
-    let Some(minute) = minutes.iter().rev().nth(1).or(minutes.last()).copied() else {
+    // The first and last minutes are cut short by the input; report the busiest one.
+    let mut per_minute: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in &rows {
+        *per_minute.entry(r.1.0).or_default() += r.2;
+    }
+    let Some(minute) = per_minute.iter().max_by_key(|(m, n)| (**n, **m)).map(|(m, _)| *m) else {
         println!("No windows completed.");
         return Ok(());
     };

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The example starts an in-process Kafka broker and CQL store (or uses `--brokers` /
-//! `--cassandra`), produces 300,000 generated payments, then runs the job in a child process
+//! `--cassandra`), produces 200,000 generated payments, then runs the job in a child process
 //! with RocksDB state and a checkpoint every 500 ms. Once two checkpoints are complete it kills
 //! the child with SIGKILL, starts a new one that resumes from the last complete checkpoint and
 //! runs to the end of the input, and finally checks every balance and total in the tables
@@ -45,7 +45,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Payments to generate and produce.
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, default_value_t = 200_000)]
     events: u64,
     /// Run once to the end, without the crash.
     #[arg(long)]
@@ -90,6 +90,8 @@ struct MinuteTotal {
 }
 
 const TOPIC: &str = "payments";
+/// A payment's size in the broker's log, generously (JSON of about 110 bytes plus framing).
+const PAYMENT_BYTES: u64 = 200;
 const KEYSPACE: &str = "payments";
 
 /// Applies each payment to its account's balance and emits the new balance.
@@ -130,8 +132,18 @@ fn main() {
     }
 }
 
-fn tables(cql: &CassandraConfig) -> (CassandraSink<Balance>, CassandraSink<MinuteTotal>) {
-    let balances = CassandraSink::new(cql.clone(), "account_balances")
+fn tables(
+    cql: &CassandraConfig,
+    embedded_store: bool,
+) -> (CassandraSink<Balance>, CassandraSink<MinuteTotal>) {
+    // The in-process store keeps no write timestamps: the last write to arrive wins, so one
+    // account's balances must arrive in order there. Cassandra orders them by timestamp.
+    let balance_config = if embedded_store {
+        cql.clone().max_in_flight(1)
+    } else {
+        cql.clone()
+    };
+    let balances = CassandraSink::new(balance_config, "account_balances")
         .create_table_if_missing(TableSchema::partition_key(["account_id"]).timestamp_columns(["updated_at"]))
         .write_timestamp(|b: &Balance, _| b.payments);
     let totals = CassandraSink::new(cql.clone(), "currency_totals_1m").create_table_if_missing(
@@ -152,7 +164,7 @@ fn run_job(args: &Args, run: u32) -> anyhow::Result<()> {
     if args.embedded_store {
         cql = cql.for_embedded_store();
     }
-    let (balances, totals) = tables(&cql);
+    let (balances, totals) = tables(&cql, args.embedded_store);
     let mut config = JobConfig::new("transactions")
         .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
         .checkpoints(CheckpointConfig::new(dir.join("checkpoints")).interval(Duration::from_millis(500)));
@@ -195,7 +207,17 @@ fn run_job(args: &Args, run: u32) -> anyhow::Result<()> {
 fn run(args: &Args) -> anyhow::Result<()> {
     let services = Endpoints::start(args.brokers.as_deref(), args.cassandra.as_deref(), KEYSPACE)?;
     println!("Sluice transactions job\n{}\n", services.describe());
-    services.create_topic(TOPIC, 4)?;
+    // The job runs in other processes, so the producer cannot follow its progress: all
+    // payments go in first. The in-process broker keeps only 5 MB per partition, so the topic
+    // gets enough partitions to hold them all.
+    let partitions = if services.kafka_is_embedded() { 16 } else { 4 };
+    if services.kafka_is_embedded() && args.events * PAYMENT_BYTES / partitions as u64 > 4_000_000 {
+        bail!(
+            "the in-process broker keeps 5 MB per partition: at most {} payments (or use --brokers)",
+            4_000_000 * partitions as u64 / PAYMENT_BYTES
+        );
+    }
+    services.create_topic(TOPIC, partitions)?;
     let generator = PaymentGenerator::default();
     let payments: Vec<Payment> = (0..args.events).map(|n| generator.nth(n)).collect();
     let mut producer = JsonProducer::new(&services.kafka)?;
@@ -205,7 +227,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     producer.flush(Duration::from_secs(60))?;
     println!("Produced {} payments", thousands(payments.len() as u64));
     // Create the tables here, so the child processes find them.
-    let (balances, totals) = tables(&services.cql);
+    let (balances, totals) = tables(&services.cql, services.cql_is_embedded());
     balances.connect()?;
     totals.connect()?;
 

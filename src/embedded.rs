@@ -8,7 +8,13 @@ use rdkafka::producer::DefaultProducerContext;
 pub use sluice_operators::cassandra::EmbeddedCql;
 use sluice_operators::kafka::KafkaConfig;
 
-/// A one-broker Kafka cluster in this process (stopped when dropped).
+/// Records a producer may be ahead of the job reading them from the in-process broker, which
+/// keeps only the newest 5 MB (or 100,000 batches) of each partition and drops older records:
+/// see [`crate::producer::LagLimit`].
+pub const EMBEDDED_MAX_LAG: u64 = 40_000;
+
+/// A one-broker Kafka cluster in this process (stopped when dropped). Each partition keeps
+/// only its newest 5 MB: keep producers close to the consumers ([`EMBEDDED_MAX_LAG`]).
 pub struct EmbeddedKafka {
     cluster: MockCluster<'static, DefaultProducerContext>,
 }
@@ -103,6 +109,16 @@ impl Endpoints {
     /// Whether the CQL store is the in-process one.
     pub fn cql_is_embedded(&self) -> bool {
         self.cql_server.is_some()
+    }
+
+    /// How far a producer may run ahead of the job: [`EMBEDDED_MAX_LAG`] records with the
+    /// in-process broker, unlimited otherwise.
+    pub fn max_lag(&self) -> u64 {
+        if self.kafka_is_embedded() {
+            EMBEDDED_MAX_LAG
+        } else {
+            u64::MAX
+        }
     }
 
     /// Creates `topic` if it does not exist.

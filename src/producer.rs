@@ -6,6 +6,7 @@ use std::time::Duration;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
+use sluice_engine::JobHandle;
 use sluice_operators::kafka::{KafkaConfig, LoggingContext};
 
 /// Producing failed.
@@ -106,6 +107,39 @@ impl JsonProducer {
         ProduceError {
             brokers: self.brokers.clone(),
             reason,
+        }
+    }
+}
+
+/// Holds a producer back so it is at most `max_lag` records ahead of what a running job's
+/// sources have read: generated input then goes in at the pace the job takes it, and a broker
+/// that keeps little (such as the in-process one, 5 MB per partition) loses nothing.
+pub struct LagLimit<'a> {
+    job: &'a JobHandle,
+    sources: Vec<String>,
+    max_lag: u64,
+}
+
+impl<'a> LagLimit<'a> {
+    /// Limits the lag behind the sum of `records_out` of `sources` of `job`.
+    pub fn new(job: &'a JobHandle, sources: &[&str], max_lag: u64) -> Self {
+        LagLimit {
+            job,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            max_lag,
+        }
+    }
+
+    /// Records the sources have read.
+    pub fn read(&self) -> u64 {
+        let metrics = self.job.metrics();
+        self.sources.iter().map(|s| metrics.total(s, "records_out")).sum()
+    }
+
+    /// Waits until `produced` is at most the limit ahead, or the job has ended.
+    pub fn wait(&self, produced: u64) {
+        while produced.saturating_sub(self.read()) > self.max_lag && !self.job.is_finished() {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }

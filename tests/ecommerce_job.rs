@@ -23,12 +23,21 @@ use sluice::shop::{
 
 type Table = BTreeMap<(String, i64), Vec<i64>>;
 
-/// Runs the job to the end of its input; returns its report and the tables as read back.
-fn run(settings: ShopSettings) -> (Shop, JobReport, [Table; 4]) {
+/// Runs the job to the end of its input, producing the input first or (as the example does)
+/// while the job runs; returns its report and the tables as read back.
+fn run(settings: ShopSettings, alongside: bool) -> (Shop, JobReport, [Table; 4]) {
     let shop = Shop::start(settings).expect("services and tables");
-    let produced = shop.produce(|_| {}).expect("produced");
-    assert_eq!(produced.orders, shop.settings().events);
-    let report = shop.job().expect("valid job").run().expect("job runs");
+    let job = shop.job().expect("valid job");
+    let report = if alongside {
+        let handle = job.start().expect("job starts");
+        let produced = shop.produce_alongside(&handle, |_| {}).expect("produced");
+        assert_eq!(produced.orders, shop.settings().events);
+        handle.join().expect("job runs")
+    } else {
+        let produced = shop.produce(|_| {}).expect("produced");
+        assert_eq!(produced.orders, shop.settings().events);
+        job.run().expect("job runs")
+    };
     let tables = read_tables(&shop);
     (shop, report, tables)
 }
@@ -179,7 +188,7 @@ fn embedded_defaults_write_the_tables_a_batch_computation_gives() {
         workers: Some(2),
         ..ShopSettings::default()
     };
-    let (shop, report, tables) = run(settings);
+    let (shop, report, tables) = run(settings, true);
     assert_tables_match_batch(&shop, &tables);
     let m = &report.metrics;
     assert_eq!(m.total("orders", "dead_lettered"), MALFORMED_ORDERS);
@@ -244,7 +253,7 @@ fn against_a_kafka_broker_with_checkpoints_the_tables_match_a_batch_computation(
         checkpoint_interval: Duration::from_millis(200),
         ..ShopSettings::default()
     };
-    let (shop, report, tables) = run(settings);
+    let (shop, report, tables) = run(settings, false);
     assert_tables_match_batch(&shop, &tables);
     assert_eq!(report.metrics.total("orders", "dead_lettered"), MALFORMED_ORDERS);
     let checkpoints = list_checkpoints(&dir.0.join("checkpoints")).expect("checkpoints listed");

@@ -87,7 +87,7 @@ fn fold(running: &mut Running, value: Option<Num>, n: u64) {
     };
     match (running, value) {
         (Running::Count(c), _) => *c += n,
-        (Running::Sum(s), Some(v)) => *s = Some(s.map_or(v, |s| s.add(v))),
+        (Running::Sum(s), Some(v)) => *s = Some(s.map_or(v, |s| s + v)),
         (Running::Min(m), Some(v)) => pick(m, v, |a, b| a < b),
         (Running::Max(m), Some(v)) => pick(m, v, |a, b| a > b),
         (Running::Avg(s, c), Some(v)) => {

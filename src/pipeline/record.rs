@@ -41,27 +41,35 @@ impl Num {
         }
     }
 
-    /// The sum; integers stay integers unless they overflow.
-    pub fn add(self, other: Num) -> Num {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => a.checked_add(b).map_or(Num::Float(a as f64 + b as f64), Num::Int),
-            (a, b) => Num::Float(a.as_f64() + b.as_f64()),
-        }
-    }
-
-    /// The product; integers stay integers unless they overflow.
-    pub fn mul(self, other: Num) -> Num {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => a.checked_mul(b).map_or(Num::Float(a as f64 * b as f64), Num::Int),
-            (a, b) => Num::Float(a.as_f64() * b.as_f64()),
-        }
-    }
-
     /// As JSON.
     pub fn to_json(self) -> Value {
         match self {
             Num::Int(i) => Value::from(i),
             Num::Float(f) => Value::from(f),
+        }
+    }
+}
+
+impl std::ops::Add for Num {
+    type Output = Num;
+
+    /// The sum; integers stay integers unless they overflow.
+    fn add(self, other: Num) -> Num {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => a.checked_add(b).map_or(Num::Float(a as f64 + b as f64), Num::Int),
+            (a, b) => Num::Float(a.as_f64() + b.as_f64()),
+        }
+    }
+}
+
+impl std::ops::Mul for Num {
+    type Output = Num;
+
+    /// The product; integers stay integers unless they overflow.
+    fn mul(self, other: Num) -> Num {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => a.checked_mul(b).map_or(Num::Float(a as f64 * b as f64), Num::Int),
+            (a, b) => Num::Float(a.as_f64() * b.as_f64()),
         }
     }
 }
@@ -138,7 +146,7 @@ impl Fields {
                 Some(factors) => {
                     let mut product = Num::Int(1);
                     for f in factors {
-                        product = product.mul(number(f)?);
+                        product = product * number(f)?;
                     }
                     Some(product)
                 }
@@ -204,8 +212,8 @@ mod tests {
 
     #[test]
     fn integer_sums_stay_exact() {
-        assert_eq!(Num::Int(i64::MAX - 1).add(Num::Int(1)), Num::Int(i64::MAX));
-        assert!(matches!(Num::Int(i64::MAX).add(Num::Int(1)), Num::Float(_)));
-        assert_eq!(Num::Int(2).add(Num::Float(0.5)), Num::Float(2.5));
+        assert_eq!(Num::Int(i64::MAX - 1) + Num::Int(1), Num::Int(i64::MAX));
+        assert!(matches!(Num::Int(i64::MAX) + Num::Int(1), Num::Float(_)));
+        assert_eq!(Num::Int(2) + Num::Float(0.5), Num::Float(2.5));
     }
 }

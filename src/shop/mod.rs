@@ -38,9 +38,15 @@ pub use tables::{
     ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
 };
 
-use sluice_engine::Job;
+use sluice_engine::{Job, JobHandle, JobMetrics};
 
 use crate::embedded::Endpoints;
+use crate::producer::LagLimit;
+
+/// Orders and page views the job has read.
+pub fn records_read(metrics: &JobMetrics) -> u64 {
+    metrics.total("orders", "records_out") + metrics.total("page_views", "records_out")
+}
 
 /// The job with its services running and its tables in place.
 pub struct Shop {
@@ -90,6 +96,23 @@ impl Shop {
             &self.data,
             progress,
         )
+    }
+
+    /// Produces the input while `job` runs, with at most
+    /// [`EMBEDDED_MAX_LAG`](crate::embedded::EMBEDDED_MAX_LAG) records
+    /// produced but not yet read when the broker is the in-process one, which keeps only the
+    /// newest 5 MB of each partition; `progress` gets the records produced so far. Stops
+    /// waiting for the job if it ends.
+    pub fn produce_alongside(
+        &self,
+        job: &JobHandle,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Produced, ShopError> {
+        let limit = LagLimit::new(job, &["orders", "page_views"], self.services.max_lag());
+        self.produce(|produced| {
+            progress(produced);
+            limit.wait(produced);
+        })
     }
 
     /// The job, ready to run or start.

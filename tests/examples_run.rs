@@ -1,0 +1,89 @@
+//! The examples as a user runs them, with their embedded defaults and smaller inputs: each
+//! must finish, and the transactions example must find every balance equal to the payments
+//! after it killed and restarted its job.
+//!
+//! `cargo test` builds the examples next to the test binaries (`target/<profile>/examples`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile.join("examples").join(name)
+}
+
+/// Runs an example; returns its standard output, failing the test on a non-zero exit.
+fn run(name: &str, args: &[&str]) -> String {
+    let out = Command::new(example(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run example {name}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn ecommerce_runs_to_a_report_without_servers() {
+    let out = run("ecommerce", &["--events", "20000", "--quiet"]);
+    assert!(out.contains("in-process broker"), "{out}");
+    assert!(out.contains("Processed 60,000 records"), "{out}");
+    assert!(out.contains("10 bad records dead-lettered"), "{out}");
+    for part in [
+        "Top products in the minute",
+        "category_revenue_5m",
+        "Sessions",
+        "Conversions",
+    ] {
+        assert!(out.contains(part), "{part} missing:\n{out}");
+    }
+}
+
+#[test]
+fn ecommerce_refuses_bad_flags_in_one_line() {
+    let out = Command::new(example("ecommerce"))
+        .args(["--checkpoint-interval", "often"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("often"), "{err}");
+    let out = Command::new(example("ecommerce"))
+        .args(["--workers", "0"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("workers"), "{err}");
+}
+
+#[test]
+fn iot_and_monitoring_write_their_tables() {
+    let out = run("iot", &["--events", "20000"]);
+    assert!(out.contains("Processed 20,000 readings"), "{out}");
+    assert!(out.contains("rows in iot.device_stats_1m"), "{out}");
+    let out = run("monitoring", &["--events", "20000"]);
+    assert!(out.contains("Processed 20,000 measurements"), "{out}");
+    assert!(out.contains("rows in monitoring.host_latency_1m"), "{out}");
+}
+
+#[test]
+fn transactions_count_every_payment_once_across_a_kill() {
+    let out = run("transactions", &["--events", "60000"]);
+    assert!(out.contains("Killed the job (SIGKILL)"), "{out}");
+    assert!(out.contains("0 differ from the payments"), "{out}");
+    assert!(out.contains("Every payment counted exactly once."), "{out}");
+}

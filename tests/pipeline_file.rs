@@ -1,0 +1,221 @@
+//! Declarative pipelines (`sluice run FILE`): a windowed aggregation and a pass-through copy
+//! from librdkafka's mock cluster into the in-process CQL store, compared with the input; and
+//! the `sluice` binary's checks, errors and checkpoint listing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::TempDir;
+use common::kafka::{order_fixtures, produce};
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::embedded::{EmbeddedCql, EmbeddedKafka};
+use sluice::operators::cassandra::scylla::value::CqlTimestamp;
+use sluice::operators::cassandra::{CassandraConfig, execute_cql, read_rows};
+use sluice::pipeline::Pipeline;
+
+const ORDERS: u64 = 3_000;
+
+struct Setup {
+    kafka: EmbeddedKafka,
+    store: EmbeddedCql,
+    cql: CassandraConfig,
+    orders: Vec<Order>,
+    dir: TempDir,
+}
+
+/// Orders (with two malformed records) in topic `orders`; keyspace `pipes` with a revenue table
+/// and a copy table.
+fn setup(tag: &str) -> Setup {
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    kafka.create_topic("orders", 4).expect("topic");
+    kafka.create_topic("orders-dlq", 1).expect("topic");
+    let generator = OrderGenerator {
+        products: 30,
+        orders_per_second: 20,
+        ..OrderGenerator::default()
+    };
+    let orders: Vec<Order> = (0..ORDERS).map(|i| generator.nth(i)).collect();
+    let records = order_fixtures(
+        &orders,
+        &[
+            (100, "not json"),
+            (2_000, "{\"product_id\":\"p-1\",\"ts\":\"noon\"}"),
+        ],
+    );
+    produce(kafka.config().brokers(), "orders", &records);
+    let store = EmbeddedCql::start().expect("CQL store");
+    let cql = store.config("pipes");
+    execute_cql(
+        &cql,
+        &[
+            "CREATE KEYSPACE IF NOT EXISTS pipes WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            "CREATE TABLE IF NOT EXISTS pipes.revenue (product_id text, window_start timestamp, revenue_cents bigint, orders bigint, largest bigint, PRIMARY KEY ((product_id), window_start))",
+            "CREATE TABLE IF NOT EXISTS pipes.copy (id text PRIMARY KEY, product text, cents bigint, at timestamp)",
+        ],
+    )
+    .expect("tables");
+    Setup {
+        kafka,
+        store,
+        cql,
+        orders,
+        dir: TempDir::new(tag),
+    }
+}
+
+impl Setup {
+    /// Writes a pipeline file with `body` after the common `[source]` settings.
+    fn file(&self, name: &str, key: Option<&str>, body: &str) -> std::path::PathBuf {
+        let key = key.map(|k| format!("key = \"{k}\"\n")).unwrap_or_default();
+        let text = format!(
+            "name = \"{name}\"\nworkers = 2\n\n[source]\nbrokers = \"{}\"\ntopic = \"orders\"\n{key}event_time = \"ts\"\nexit_when_idle = \"2s\"\non_bad_record = \"skip\"\n\n{body}",
+            self.kafka.config().brokers()
+        );
+        let path = self.dir.0.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write pipeline");
+        path
+    }
+
+    fn sink(&self, table: &str) -> String {
+        format!(
+            "[sink]\ncassandra = \"{}\"\nkeyspace = \"pipes\"\ntable = \"{table}\"\nschema_metadata = false\n",
+            self.store.addr()
+        )
+    }
+}
+
+fn sluice(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_windowed_pipeline_file_writes_the_aggregates_a_batch_computation_gives() {
+    let s = setup("pipe-window");
+    let body = format!(
+        "[window]\nkind = \"tumbling\"\nsize = \"1m\"\n\n\
+         [[aggregate]]\ncolumn = \"revenue_cents\"\nfunction = \"sum\"\nfield = \"price_cents * quantity\"\n\n\
+         [[aggregate]]\ncolumn = \"orders\"\nfunction = \"count\"\n\n\
+         [[aggregate]]\ncolumn = \"largest\"\nfunction = \"max\"\nfield = \"quantity\"\n\n{}",
+        s.sink("revenue")
+    );
+    let path = s.file("revenue", Some("product_id"), &body);
+    let pipeline = Pipeline::load(&path).expect("valid pipeline");
+    pipeline.connect().expect("table fits");
+    let report = pipeline.job().expect("job").run().expect("runs");
+    assert_eq!(report.metrics.total("source", "bad_records_skipped"), 2);
+
+    let mut expected: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
+    for o in &s.orders {
+        let e = expected
+            .entry((o.product_id.clone(), o.ts - o.ts.rem_euclid(60_000)))
+            .or_default();
+        e.0 += o.revenue_cents();
+        e.1 += 1;
+        e.2 = e.2.max(o.quantity);
+    }
+    let got: BTreeMap<(String, i64), (i64, i64, i64)> = read_rows::<(String, CqlTimestamp, i64, i64, i64)>(
+        &s.cql,
+        "SELECT product_id, window_start, revenue_cents, orders, largest FROM pipes.revenue",
+    )
+    .expect("read back")
+    .into_iter()
+    .map(|(p, w, r, o, l)| ((p, w.0), (r, o, l)))
+    .collect();
+    assert_eq!(got, expected);
+    assert_eq!(pipeline.sink_stats().rows_written(), expected.len() as u64);
+}
+
+#[test]
+fn a_pass_through_pipeline_copies_mapped_fields() {
+    let s = setup("pipe-copy");
+    let body = format!(
+        "{}\n[sink.columns]\nid = \"order_id\"\nproduct = \"product_id\"\ncents = \"price_cents\"\nat = \"ts\"\n",
+        s.sink("copy")
+    );
+    let path = s.file("copy", None, &body);
+    let pipeline = Pipeline::load(&path).expect("valid pipeline");
+    pipeline.job().expect("job").run().expect("runs");
+    let got: BTreeMap<String, (String, i64, i64)> = read_rows::<(String, String, i64, CqlTimestamp)>(
+        &s.cql,
+        "SELECT id, product, cents, at FROM pipes.copy",
+    )
+    .expect("read back")
+    .into_iter()
+    .map(|(id, p, c, at)| (id, (p, c, at.0)))
+    .collect();
+    let expected: BTreeMap<String, (String, i64, i64)> = s
+        .orders
+        .iter()
+        .map(|o| (o.order_id.clone(), (o.product_id.clone(), o.price_cents, o.ts)))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_command_line_checks_files_points_at_lines_and_lists_checkpoints() {
+    let s = setup("pipe-cli");
+    let state = s.dir.0.join("state");
+    let body = format!(
+        "[window]\nkind = \"sliding\"\nsize = \"2m\"\nslide = \"1m\"\n\n\
+         [[aggregate]]\ncolumn = \"revenue_cents\"\nfunction = \"sum\"\nfield = \"price_cents\"\n\n\
+         [[aggregate]]\ncolumn = \"orders\"\nfunction = \"count\"\n\n\
+         [[aggregate]]\ncolumn = \"largest\"\nfunction = \"max\"\nfield = \"quantity\"\n\n{}",
+        s.sink("revenue")
+    );
+    let path = s.file("sliding", Some("product_id"), &body);
+    let path_text = path.to_string_lossy().into_owned();
+
+    let (ok, out, err) = sluice(&["run", &path_text, "--check"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("pipeline and table check out"), "{out}");
+
+    // A table column the pipeline does not have: refused before running, naming the column.
+    let wrong = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("column = \"largest\"", "column = \"biggest\"");
+    let wrong_path = s.dir.0.join("wrong.toml");
+    std::fs::write(&wrong_path, wrong).expect("write");
+    let (ok, _, err) = sluice(&["run", &wrong_path.to_string_lossy(), "--check"]);
+    assert!(!ok && err.contains("biggest"), "{err}");
+
+    // A typo in the file: one line naming file and line.
+    let typo = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("kind = \"sliding\"", "kind = \"slidin\"");
+    let typo_path = s.dir.0.join("typo.toml");
+    std::fs::write(&typo_path, typo).expect("write");
+    let (ok, _, err) = sluice(&["run", &typo_path.to_string_lossy()]);
+    let expected_prefix = format!("error: {}:13:", typo_path.display());
+    assert!(!ok && err.starts_with(&expected_prefix), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    // Run with checkpoints, then list and show them.
+    let with_state = format!(
+        "state_dir = \"{}\"\ncheckpoint_interval = \"100ms\"\n{}",
+        state.display(),
+        std::fs::read_to_string(&path).expect("read")
+    );
+    std::fs::write(&path, with_state).expect("write");
+    let (ok, out, err) = sluice(&["run", &path_text]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("records in"), "{out}");
+    let (ok, out, err) = sluice(&["checkpoints", "list", "--state-dir", &state.to_string_lossy()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().count() >= 2,
+        "a header and at least one checkpoint: {out}"
+    );
+    let (ok, out, err) = sluice(&["checkpoints", "show", "--state-dir", &state.to_string_lossy()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"checkpoint_id\""), "{out}");
+}
