@@ -50,6 +50,54 @@ fn ecommerce_runs_to_a_report_without_servers() {
 }
 
 #[test]
+fn ecommerce_serves_prometheus_metrics_while_it_runs() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(example("ecommerce"))
+        .args(["--events", "40000", "--quiet", "--metrics-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ecommerce");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url_line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("Metrics: http://"))
+        .expect("the example prints the metrics address");
+    let addr = url_line
+        .trim_start_matches("Metrics: http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let wanted = [
+        "sluice_records_out{operator=\"orders\"",
+        "sluice_watermark{operator=\"page_views\"",
+        "sluice_sink_rows_written{table=\"product_revenue_1m\"}",
+        "sluice_sink_write_latency_us{table=\"conversions\",quantile=\"0.99\"}",
+    ];
+    // Operators register their metrics as the workers start: ask until all are there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut page = String::new();
+    while std::time::Instant::now() < deadline && !wanted.iter().all(|m| page.contains(m)) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        page.clear();
+        let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+            break;
+        };
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        stream.read_to_string(&mut page).expect("response");
+    }
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    for metric in wanted {
+        assert!(page.contains(metric), "{metric} missing from:\n{page}");
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().expect("exit").success(), "{rest:?}");
+}
+
+#[test]
 fn ecommerce_refuses_bad_flags_in_one_line() {
     let out = Command::new(example("ecommerce"))
         .args(["--checkpoint-interval", "often"])

@@ -162,6 +162,42 @@ fn a_pass_through_pipeline_copies_mapped_fields() {
 }
 
 #[test]
+fn the_command_line_produces_generated_events() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let s = setup("pipe-produce");
+    s.kafka.create_topic("readings", 3).expect("topic");
+    let brokers = s.kafka.config().brokers().to_string();
+    let (ok, out, err) = sluice(&[
+        "produce",
+        "--brokers",
+        &brokers,
+        "--kind",
+        "iot",
+        "--topic",
+        "readings",
+        "--events",
+        "500",
+    ]);
+    assert!(
+        ok && out.contains("produced 500 events to 'readings'"),
+        "{out}{err}"
+    );
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("consumer");
+    let stored: i64 = (0..3)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks("readings", p, std::time::Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum();
+    assert_eq!(stored, 500);
+}
+
+#[test]
 fn the_command_line_checks_files_points_at_lines_and_lists_checkpoints() {
     let s = setup("pipe-cli");
     let state = s.dir.0.join("state");

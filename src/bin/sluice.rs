@@ -3,6 +3,7 @@
 //! ```text
 //! sluice run pipeline.toml
 //! sluice produce --brokers 127.0.0.1:9092 --events 100000 --rate 5000
+//! sluice produce --brokers 127.0.0.1:9092 --kind iot --events 1000000
 //! sluice checkpoints list --state-dir /var/lib/sluice/revenue
 //! sluice checkpoints show --state-dir /var/lib/sluice/revenue 12
 //! ```
@@ -14,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use sluice::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice::engine::{list_checkpoints, show_manifest};
 use sluice::operators::kafka::KafkaConfig;
 use sluice::pipeline::Pipeline;
+use sluice::producer::JsonProducer;
 use sluice::shop::{ProduceSpec, ShopData, produce, thousands, utc};
 
 #[derive(Parser, Debug)]
@@ -40,21 +43,26 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Generate e-commerce orders and page views into Kafka.
+    /// Generate events into Kafka: e-commerce orders and page views, sensor readings,
+    /// payments or host metrics.
     Produce {
         /// Kafka bootstrap servers.
         #[arg(long, value_name = "HOST:PORT")]
         brokers: String,
-        /// Topic of the orders (created if missing).
-        #[arg(long, default_value = "orders")]
-        orders_topic: String,
+        /// What to generate.
+        #[arg(long, value_enum, default_value = "ecommerce")]
+        kind: Kind,
+        /// Topic of the orders, or of the other kinds' events (created if missing)
+        /// [default: orders, sensor_readings, payments, host_metrics].
+        #[arg(long)]
+        topic: Option<String>,
         /// Topic of the page views (created if missing).
         #[arg(long, default_value = "page_views")]
         page_views_topic: String,
-        /// Orders to produce (page views: twice as many).
+        /// Events to produce (for e-commerce: orders, and twice as many page views).
         #[arg(long, default_value_t = 100_000)]
         events: u64,
-        /// Orders per second of wall-clock time (default: as fast as the brokers take them).
+        /// Events (orders) per second of wall-clock time [default: as fast as the brokers take them].
         #[arg(long)]
         rate: Option<u64>,
         /// Partitions of topics it creates.
@@ -66,6 +74,19 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+}
+
+/// Kinds of generated events.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Orders and page views (`sluice::datagen::{Order, PageView}`).
+    Ecommerce,
+    /// Sensor readings (`SensorReading`, key `device_id`).
+    Iot,
+    /// Payments (`Payment`, key `account_id`).
+    Payments,
+    /// Request latencies per host (`HostMetric`, key `host`).
+    Hosts,
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,20 +120,21 @@ fn main() {
         Command::Run { pipeline, check } => run(&pipeline, check),
         Command::Produce {
             brokers,
-            orders_topic,
+            kind,
+            topic,
             page_views_topic,
             events,
             rate,
             partitions,
         } => {
             let spec = ProduceSpec {
-                orders_topic,
+                orders_topic: topic.unwrap_or_else(|| default_topic(kind).to_string()),
                 page_views_topic,
                 partitions,
                 events,
                 orders_per_second: rate,
             };
-            produce_events(&brokers, &spec)
+            produce_events(&brokers, kind, &spec)
         }
         Command::Checkpoints { command } => match command {
             CheckpointCommand::List { state_dir } => list(&state_dir),
@@ -168,19 +190,71 @@ fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn produce_events(brokers: &str, spec: &ProduceSpec) -> anyhow::Result<()> {
+fn default_topic(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ecommerce => "orders",
+        Kind::Iot => "sensor_readings",
+        Kind::Payments => "payments",
+        Kind::Hosts => "host_metrics",
+    }
+}
+
+fn produce_events(brokers: &str, kind: Kind, spec: &ProduceSpec) -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(brokers);
-    for topic in [&spec.orders_topic, &spec.page_views_topic] {
+    let mut topics = vec![&spec.orders_topic];
+    if kind == Kind::Ecommerce {
+        topics.push(&spec.page_views_topic);
+    }
+    for topic in topics {
         sluice::operators::kafka::ensure_topic(&kafka, topic, spec.partitions)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let started = Instant::now();
-    let produced = produce(&kafka, spec, &ShopData::default(), |_| {})?;
+    if kind == Kind::Ecommerce {
+        let produced = produce(&kafka, spec, &ShopData::default(), |_| {})?;
+        println!(
+            "produced {} orders, {} page views and {} malformed orders in {:.1} s",
+            thousands(produced.orders),
+            thousands(produced.views),
+            produced.malformed,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let (sensors, payments, hosts) = (
+        SensorGenerator::default(),
+        PaymentGenerator::default(),
+        HostMetricGenerator::default(),
+    );
+    let mut producer = JsonProducer::new(&kafka)?;
+    let topic = spec.orders_topic.as_str();
+    for n in 0..spec.events {
+        if let Some(rate) = spec.orders_per_second.filter(|r| *r > 0 && n % 64 == 0) {
+            let due = Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        match kind {
+            Kind::Iot => {
+                let r = sensors.nth(n);
+                producer.send(topic, &r.device_id, &r, Some(r.ts))?;
+            }
+            Kind::Payments => {
+                let p = payments.nth(n);
+                producer.send(topic, &p.account_id, &p, Some(p.ts))?;
+            }
+            // (E-commerce events were produced above.)
+            Kind::Hosts | Kind::Ecommerce => {
+                let m = hosts.nth(n);
+                producer.send(topic, &m.host, &m, Some(m.ts))?;
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
     println!(
-        "produced {} orders, {} page views and {} malformed orders in {:.1} s",
-        thousands(produced.orders),
-        thousands(produced.views),
-        produced.malformed,
+        "produced {} events to '{topic}' in {:.1} s",
+        thousands(spec.events),
         started.elapsed().as_secs_f64()
     );
     Ok(())
