@@ -1,7 +1,7 @@
 //! The e-commerce job: orders and page views from Kafka → revenue per product per minute,
 //! revenue per category over sliding 5 minutes, user sessions and conversions → Cassandra.
 //!
-//! The `ecommerce` example is a command line over this module; tests and benchmarks run the
+//! The `ecommerce` example is a command line over this module; the end-to-end tests run the
 //! same job through it.
 //!
 //! ```no_run
@@ -9,14 +9,15 @@
 //! # fn main() -> Result<(), sluice::shop::ShopError> {
 //! // No brokers or store named: in-process ones are started.
 //! let shop = Shop::start(ShopSettings { events: 10_000, ..ShopSettings::default() })?;
-//! shop.produce(|_| {})?;
-//! shop.job()?.run()?;
+//! let job = shop.job()?.start()?;
+//! shop.produce_alongside(&job, |_| {})?;
+//! job.join()?;
 //! println!("{}", shop.report(5, 6)?);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Input (DESIGN of the topics): orders as JSON keyed by `product_id`
+//! Input: orders as JSON keyed by `product_id`
 //! (`{"order_id":"o-1","user_id":"u-42","product_id":"p-7","category":"books","price_cents":1999,"quantity":2,"ts":1764115200000}`),
 //! page views keyed by `user_id` (`{"user_id":"u-42","product_id":"p-7","url":"/p/p-7","ts":1764115100000}`).
 //! Each partition's watermark is its largest `ts` − 5 s; windows allow no lateness.
@@ -88,7 +89,9 @@ impl Shop {
     }
 
     /// Produces the configured number of generated orders and page views (nothing when
-    /// `events` is 0); `progress` is called with the records produced so far.
+    /// `events` is 0); `progress` is called with the records produced so far. The in-process
+    /// broker keeps only the newest 5 MB of each partition, about 25,000 orders: for more,
+    /// use [`Shop::produce_alongside`].
     pub fn produce(&self, progress: impl FnMut(u64)) -> Result<Produced, ShopError> {
         produce(
             &self.services.kafka,
