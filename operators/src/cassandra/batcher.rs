@@ -1,8 +1,8 @@
 //! Groups rows into unlogged batches: one partition and one write timestamp per batch, capped
 //! in bytes and rows.
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::{Equivalent, HashMap};
 
 use super::encode::EncodedRow;
 
@@ -19,8 +19,37 @@ pub(crate) struct WriteBatch {
 pub(crate) struct Batcher {
     max_bytes: usize,
     max_rows: usize,
-    groups: HashMap<(Vec<u8>, i64), WriteBatch>,
+    groups: HashMap<GroupKey, WriteBatch>,
     pending_rows: usize,
+}
+
+/// A group: partition key bytes and write timestamp.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct GroupKey {
+    partition: Vec<u8>,
+    timestamp: i64,
+}
+
+/// A group looked up without copying the partition key (hashes as [`GroupKey`] does).
+#[derive(Hash)]
+struct GroupRef<'a> {
+    partition: &'a [u8],
+    timestamp: i64,
+}
+
+impl Equivalent<GroupKey> for GroupRef<'_> {
+    fn equivalent(&self, key: &GroupKey) -> bool {
+        self.timestamp == key.timestamp && self.partition == key.partition.as_slice()
+    }
+}
+
+impl From<&GroupRef<'_>> for GroupKey {
+    fn from(r: &GroupRef<'_>) -> Self {
+        GroupKey {
+            partition: r.partition.to_vec(),
+            timestamp: r.timestamp,
+        }
+    }
 }
 
 /// Bytes a statement adds to a batch besides its values (kind, statement id, value count).
@@ -41,8 +70,12 @@ impl Batcher {
     pub(crate) fn add(&mut self, key: &[u8], timestamp: i64, row: EncodedRow) -> Option<WriteBatch> {
         let size = row.bytes + STATEMENT_OVERHEAD;
         self.pending_rows += 1;
-        let group = match self.groups.entry((key.to_vec(), timestamp)) {
-            Entry::Vacant(slot) => {
+        let lookup = GroupRef {
+            partition: key,
+            timestamp,
+        };
+        let group = match self.groups.entry_ref(&lookup) {
+            EntryRef::Vacant(slot) => {
                 slot.insert(WriteBatch {
                     timestamp,
                     rows: vec![row],
@@ -50,7 +83,7 @@ impl Batcher {
                 });
                 return None;
             }
-            Entry::Occupied(slot) => slot.into_mut(),
+            EntryRef::Occupied(slot) => slot.into_mut(),
         };
         if group.rows.len() < self.max_rows && group.bytes + size <= self.max_bytes {
             group.rows.push(row);

@@ -65,7 +65,6 @@ pub(crate) fn classify(error: &ExecutionError) -> Failure {
             ) | PrepareError::AllAttemptsFailed { .. }
         ),
         ExecutionError::LastAttemptError(e) => attempt_retryable(e),
-        ExecutionError::BadQuery(_) => false,
         _ => false,
     };
     if retryable {

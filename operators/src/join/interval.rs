@@ -78,6 +78,25 @@ fn unopened(operator: &str) -> EngineError {
     EngineError::user(format!("join state of '{operator}' used before open"))
 }
 
+/// Calls `f` with every record of `table` under `key` whose time is in `from..=to`.
+fn probe<K: StateKey, T: StateValue>(
+    table: &mut dyn KeyedTable<K, i64, Bucket<T>>,
+    key_group: KeyGroup,
+    key: &K,
+    (from, to): (Timestamp, Timestamp),
+    bucket: i64,
+    mut f: impl FnMut(Timestamp, &T) -> Result<()>,
+) -> Result<()> {
+    for b in from.div_euclid(bucket)..=to.div_euclid(bucket) {
+        for (t, item) in table.get(key_group, key, &b)?.unwrap_or_default() {
+            if (from..=to).contains(&t) {
+                f(t, &item)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds `item` to bucket `b` of `table`; true when the bucket is new.
 fn store<K: StateKey, T: StateValue>(
     table: &mut dyn KeyedTable<K, i64, Bucket<T>>,
@@ -126,44 +145,32 @@ where
             return Ok(());
         }
         let (lower, upper, lateness, size) = (self.lower, self.upper, self.lateness, self.bucket);
+        let b = self.bucket_of(ts);
+        // A bucket's cleanup timer: once no record of the other side can match it any more.
+        let bucket_end = (b + 1).saturating_mul(size);
+        let join = &mut self.join;
         match value {
             JoinInput::Left(l) => {
-                let (from, to) = (ts.saturating_add(lower), ts.saturating_add(upper));
-                let right = self.right.as_mut().ok_or_else(|| unopened(&self.name))?;
-                for b in from.div_euclid(size)..=to.div_euclid(size) {
-                    for (tr, r) in right.get(key_group, &key, &b)?.unwrap_or_default() {
-                        if (from..=to).contains(&tr) {
-                            out.push((self.join)(&key, &l, &r), ts.max(tr))?;
-                        }
-                    }
-                }
-                let b = self.bucket_of(ts);
+                let right = self.right.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
+                let range = (ts.saturating_add(lower), ts.saturating_add(upper));
+                probe(right, key_group, &key, range, size, |tr, r| {
+                    out.push(join(&key, &l, r), ts.max(tr))
+                })?;
                 let left = self.left.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
                 if store(left, key_group, &key, b, (ts, l))? {
-                    let due = (b + 1)
-                        .saturating_mul(size)
-                        .saturating_add(upper)
-                        .saturating_add(lateness);
+                    let due = bucket_end.saturating_add(upper).saturating_add(lateness);
                     self.timers.register(due, key_group, key, (LEFT, b));
                 }
             }
             JoinInput::Right(r) => {
-                let (from, to) = (ts.saturating_sub(upper), ts.saturating_sub(lower));
-                let left = self.left.as_mut().ok_or_else(|| unopened(&self.name))?;
-                for b in from.div_euclid(size)..=to.div_euclid(size) {
-                    for (tl, l) in left.get(key_group, &key, &b)?.unwrap_or_default() {
-                        if (from..=to).contains(&tl) {
-                            out.push((self.join)(&key, &l, &r), ts.max(tl))?;
-                        }
-                    }
-                }
-                let b = self.bucket_of(ts);
+                let left = self.left.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
+                let range = (ts.saturating_sub(upper), ts.saturating_sub(lower));
+                probe(left, key_group, &key, range, size, |tl, l| {
+                    out.push(join(&key, l, &r), ts.max(tl))
+                })?;
                 let right = self.right.as_deref_mut().ok_or_else(|| unopened(&self.name))?;
                 if store(right, key_group, &key, b, (ts, r))? {
-                    let due = (b + 1)
-                        .saturating_mul(size)
-                        .saturating_sub(lower)
-                        .saturating_add(lateness);
+                    let due = bucket_end.saturating_sub(lower).saturating_add(lateness);
                     self.timers.register(due, key_group, key, (RIGHT, b));
                 }
             }
