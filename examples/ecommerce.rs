@@ -3,8 +3,9 @@
 //! then a report read back from the tables.
 //!
 //! With no flags it needs no servers: it starts an in-process Kafka broker (librdkafka's mock
-//! cluster) and an in-process CQL store, produces 1,000,000 generated orders and 2,000,000
-//! page views into the broker, runs the job to the end of that input and prints the report.
+//! cluster) and an in-process CQL store, starts the job, produces 1,000,000 generated orders
+//! and 2,000,000 page views into the broker while the job reads them, runs to the end of that
+//! input and prints the report.
 //!
 //! ```text
 //! cargo run --release --example ecommerce

@@ -151,6 +151,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.events > 0 {
         // Generated readings go in while the job reads them, at most a bounded lag ahead.
         let limit = LagLimit::new(&handle, &["readings"], services.max_lag());
+        if services.kafka_is_embedded() {
+            // Into topics the job just created: wait until its consumers hold all 4 partitions.
+            limit.wait_for_assignment(4, Duration::from_secs(60));
+        }
         let mut producer = JsonProducer::new(&services.kafka)?;
         for n in 0..args.events {
             let r = generator.nth(n);

@@ -1,9 +1,15 @@
 //! A producer for generated input: JSON records into Kafka topics, with backpressure from
 //! librdkafka's bounded queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use sluice_engine::JobHandle;
@@ -19,10 +25,45 @@ pub struct ProduceError {
     pub reason: String,
 }
 
+/// Remembers failed deliveries, so that a flush can report them.
+#[derive(Default)]
+struct DeliveryCheck {
+    failed: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryCheck {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        LoggingContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        LoggingContext.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryCheck {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.first.lock().unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert_with(|| {
+                format!(
+                    "a record to '{}' partition {} was not delivered: {error}",
+                    message.topic(),
+                    message.partition()
+                )
+            });
+        }
+    }
+}
+
 /// Sends JSON records; a full local queue makes `send` wait for deliveries instead of
-/// growing.
+/// growing. [`JsonProducer::flush`] fails if any record was not delivered.
 pub struct JsonProducer {
-    producer: BaseProducer<LoggingContext>,
+    producer: BaseProducer<DeliveryCheck>,
     brokers: String,
     payload: Vec<u8>,
     sent: u64,
@@ -38,7 +79,7 @@ impl JsonProducer {
                 ("batch.num.messages", "10000"),
                 ("queue.buffering.max.messages", "200000"),
             ])
-            .create_with_context(LoggingContext)
+            .create_with_context(DeliveryCheck::default())
             .map_err(|e| ProduceError {
                 brokers: kafka.brokers().to_string(),
                 reason: format!("cannot create a producer: {e}"),
@@ -96,11 +137,26 @@ impl JsonProducer {
         Ok(())
     }
 
-    /// Waits until the brokers acknowledged every record sent.
+    /// Waits until the brokers acknowledged every record sent; fails if any was refused.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.producer
             .flush(timeout)
-            .map_err(|e| self.error(format!("not every record was acknowledged: {e}")))
+            .map_err(|e| self.error(format!("not every record was acknowledged: {e}")))?;
+        let context = self.producer.context();
+        match context.failed.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => {
+                let first = context
+                    .first
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                Err(self.error(format!(
+                    "{n} records were not delivered; {}",
+                    first.unwrap_or_default()
+                )))
+            }
+        }
     }
 
     fn error(&self, reason: String) -> ProduceError {
@@ -134,6 +190,25 @@ impl<'a> LagLimit<'a> {
     pub fn read(&self) -> u64 {
         let metrics = self.job.metrics();
         self.sources.iter().map(|s| metrics.total(s, "records_out")).sum()
+    }
+
+    /// Waits until the sources' readers hold `partitions` partitions in all (their
+    /// `assigned_partitions` gauges), the job ended, or `timeout` passed: producing into a
+    /// consumer group that is still forming moves partitions between workers mid-stream.
+    pub fn wait_for_assignment(&self, partitions: i64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let metrics = self.job.metrics();
+        while std::time::Instant::now() < deadline && !self.job.is_finished() {
+            let assigned: i64 = self
+                .sources
+                .iter()
+                .map(|s| metrics.gauge_sum(s, "assigned_partitions"))
+                .sum();
+            if assigned >= partitions {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until `produced` is at most the limit ahead, or the job has ended.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, EngineError};
 use crate::ids::{PartitionId, WorkerId};
-use crate::metrics::{Counter, JobMetrics};
+use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::push::Data;
 use crate::time::Timestamp;
 
@@ -274,6 +274,11 @@ impl SourceContext {
     /// The counter `name` of this source on this worker.
     pub fn counter(&self, name: &'static str) -> Arc<Counter> {
         self.metrics.counter(&self.name, name, self.worker.0)
+    }
+
+    /// The gauge `name` of this source on this worker.
+    pub fn gauge(&self, name: &'static str) -> Arc<Gauge> {
+        self.metrics.gauge(&self.name, name, self.worker.0)
     }
 
     /// An object shared by the readers of this source on every worker of the current run,

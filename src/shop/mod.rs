@@ -39,6 +39,8 @@ pub use tables::{
     ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
 };
 
+use std::time::Duration;
+
 use sluice_engine::{Job, JobHandle, JobMetrics};
 
 use crate::embedded::Endpoints;
@@ -104,14 +106,19 @@ impl Shop {
     /// Produces the input while `job` runs, with at most
     /// [`EMBEDDED_MAX_LAG`](crate::embedded::EMBEDDED_MAX_LAG) records
     /// produced but not yet read when the broker is the in-process one, which keeps only the
-    /// newest 5 MB of each partition; `progress` gets the records produced so far. Stops
-    /// waiting for the job if it ends.
+    /// newest 5 MB of each partition; `progress` gets the records produced so far. Into the
+    /// in-process broker it starts once the job's consumers hold every partition, so that no
+    /// partition moves between workers mid-stream. Stops waiting for the job if it ends.
     pub fn produce_alongside(
         &self,
         job: &JobHandle,
         mut progress: impl FnMut(u64),
     ) -> Result<Produced, ShopError> {
         let limit = LagLimit::new(job, &["orders", "page_views"], self.services.max_lag());
+        if self.services.kafka_is_embedded() {
+            // The job created these topics: wait until its consumers hold all partitions.
+            limit.wait_for_assignment(2 * i64::from(self.settings.partitions), Duration::from_secs(60));
+        }
         self.produce(|produced| {
             progress(produced);
             limit.wait(produced);

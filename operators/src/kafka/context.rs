@@ -2,7 +2,6 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 /// Routes librdkafka's logs and global errors into `tracing`.
 pub(crate) fn log(level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -33,13 +32,3 @@ impl ClientContext for LoggingContext {
 }
 
 impl ConsumerContext for LoggingContext {}
-
-impl ProducerContext for LoggingContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            tracing::warn!(target: "librdkafka", %error, "a record was not delivered");
-        }
-    }
-}

@@ -206,6 +206,8 @@ struct ReaderContext {
     start: StartFrom,
     /// Where this reader reports its assignment, as soon as the group changes it.
     progress: Arc<GroupProgress>,
+    /// This reader's partitions, as the `assigned_partitions` gauge.
+    assigned: Arc<sluice_engine::Gauge>,
     worker: usize,
     offsets: Arc<StartOffsets>,
     events: Mutex<Vec<Rebalanced>>,
@@ -249,6 +251,7 @@ impl ConsumerContext for ReaderContext {
                 }
                 drop(offsets);
                 self.progress.assigned[self.worker].store(tpl.count(), Ordering::SeqCst);
+                self.assigned.set(tpl.count() as i64);
                 self.progress.rebalanced();
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "cannot take the assigned partitions");
@@ -265,6 +268,7 @@ impl ConsumerContext for ReaderContext {
                 tracing::info!(partitions = ?revoked, "partitions revoked");
                 hand_over(consumer, &revoked, &self.offsets);
                 self.progress.assigned[self.worker].store(0, Ordering::SeqCst);
+                self.assigned.set(0);
                 self.progress.rebalanced();
                 events.push(Rebalanced::Revoked(revoked));
                 self.has_events.store(true, Ordering::Release);
@@ -394,6 +398,7 @@ impl<T: Data> Source for KafkaSource<T> {
         let context = ReaderContext {
             start: self.start,
             progress: Arc::clone(&context_votes),
+            assigned: ctx.gauge("assigned_partitions"),
             worker: ctx.worker.0,
             offsets,
             events: Mutex::new(Vec::new()),
