@@ -193,8 +193,9 @@ impl<'a> LagLimit<'a> {
     }
 
     /// Waits until the sources' readers hold `partitions` partitions in all (their
-    /// `assigned_partitions` gauges), the job ended, or `timeout` passed: producing into a
-    /// consumer group that is still forming moves partitions between workers mid-stream.
+    /// `assigned_partitions` gauges), the job ended, or `timeout` passed, so that every
+    /// partition is being read when input starts to arrive (a partition that gets its first
+    /// records well after the others could see them fall behind the watermark).
     pub fn wait_for_assignment(&self, partitions: i64, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
         let metrics = self.job.metrics();

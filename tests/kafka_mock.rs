@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
-use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, PoisonPolicy};
+use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
 use sluice::prelude::*;
 
 fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {
@@ -178,4 +178,51 @@ fn slow_downstream_does_not_get_the_consumer_evicted() {
     let orders = orders(400);
     produce(&brokers, &topic, &order_fixtures(&orders, &[]));
     common::kafka_jobs::assert_not_evicted_under_backpressure(&brokers, &topic, 400);
+}
+
+/// With `exit_when_idle`, a source whose topic stays empty while another source of the job is
+/// being read does not end: it reads what arrives later, and the job ends once both are quiet.
+#[test]
+fn a_quiet_source_waits_for_the_rest_of_the_job() {
+    let (busy, quiet) = (unique("busy"), unique("quiet"));
+    let mock = cluster(&[(&busy, 1), (&quiet, 1)]);
+    let brokers = mock.bootstrap_servers();
+    let orders = orders(60);
+    let (busy_out, quiet_out) = (CollectSink::new(), CollectSink::new());
+    let (busy_sink, quiet_sink) = (busy_out.clone(), quiet_out.clone());
+    let (busy_topic, quiet_topic, config) = (busy.clone(), quiet.clone(), KafkaConfig::new(&brokers));
+    let (busy_group, quiet_group) = (unique("busy"), unique("quiet"));
+    let job = Job::new(JobConfig::new("quiet-source").workers(2), move |b| {
+        for (name, topic, group, sink) in [
+            ("busy", &busy_topic, &busy_group, &busy_sink),
+            ("quiet", &quiet_topic, &quiet_group, &quiet_sink),
+        ] {
+            let source = KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
+                .exit_when_idle(Duration::from_secs(1));
+            b.source(
+                name,
+                source,
+                WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO).with_timestamps(|o: &Order| o.ts),
+            )
+            .map(&format!("{name}_id"), |o| o.order_id)
+            .sink(&format!("{name}_out"), sink.clone());
+        }
+        Ok(())
+    })
+    .expect("valid job");
+    let handle = job.start().expect("job starts");
+    // The busy topic gets a record every 200 ms for 4 s; the quiet one only after 3 s, long
+    // after it would have ended on its own.
+    let fixtures = order_fixtures(&orders, &[]);
+    for (i, record) in fixtures.iter().take(20).enumerate() {
+        std::thread::sleep(Duration::from_millis(200));
+        produce(&brokers, &busy, std::slice::from_ref(record));
+        if i == 15 {
+            produce(&brokers, &quiet, &fixtures[20..]);
+        }
+    }
+    let report = handle.join().expect("job runs");
+    assert!(!report.stopped);
+    assert_eq!(busy_out.take().len(), 20);
+    assert_eq!(quiet_out.take().len(), 40, "the quiet source read what came late");
 }

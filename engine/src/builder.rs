@@ -225,6 +225,7 @@ impl JobBuilder {
                 batch_size: st.config.batch_size,
                 metrics: st.metrics.clone(),
                 shared: Arc::clone(&st.registry.shared),
+                idleness: Arc::clone(&st.registry.idleness),
             };
             match source.open(&ctx) {
                 Ok(reader) => {
@@ -243,6 +244,7 @@ impl JobBuilder {
                         out.clone(),
                         counters,
                         st.config.batch_size,
+                        ctx.idle_vote(),
                     );
                     st.inputs.push((0, Box::new(driver)));
                 }

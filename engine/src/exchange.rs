@@ -70,9 +70,19 @@ pub(crate) struct RunRegistry {
     pub(crate) threads: OnceLock<Vec<Thread>>,
     /// Objects the readers of a source share across workers.
     pub(crate) shared: Arc<crate::source::SharedResources>,
+    /// Whether every reader of the run is idle.
+    pub(crate) idleness: Arc<crate::idleness::InputIdleness>,
 }
 
 impl RunRegistry {
+    /// The registry of a run of `sources` sources on `workers` workers.
+    pub(crate) fn new(sources: usize, workers: usize) -> Self {
+        RunRegistry {
+            idleness: Arc::new(crate::idleness::InputIdleness::new(sources, workers)),
+            ..RunRegistry::default()
+        }
+    }
+
     fn endpoints(&self, spec: &ExchangeSpec) -> Result<Endpoints> {
         let mut map = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
         let channels = map.entry(spec.id).or_insert_with(|| {

@@ -194,7 +194,13 @@ impl Job {
             None => None,
         };
         let flags = control.new_attempt();
-        let registry = Arc::new(RunRegistry::default());
+        let sources = self
+            .graph
+            .operators
+            .iter()
+            .filter(|op| op.kind == "source")
+            .count();
+        let registry = Arc::new(RunRegistry::new(sources, self.config.workers));
         let failure: Arc<Mutex<Option<EngineError>>> = Arc::default();
         let mut handles: Vec<JoinHandle<Result<WorkerExit>>> = Vec::new();
         for worker in 0..self.config.workers {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, EngineError};
+use crate::idleness::IdleVote;
 use crate::ids::{PartitionId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::push::Data;
@@ -268,6 +269,7 @@ pub struct SourceContext {
     /// The job's metrics.
     pub metrics: JobMetrics,
     pub(crate) shared: Arc<SharedResources>,
+    pub(crate) idleness: Arc<crate::idleness::InputIdleness>,
 }
 
 impl SourceContext {
@@ -285,6 +287,12 @@ impl SourceContext {
     /// created by the first reader that asks.
     pub fn shared<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
         self.shared.get_or_insert(&self.name, init)
+    }
+
+    /// This reader's voice in whether the job's whole input is idle: a reader that ends its
+    /// input after a quiet spell asks every source of the job first.
+    pub fn idle_vote(&self) -> IdleVote {
+        IdleVote::new(Arc::clone(&self.idleness), &self.name, self.worker.0)
     }
 }
 

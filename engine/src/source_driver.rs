@@ -3,6 +3,7 @@ use std::time::Instant;
 
 use crate::checkpoint::participant::SourceControl;
 use crate::error::{EngineError, Result};
+use crate::idleness::IdleVote;
 use crate::ids::CheckpointId;
 use crate::ids::PartitionId;
 use crate::metrics::{Counter, Gauge};
@@ -59,6 +60,8 @@ pub(crate) struct SourceDriver<T: Data> {
     finished: bool,
     /// Whether `drive` ran since the last tick.
     driven: bool,
+    /// Where the reader's end counts towards the job's idleness.
+    idle_vote: IdleVote,
 }
 
 /// Everything but the reader, so the reader can hand items to it during a poll.
@@ -83,6 +86,7 @@ impl<T: Data> SourceDriver<T> {
         out: Output<T>,
         counters: SourceCounters,
         batch_size: usize,
+        idle_vote: IdleVote,
     ) -> Self {
         let now = Instant::now();
         let partitions: Vec<PartitionState> = reader
@@ -106,6 +110,7 @@ impl<T: Data> SourceDriver<T> {
             batch_size,
             finished: false,
             driven: false,
+            idle_vote,
         }
     }
 }
@@ -329,6 +334,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         match status {
             PollStatus::Finished => {
                 self.finished = true;
+                self.idle_vote.ended();
                 self.core.finish()?;
                 Ok(Drive::Finished)
             }

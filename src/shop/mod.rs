@@ -107,8 +107,8 @@ impl Shop {
     /// [`EMBEDDED_MAX_LAG`](crate::embedded::EMBEDDED_MAX_LAG) records
     /// produced but not yet read when the broker is the in-process one, which keeps only the
     /// newest 5 MB of each partition; `progress` gets the records produced so far. Into the
-    /// in-process broker it starts once the job's consumers hold every partition, so that no
-    /// partition moves between workers mid-stream. Stops waiting for the job if it ends.
+    /// in-process broker it starts once the job's consumers hold every partition, so that all
+    /// partitions are read from their first record on. Stops waiting for the job if it ends.
     pub fn produce_alongside(
         &self,
         job: &JobHandle,

@@ -77,9 +77,10 @@ impl SinkFactory<Order> for SlowOnWorker1 {
     }
 }
 
-/// Reads `expected` orders from `topic` with 2 workers, a 6 s `max.poll.interval.ms` and a
-/// sink that makes worker 0 wait on worker 1 for longer than that; checks that no consumer
-/// was evicted and every order arrived exactly once.
+/// Reads `expected` orders from `topic` with 2 workers in a consumer group (group
+/// assignment), a 6 s `max.poll.interval.ms` and a sink that makes worker 0 wait on worker 1
+/// for longer than that; checks that no consumer was evicted and every order arrived exactly
+/// once.
 pub fn assert_not_evicted_under_backpressure(brokers: &str, topic: &str, expected: u64) {
     let config = KafkaConfig::new(brokers)
         .set("max.poll.interval.ms", "6000")
@@ -94,6 +95,7 @@ pub fn assert_not_evicted_under_backpressure(brokers: &str, topic: &str, expecte
             b.source(
                 "orders",
                 KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
+                    .group_assignment()
                     .exit_when_idle(Duration::from_secs(3)),
                 WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
                     .with_timestamps(|o: &Order| o.ts),

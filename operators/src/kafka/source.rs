@@ -11,8 +11,8 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Counter, Data, Message, PartitionId, PollStatus, RecordLocation, Source,
-    SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BadRecordPolicy, BoxError, Counter, Data, IdleVote, Message, PartitionId, PollStatus, RecordLocation,
+    Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
 };
 
 use super::config::KafkaConfig;
@@ -53,9 +53,14 @@ pub enum StartFrom {
     Latest,
 }
 
-/// Reads Kafka topics with one consumer per worker, all in one consumer group, so the
-/// group spreads the partitions over the workers and rebalances them when members come and
-/// go. Offsets are never committed automatically: the engine decides what is done.
+/// Reads Kafka topics with one consumer per worker. By default the source spreads the
+/// partitions over its workers itself (partition *i* of the topics' partitions, in order, goes
+/// to worker *i* mod workers), as a job's checkpoints hold every partition's offset anyway: no
+/// group rebalance can stall the job or move a partition between workers mid-stream (which
+/// could let the watermark pass records still to be read). With
+/// [`KafkaSource::group_assignment`] the consumer group assigns them instead and rebalances
+/// them when members come and go. The group id names the job to the brokers either way: offsets
+/// of completed checkpoints are committed to it for lag monitoring, never automatically.
 ///
 /// Each worker's consumer polls without blocking from the worker's loop, decodes each record
 /// in place and hands it downstream. While downstream is too busy, the worker pauses its
@@ -74,6 +79,16 @@ pub struct KafkaSource<T> {
     start_offsets: SourcePosition,
     exit_when_idle: Option<Duration>,
     max_queued_kbytes: u32,
+    assignment: Assignment,
+}
+
+/// Who assigns partitions to the source's consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assignment {
+    /// The source, round robin over its workers.
+    Static,
+    /// The consumer group.
+    Group,
 }
 
 impl<T> Clone for KafkaSource<T> {
@@ -88,6 +103,7 @@ impl<T> Clone for KafkaSource<T> {
             start_offsets: self.start_offsets.clone(),
             exit_when_idle: self.exit_when_idle,
             max_queued_kbytes: self.max_queued_kbytes,
+            assignment: self.assignment,
         }
     }
 }
@@ -110,6 +126,7 @@ impl<T: Data> KafkaSource<T> {
             start_offsets: SourcePosition::default(),
             exit_when_idle: None,
             max_queued_kbytes: 16 * 1024,
+            assignment: Assignment::Static,
         }
     }
 
@@ -141,9 +158,20 @@ impl<T: Data> KafkaSource<T> {
 
     /// Ends the input once every partition of the topics is assigned, no rebalance happened
     /// and no worker received a record for `idle`, as if the topics had ended: open windows
-    /// are emitted. (Brokers' end offsets are not used: some report them low.)
+    /// are emitted. (Brokers' end offsets are not used: some report them low.) In a job with
+    /// several sources, it waits until every other source is idle too (or has ended): a quiet
+    /// side of a join does not end while the other side is still being read. A source without
+    /// an idle limit never counts as idle.
     pub fn exit_when_idle(mut self, idle: Duration) -> Self {
         self.exit_when_idle = Some(idle);
+        self
+    }
+
+    /// Lets the consumer group assign the partitions (subscription) instead of the source:
+    /// partitions added to the topics while the job runs are then picked up, at the price of
+    /// rebalances, during which reading stops and partitions may change workers.
+    pub fn group_assignment(mut self) -> Self {
+        self.assignment = Assignment::Group;
         self
     }
 
@@ -232,50 +260,58 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
+impl ReaderContext {
+    /// Takes `tpl` as this reader's partitions, each starting where the run says (a restored
+    /// checkpoint or the previous owner), else per [`StartFrom`].
+    fn take(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let offsets = self.offsets.lock();
+        for (topic, partition) in partitions_of(tpl) {
+            let offset = match (offsets.get(&(topic.clone(), partition)), self.start) {
+                (Some(o), _) => Offset::Offset(*o),
+                (None, StartFrom::Earliest) => Offset::Beginning,
+                (None, StartFrom::Latest) => Offset::End,
+                // The group's committed offset, else `auto.offset.reset`.
+                (None, _) => Offset::Stored,
+            };
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::warn!(%topic, partition, error = %e, "cannot set start offset");
+            }
+        }
+        drop(offsets);
+        self.progress.assigned[self.worker].store(tpl.count(), Ordering::SeqCst);
+        self.assigned.set(tpl.count() as i64);
+        self.progress.rebalanced();
+        if let Err(e) = consumer.assign(tpl) {
+            tracing::error!(error = %e, "cannot take the assigned partitions");
+        }
+        tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.push(Rebalanced::Assigned(partitions_of(tpl)));
+        self.has_events.store(true, Ordering::Release);
+    }
+}
+
 impl ConsumerContext for ReaderContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            self.take(consumer, tpl);
+            return;
+        }
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            tracing::warn!(?err, "rebalance error; giving up the assignment");
+        }
+        let revoked = partitions_of(tpl);
+        tracing::info!(partitions = ?revoked, "partitions revoked");
+        hand_over(consumer, &revoked, &self.offsets);
+        self.progress.assigned[self.worker].store(0, Ordering::SeqCst);
+        self.assigned.set(0);
+        self.progress.rebalanced();
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let offsets = self.offsets.lock();
-                for (topic, partition) in partitions_of(tpl) {
-                    let offset = match (offsets.get(&(topic.clone(), partition)), self.start) {
-                        (Some(o), _) => Offset::Offset(*o),
-                        (None, StartFrom::Earliest) => Offset::Beginning,
-                        (None, StartFrom::Latest) => Offset::End,
-                        (None, _) => continue,
-                    };
-                    if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
-                        tracing::warn!(%topic, partition, error = %e, "cannot set start offset");
-                    }
-                }
-                drop(offsets);
-                self.progress.assigned[self.worker].store(tpl.count(), Ordering::SeqCst);
-                self.assigned.set(tpl.count() as i64);
-                self.progress.rebalanced();
-                if let Err(e) = consumer.assign(tpl) {
-                    tracing::error!(error = %e, "cannot take the assigned partitions");
-                }
-                tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
-                events.push(Rebalanced::Assigned(partitions_of(tpl)));
-                self.has_events.store(true, Ordering::Release);
-            }
-            _ => {
-                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                    tracing::warn!(?err, "rebalance error; giving up the assignment");
-                }
-                let revoked = partitions_of(tpl);
-                tracing::info!(partitions = ?revoked, "partitions revoked");
-                hand_over(consumer, &revoked, &self.offsets);
-                self.progress.assigned[self.worker].store(0, Ordering::SeqCst);
-                self.assigned.set(0);
-                self.progress.rebalanced();
-                events.push(Rebalanced::Revoked(revoked));
-                self.has_events.store(true, Ordering::Release);
-                if let Err(e) = consumer.unassign() {
-                    tracing::error!(error = %e, "cannot give up the revoked partitions");
-                }
-            }
+        events.push(Rebalanced::Revoked(revoked));
+        self.has_events.store(true, Ordering::Release);
+        drop(events);
+        if let Err(e) = consumer.unassign() {
+            tracing::error!(error = %e, "cannot give up the revoked partitions");
         }
     }
 }
@@ -353,9 +389,10 @@ impl GroupProgress {
     }
 }
 
-/// Number of partitions of `topics`, or `None` if the metadata cannot be read.
-fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[Arc<str>]) -> Option<usize> {
-    let mut total = 0;
+/// Number of partitions of each of `topics`, or `None` if the metadata cannot be read or a
+/// topic does not exist (yet).
+fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[Arc<str>]) -> Option<Vec<i32>> {
+    let mut counts = Vec::with_capacity(topics.len());
     for topic in topics {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(2))
@@ -369,9 +406,9 @@ fn count_partitions(consumer: &BaseConsumer<ReaderContext>, topics: &[Arc<str>])
         if partitions == 0 {
             return None;
         }
-        total += partitions;
+        counts.push(i32::try_from(partitions).ok()?);
     }
-    Some(total)
+    Some(counts)
 }
 
 struct Counters {
@@ -411,10 +448,12 @@ impl<T: Data> Source for KafkaSource<T> {
                     self.config.brokers()
                 ))
             })?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
+        if self.assignment == Assignment::Group {
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
+        }
         let dead_letter = match &self.poison {
             PoisonPolicy::DeadLetter { topic } => Some(DeadLetterWriter::open(&self.config, topic)?),
             _ => None,
@@ -433,7 +472,12 @@ impl<T: Data> Source for KafkaSource<T> {
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
                 votes,
+                job_idle: ctx.idle_vote(),
+                awaiting_partitions: self.assignment == Assignment::Static,
+                next_assignment_try: Instant::now(),
+                assignment_tries: 0,
                 worker: ctx.worker.0,
+                workers,
                 finished: false,
                 counters: Counters {
                     dead_lettered: ctx.counter("dead_lettered"),
@@ -473,7 +517,14 @@ struct ReaderState<T> {
     exit_when_idle: Option<Duration>,
     last_record: Instant,
     votes: Arc<GroupProgress>,
+    /// Whether every source of the job is idle too.
+    job_idle: IdleVote,
+    /// Whether this reader still has to take its share of the partitions (static assignment).
+    awaiting_partitions: bool,
+    next_assignment_try: Instant,
+    assignment_tries: u32,
     worker: usize,
+    workers: usize,
     finished: bool,
     counters: Counters,
 }
@@ -588,6 +639,41 @@ impl<T: Data> ReaderState<T> {
         }
     }
 
+    /// Takes this worker's share of the topics' partitions once their metadata is known:
+    /// partition *i* of all the topics' partitions, in order, if *i* mod workers is this
+    /// worker. Whether it did.
+    fn assign_static(&mut self, consumer: &BaseConsumer<ReaderContext>) -> bool {
+        if Instant::now() < self.next_assignment_try {
+            return false;
+        }
+        let Some(counts) = count_partitions(consumer, &self.topics) else {
+            self.assignment_tries += 1;
+            if self.assignment_tries == 5 && self.worker == 0 {
+                tracing::warn!(topics = ?self.topics, "waiting for the topics' metadata (do they exist?)");
+            }
+            self.next_assignment_try = Instant::now() + Duration::from_secs(1);
+            return false;
+        };
+        let _ = self
+            .votes
+            .total_partitions
+            .set(counts.iter().sum::<i32>() as usize);
+        let mut mine = TopicPartitionList::new();
+        let all = self
+            .topics
+            .iter()
+            .zip(&counts)
+            .flat_map(|(topic, n)| (0..*n).map(move |partition| (topic, partition)));
+        for (i, (topic, partition)) in all.enumerate() {
+            if i % self.workers == self.worker {
+                mine.add_partition(topic, partition);
+            }
+        }
+        consumer.context().take(consumer, &mut mine);
+        self.awaiting_partitions = false;
+        true
+    }
+
     /// Ends the input once every reader of the source has been idle long enough.
     fn idle_exit(
         &mut self,
@@ -600,18 +686,21 @@ impl<T: Data> ReaderState<T> {
         if self.votes.total_partitions.get().is_none() {
             // Without the partition count nothing proves every partition is being read.
             match count_partitions(consumer, &self.topics) {
-                Some(n) => {
-                    let _ = self.votes.total_partitions.set(n);
+                Some(counts) => {
+                    let _ = self
+                        .votes
+                        .total_partitions
+                        .set(counts.iter().sum::<i32>() as usize);
                 }
                 None => return Ok(false),
             }
         }
         let idle = self.last_record.elapsed() >= limit;
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
-        if !idle
-            || !self.votes.settled_for(limit)
-            || !self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst))
-        {
+        let source_idle =
+            idle && self.votes.settled_for(limit) && self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst));
+        // One quiet source of a join must not end while the other is still being read.
+        if !self.job_idle.vote(source_idle) || !source_idle {
             return Ok(false);
         }
         if let Some(dlq) = &self.dead_letter {
@@ -648,7 +737,8 @@ fn is_fatal(e: &KafkaError) -> bool {
 
 impl<T: Data> SourceReader<T> for KafkaReader<T> {
     fn partitions(&self) -> Vec<PartitionId> {
-        // Partitions arrive with the group's assignment, announced as they come.
+        // Partitions are announced as the reader takes them (first poll, or the group's
+        // assignment).
         Vec::new()
     }
 
@@ -656,6 +746,9 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         let Self { consumer, state } = self;
         if state.finished {
             return Ok(PollStatus::Finished);
+        }
+        if state.awaiting_partitions && !state.assign_static(consumer) {
+            return Ok(PollStatus::Pending);
         }
         state.apply_rebalances(consumer.context(), batch);
         let mut got = 0;
