@@ -78,6 +78,8 @@ struct DriverCore<T: Data> {
 }
 
 impl<T: Data> SourceDriver<T> {
+    // One argument per part of the driver, all crate-internal.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: String,
         reader: Box<dyn SourceReader<T>>,
