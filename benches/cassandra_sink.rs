@@ -15,25 +15,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
-use hdrhistogram::Histogram;
+use common::cql::{RevenueRow, TABLE, raw_insert_loop, revenue_rows, schema, start_store, table_checksum};
+use common::{Measurement, cpu_seconds, peak_rss_bytes};
 use serde::{Deserialize, Serialize};
-use sluice::datagen::{Order, OrderGenerator};
-use sluice::operators::cassandra::scylla::client::session::Session;
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{
-    CassandraConfig, CassandraSink, EmbeddedCql, TableSchema, event_time_micros, read_rows,
-};
+use sluice::datagen::OrderGenerator;
+use sluice::operators::cassandra::{CassandraConfig, CassandraSink};
 use sluice::prelude::*;
-use tokio::sync::Semaphore;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,16 +55,6 @@ struct Args {
     bench: bool,
 }
 
-/// A row of `product_revenue_1m`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RevenueRow {
-    product_id: String,
-    window_start: i64,
-    revenue_cents: i64,
-    orders: i64,
-    units: i64,
-}
-
 /// What a child measured, with its write latencies.
 #[derive(Debug, Serialize, Deserialize)]
 struct Result {
@@ -83,14 +65,10 @@ struct Result {
     p999_us: u64,
 }
 
-const TABLE: &str = "product_revenue_1m";
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.serve_store {
-        let store = EmbeddedCql::start()?;
-        println!("{}", store.addr());
-        store.serve_forever();
+        return common::cql::serve_store();
     }
     if let Some(kind) = &args.child {
         let store = args.store.as_deref().context("--store is required")?;
@@ -98,11 +76,8 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
-    let (mut store, addr) = start_store()?;
-    let outcome = compare(&args, &addr);
-    let _ = store.kill();
-    let _ = store.wait();
-    outcome
+    let (_store, addr) = start_store()?;
+    compare(&args, &addr)
 }
 
 fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
@@ -178,24 +153,6 @@ fn median(mut all: Vec<Result>) -> Result {
     all.swap_remove(all.len() / 2)
 }
 
-/// Starts the store in a process of its own and reads the address it prints.
-fn start_store() -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("--serve-store")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the store process")?;
-    let stdout = child.stdout.take().context("store stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line.trim().to_string();
-    if addr.is_empty() {
-        let _ = child.kill();
-        bail!("the store process printed no address");
-    }
-    Ok((child, addr))
-}
-
 fn measure(kind: &str, run: usize, addr: &str, args: &Args) -> anyhow::Result<Result> {
     let output = Command::new(std::env::current_exe()?)
         .args(["--child", kind, "--store", addr])
@@ -219,29 +176,7 @@ fn rows(events: u64) -> Vec<(RevenueRow, i64)> {
         orders_per_second: 200,
         ..OrderGenerator::default()
     };
-    let mut windows: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
-    for i in 0..events {
-        let o: Order = generator.nth(i);
-        let w = windows
-            .entry((o.product_id.clone(), o.ts - o.ts.rem_euclid(60_000)))
-            .or_default();
-        w.0 += o.revenue_cents();
-        w.1 += 1;
-        w.2 += o.quantity;
-    }
-    windows
-        .into_iter()
-        .map(|((product_id, window_start), (revenue_cents, orders, units))| {
-            let row = RevenueRow {
-                product_id,
-                window_start,
-                revenue_cents,
-                orders,
-                units,
-            };
-            (row, window_start + 60_000 - 1)
-        })
-        .collect()
+    revenue_rows((0..events).map(|i| generator.nth(i)))
 }
 
 fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
@@ -252,11 +187,7 @@ fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
         .max_in_flight(args.in_flight);
     let rows = rows(args.events);
     let n = rows.len() as u64;
-    let sink = CassandraSink::<RevenueRow>::new(config.clone(), TABLE).create_table_if_missing(
-        TableSchema::partition_key(["product_id"])
-            .clustering_key(["window_start"])
-            .timestamp_columns(["window_start"]),
-    );
+    let sink = CassandraSink::<RevenueRow>::new(config.clone(), TABLE).create_table_if_missing(schema());
     let (seconds, cpu, latency) = match kind {
         "sink" => {
             let stats = sink.stats();
@@ -283,18 +214,11 @@ fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
         "raw" => {
             // The same table, created the same way, before the clock starts.
             sink.connect()?;
-            raw_loop(&config, rows, args.in_flight)?
+            raw_insert_loop(&config, rows, args.in_flight)?
         }
         other => bail!("unknown measurement {other}"),
     };
-    let mut checksum = Checksum::default();
-    let table = format!("{keyspace}.{TABLE}");
-    for (p, w, r, o, u) in read_rows::<(String, CqlTimestamp, i64, i64, i64)>(
-        &config,
-        &format!("SELECT product_id, window_start, revenue_cents, orders, units FROM {table}"),
-    )? {
-        checksum.add(&p, w.0, r, o as u64, u);
-    }
+    let checksum = table_checksum(&config)?;
     if checksum.rows != n {
         bail!("{kind}: the table holds {} rows, {n} were written", checksum.rows);
     }
@@ -310,72 +234,5 @@ fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
         p50_us: latency.value_at_quantile(0.5),
         p99_us: latency.value_at_quantile(0.99),
         p999_us: latency.value_at_quantile(0.999),
-    })
-}
-
-/// Prepared inserts, `in_flight` at a time, each with the row's write timestamp.
-fn raw_loop(
-    config: &CassandraConfig,
-    rows: Vec<(RevenueRow, i64)>,
-    in_flight: usize,
-) -> anyhow::Result<(f64, f64, Histogram<u64>)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let addr = config.contact_points()[0].clone();
-    let table = format!("{}.{TABLE}", config.keyspace());
-    runtime.block_on(async move {
-        let session: Arc<Session> = Arc::new(
-            sluice::operators::cassandra::scylla::client::session_builder::SessionBuilder::new()
-                .known_node(addr)
-                .fetch_schema_metadata(false)
-                .auto_await_schema_agreement(false)
-                .build()
-                .await?,
-        );
-        let mut insert = session
-            .prepare(format!(
-                "INSERT INTO {table} (product_id, window_start, revenue_cents, orders, units) VALUES (?, ?, ?, ?, ?)"
-            ))
-            .await?;
-        insert.set_consistency(sluice::operators::cassandra::Consistency::One);
-        insert.set_is_idempotent(true);
-        let slots = Arc::new(Semaphore::new(in_flight));
-        let latency = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?));
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        let mut tasks = tokio::task::JoinSet::new();
-        for (row, ts) in rows {
-            let permit = Arc::clone(&slots).acquire_owned().await?;
-            let (session, latency) = (Arc::clone(&session), Arc::clone(&latency));
-            let mut statement = insert.clone();
-            statement.set_timestamp(Some(event_time_micros(ts)));
-            tasks.spawn(async move {
-                let started = Instant::now();
-                let values = (
-                    row.product_id,
-                    CqlTimestamp(row.window_start),
-                    row.revenue_cents,
-                    row.orders,
-                    row.units,
-                );
-                let result = session.execute_unpaged(&statement, values).await;
-                let micros = started.elapsed().as_micros() as u64;
-                if let Ok(mut h) = latency.lock() {
-                    let _ = h.record(micros.max(1));
-                }
-                drop(permit);
-                result.map(|_| ())
-            });
-            while let Some(done) = tasks.try_join_next() {
-                done??;
-            }
-        }
-        while let Some(done) = tasks.join_next().await {
-            done??;
-        }
-        let (seconds, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
-        let histogram = latency.lock().map_err(|_| anyhow::anyhow!("latency lock"))?.clone();
-        anyhow::Ok((seconds, cpu, histogram))
     })
 }

@@ -3,8 +3,7 @@
 //! tumbling revenue, output discarded) and, in the same run, by a raw rdkafka consumer loop
 //! that deserializes and aggregates the same way on one thread, with the same librdkafka
 //! settings (printed). Each measurement runs in its own process; time runs from the first
-//! record received (after the consumer group settled) to the last, so group joins and
-//! rebalances are not counted.
+//! record received to the last, so connecting (and the raw loop's group join) is not counted.
 //!
 //! ```text
 //! cargo bench --bench kafka_consume
@@ -15,23 +14,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use common::tansu::{CONSUMER_SETTINGS, WINDOW_MS, preload, raw_consume_loop, start_broker};
 use common::{
     Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate,
 };
-use hashbrown::HashMap;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rustc_hash::FxBuildHasher;
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, ensure_topic};
+use sluice::operators::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
 
 #[global_allocator]
@@ -39,15 +31,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TOPIC: &str = "bench-orders";
 const PARTITIONS: i32 = 4;
-const WINDOW_MS: i64 = 60_000;
-
-/// librdkafka settings of both the engine's consumers and the raw loop.
-const CONSUMER_SETTINGS: [(&str, &str); 4] = [
-    ("fetch.wait.max.ms", "10"),
-    ("fetch.queue.backoff.ms", "10"),
-    ("queued.max.messages.kbytes", "16384"),
-    ("auto.offset.reset", "earliest"),
-];
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -72,84 +55,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker() -> anyhow::Result<(Broker, String)> {
-    let bin = std::env::var("SLUICE_TANSU_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/sluice/tansu-0.6.0/bin/tansu")
-    });
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!("cannot start the Tansu broker {bin} (run scripts/test.sh once to install it)")
-        })?;
-    let broker = Broker(child);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("the Tansu broker did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((broker, format!("127.0.0.1:{port}")))
-}
-
-fn preload(brokers: &str, events: u64) -> anyhow::Result<()> {
-    ensure_topic(&KafkaConfig::new(brokers), TOPIC, PARTITIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create()?;
-    let generator = OrderGenerator::default();
-    let started = Instant::now();
-    for n in 0..events {
-        let order = generator.nth(n);
-        let payload = serde_json::to_vec(&order)?;
-        let mut record = BaseRecord::to(TOPIC).key(&order.product_id).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(300))?;
-    eprintln!(
-        "pre-loaded {events} orders in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 fn parent(args: &Args) -> anyhow::Result<()> {
     let (_broker, brokers) = start_broker()?;
-    preload(&brokers, args.harness.events)?;
+    let generator = OrderGenerator::default();
+    preload(
+        &brokers,
+        TOPIC,
+        PARTITIONS,
+        (0..args.harness.events).map(|n| generator.nth(n)),
+        None,
+    )?;
     println!(
         "kafka_consume: {} orders on a Tansu broker, topic of {PARTITIONS} partitions",
         args.harness.events
@@ -211,7 +126,7 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     );
     let (read, events, seconds) = match kind {
         "raw" => {
-            let (read, seconds) = raw(&brokers, &group, args.harness.events)?;
+            let (read, seconds) = raw_consume_loop(&brokers, TOPIC, &group, args.harness.events)?;
             (read, read, seconds)
         }
         "engine" => engine(&brokers, &group, args.harness.events, workers)?,
@@ -229,44 +144,6 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&m)?);
     Ok(())
-}
-
-/// The raw loop: poll, parse, fold into (product, window) totals.
-fn raw(brokers: &str, group: &str, expected: u64) -> anyhow::Result<(u64, f64)> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
-    for (k, v) in CONSUMER_SETTINGS {
-        config.set(k, v);
-    }
-    let consumer: BaseConsumer = config.create()?;
-    consumer.subscribe(&[TOPIC])?;
-    let mut totals: HashMap<(String, i64), (i64, u64), FxBuildHasher> = HashMap::default();
-    let mut seen = 0u64;
-    let mut first: Option<Instant> = None;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen < expected && (seen % 4096 != 0 || Instant::now() < deadline) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                first.get_or_insert_with(Instant::now);
-                let order: Order = serde_json::from_slice(m.payload().unwrap_or_default())?;
-                let start = order.ts - order.ts.rem_euclid(WINDOW_MS);
-                let revenue = order.revenue_cents();
-                let t = totals.entry((order.product_id, start)).or_default();
-                t.0 += revenue;
-                t.1 += 1;
-                seen += 1;
-            }
-            Some(Err(e)) => eprintln!("consumer error: {e}"),
-            None => {}
-        }
-    }
-    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
-    std::hint::black_box(&totals);
-    Ok((seen, seconds))
 }
 
 /// Returns (records read, records timed, seconds).

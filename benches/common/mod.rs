@@ -2,6 +2,9 @@
 //! RSS, the common JSON line.
 #![allow(dead_code)]
 
+pub mod cql;
+pub mod tansu;
+
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::process::Command;

@@ -1,0 +1,170 @@
+//! A Tansu broker for one benchmark run, and orders pre-loaded into it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hashbrown::HashMap;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rustc_hash::FxBuildHasher;
+use sluice::datagen::Order;
+use sluice::operators::kafka::{KafkaConfig, ensure_topic};
+
+/// The broker process; killed when dropped.
+pub struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Tansu with in-memory storage on a free loopback port; returns it and its address.
+/// The binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
+pub fn start_broker() -> anyhow::Result<(Broker, String)> {
+    let bin = std::env::var("SLUICE_TANSU_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/sluice/tansu-0.6.0/bin/tansu")
+    });
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!("cannot start the Tansu broker {bin} (run scripts/test.sh once to install it)")
+        })?;
+    let broker = Broker(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the Tansu broker did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((broker, format!("127.0.0.1:{port}")))
+}
+
+/// Creates `topic` with `partitions` partitions and produces `orders` into it as JSON keyed
+/// by product, then `marker` (if any) into every partition, e.g. to move every partition's
+/// watermark past the orders. Returns the records produced.
+pub fn preload(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    orders: impl IntoIterator<Item = Order>,
+    marker: Option<&Order>,
+) -> anyhow::Result<u64> {
+    ensure_topic(&KafkaConfig::new(brokers), topic, partitions).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()?;
+    let started = Instant::now();
+    let mut produced = 0u64;
+    let mut send = |order: &Order, partition: Option<i32>| -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(order)?;
+        let mut record = BaseRecord::to(topic).key(&order.product_id).payload(&payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        produced += 1;
+        Ok(())
+    };
+    for order in orders {
+        send(&order, None)?;
+    }
+    if let Some(marker) = marker {
+        for partition in 0..partitions {
+            send(marker, Some(partition))?;
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "pre-loaded {produced} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(produced)
+}
+
+/// librdkafka settings of the engine's consumers and the raw loop alike.
+pub const CONSUMER_SETTINGS: [(&str, &str); 4] = [
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.max.messages.kbytes", "16384"),
+    ("auto.offset.reset", "earliest"),
+];
+
+/// The revenue windows' length.
+pub const WINDOW_MS: i64 = 60_000;
+
+/// The raw consumer loop: poll, parse, fold into (product, window) totals on one thread, until
+/// `expected` records were read. Returns the records read and the seconds from the first to
+/// the last.
+pub fn raw_consume_loop(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    expected: u64,
+) -> anyhow::Result<(u64, f64)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    for (k, v) in CONSUMER_SETTINGS {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create()?;
+    consumer.subscribe(&[topic])?;
+    let mut totals: HashMap<(String, i64), (i64, u64), FxBuildHasher> = HashMap::default();
+    let mut seen = 0u64;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < expected && (seen % 4096 != 0 || Instant::now() < deadline) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                let order: Order = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                let start = order.ts - order.ts.rem_euclid(WINDOW_MS);
+                let revenue = order.revenue_cents();
+                let t = totals.entry((order.product_id, start)).or_default();
+                t.0 += revenue;
+                t.1 += 1;
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    std::hint::black_box(&totals);
+    Ok((seen, seconds))
+}

@@ -1,0 +1,358 @@
+//! End-to-end benchmark: orders pre-loaded into a Tansu topic (JSON, 4 partitions) → a Sluice
+//! job (Kafka source → key_by product → 1-minute tumbling revenue, orders and units →
+//! `CassandraSink`) → the in-memory CQL store, against the two halves done by hand in the same
+//! run: a raw rdkafka loop consuming, parsing and aggregating the same topic on one thread, and
+//! a raw scylla loop inserting the same rows. The target is the engine at ≥ 0.8× the slower
+//! of the two.
+//!
+//! After the orders, a marker order ten minutes later goes into every partition, so every
+//! partition's watermark closes every window of the orders; the marker itself is filtered
+//! out. The engine's clock runs from its first record read to the last expected row written;
+//! the raw Kafka loop's from its first record to its last; the raw CQL loop's over its
+//! inserts. The table the engine wrote is compared with the batch computation before any
+//! number is printed. Each measurement runs in its own process (CPU time, peak RSS); the store
+//! runs in another.
+//!
+//! ```text
+//! cargo bench --bench end_to_end
+//! cargo bench --bench end_to_end -- --events 1000000 --workers 1,2 --runs 3 --in-flight 64
+//! ```
+//!
+//! The broker binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use common::cql::{
+    RevenueRow, TABLE, raw_insert_loop, revenue_rows, rows_checksum, schema, start_store, table_checksum,
+};
+use common::tansu::{CONSUMER_SETTINGS, preload, raw_consume_loop, start_broker};
+use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::operators::cassandra::{CassandraConfig, CassandraSink, Consistency};
+use sluice::operators::kafka::{KafkaConfig, KafkaSource};
+use sluice::prelude::*;
+use sluice::shop::ProductRevenue;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TOPIC: &str = "e2e-orders";
+const PARTITIONS: i32 = 4;
+const MARKER: &str = "marker";
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    harness: common::Harness,
+    /// CQL requests in flight, for the sink and the raw loop alike.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Internal: bootstrap servers of a child.
+    #[arg(long, hide = true)]
+    brokers: Option<String>,
+    /// Internal: the store's address.
+    #[arg(long, hide = true)]
+    store: Option<String>,
+    /// Internal: which run this is (each writes its own keyspace).
+    #[arg(long, hide = true, default_value_t = 0)]
+    run: usize,
+    /// Internal: serve the store in this process.
+    #[arg(long, hide = true)]
+    serve_store: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.serve_store {
+        return common::cql::serve_store();
+    }
+    match args.harness.child.as_deref() {
+        Some(kind) => child(kind, &args),
+        None => parent(&args),
+    }
+}
+
+/// The generated orders: 1,000 products, 200 orders per second of event time.
+fn orders(events: u64) -> impl Iterator<Item = Order> {
+    let generator = OrderGenerator {
+        products: 1_000,
+        orders_per_second: 200,
+        ..OrderGenerator::default()
+    };
+    (0..events).map(move |n| generator.nth(n))
+}
+
+/// An order ten minutes after the last one, for every partition.
+fn marker(events: u64) -> Order {
+    let mut last = orders(events)
+        .last()
+        .unwrap_or_else(|| OrderGenerator::default().nth(0));
+    last.ts += 600_000;
+    last.product_id = MARKER.to_string();
+    last.order_id = MARKER.to_string();
+    last
+}
+
+fn parent(args: &Args) -> anyhow::Result<()> {
+    let events = args.harness.events;
+    let (_store, store) = start_store()?;
+    let (_broker, brokers) = start_broker()?;
+    let records = preload(&brokers, TOPIC, PARTITIONS, orders(events), Some(&marker(events)))?;
+    let rows = revenue_rows(orders(events));
+    println!(
+        "end_to_end: {events} orders ({} revenue rows) on a Tansu broker, topic of {PARTITIONS} partitions → \
+         in-memory CQL server (kassandra) in its own process",
+        rows.len()
+    );
+    println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
+    println!("  parsing:     serde_json::from_slice::<Order> of the payload");
+    println!(
+        "  work:        1-minute tumbling revenue, orders, units per product (FxHash maps in the raw loop)"
+    );
+    println!(
+        "  CQL:         scylla driver, prepared INSERT, consistency ONE, write timestamp = window end, {} in flight",
+        args.in_flight
+    );
+    println!(
+        "  timing:      median of {} runs; orders/s over the {events} orders\n",
+        args.harness.runs
+    );
+    let expected = rows_checksum(rows.iter().map(|(r, _)| r));
+    let mut kafka = Vec::new();
+    let mut cql = Vec::new();
+    let mut engine: Vec<(usize, Vec<Measurement>)> =
+        args.harness.workers.iter().map(|w| (*w, Vec::new())).collect();
+    for run in 0..args.harness.runs.max(1) {
+        let extra = Extra {
+            brokers: &brokers,
+            store: &store,
+            events,
+            run,
+            in_flight: args.in_flight,
+        };
+        kafka.push(measure("kafka", 1, &extra)?);
+        cql.push(measure("cql", 1, &extra)?);
+        for (workers, all) in &mut engine {
+            let m = measure("engine", *workers, &extra)?;
+            if m.checksum != expected {
+                bail!(
+                    "the engine's table ({workers} workers) differs from the batch computation: {:?} vs {expected:?}",
+                    m.checksum
+                );
+            }
+            all.push(m);
+        }
+    }
+    let (kafka, cql) = (median(kafka), median(cql));
+    if cql.checksum != expected {
+        bail!(
+            "the raw CQL loop's table differs: {:?} vs {expected:?}",
+            cql.checksum
+        );
+    }
+    if kafka.checksum.orders < records {
+        bail!(
+            "the raw Kafka loop read {} of {records} records",
+            kafka.checksum.orders
+        );
+    }
+    // Both raw loops as orders/s over the same orders: the slower one is the baseline.
+    let per_order = |m: &Measurement| Measurement { events, ..m.clone() };
+    let (kafka, cql) = (per_order(&kafka), per_order(&cql));
+    let baseline = if kafka.seconds >= cql.seconds {
+        &kafka
+    } else {
+        &cql
+    };
+    common::print_header();
+    common::print_row(
+        "raw rdkafka loop",
+        1,
+        &kafka,
+        common::rate(&kafka) / common::rate(baseline),
+    );
+    common::print_row(
+        "raw scylla loop",
+        1,
+        &cql,
+        common::rate(&cql) / common::rate(baseline),
+    );
+    let mut lines = Vec::new();
+    for (workers, all) in engine {
+        let m = per_order(&median(all));
+        let ratio = common::rate(&m) / common::rate(baseline);
+        common::print_row("sluice end to end", workers, &m, ratio);
+        lines.push(common::json_line(
+            "end_to_end",
+            "revenue_1m_to_cql",
+            workers,
+            &m,
+            baseline,
+            ratio,
+        ));
+    }
+    if let Some(line) = lines.iter().find(|l| l["workers"] == 1) {
+        let ratio = line["ratio"].as_f64().unwrap_or(0.0);
+        let verdict = if ratio >= 0.8 { "met" } else { "MISSED" };
+        println!("\ntarget 1 worker >= 0.8x the slower raw loop: {ratio:.2}x, {verdict}");
+    }
+    println!();
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// What every measurement process is told.
+struct Extra<'a> {
+    brokers: &'a str,
+    store: &'a str,
+    events: u64,
+    run: usize,
+    in_flight: usize,
+}
+
+fn measure(kind: &str, workers: usize, extra: &Extra<'_>) -> anyhow::Result<Measurement> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["--child", kind, "--workers", &workers.to_string()])
+        .args(["--brokers", extra.brokers, "--store", extra.store])
+        .args([
+            "--events",
+            &extra.events.to_string(),
+            "--run",
+            &extra.run.to_string(),
+        ])
+        .args(["--in-flight", &extra.in_flight.to_string()])
+        .output()
+        .context("cannot start the measurement process")?;
+    if !output.status.success() {
+        bail!(
+            "{kind} with {workers} workers failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().context("child printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn median(mut all: Vec<Measurement>) -> Measurement {
+    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    all.swap_remove(all.len() / 2)
+}
+
+fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
+    let brokers = args.brokers.as_deref().context("--brokers is required")?;
+    let store = args.store.as_deref().context("--store is required")?;
+    let workers = args.harness.workers.first().copied().unwrap_or(1);
+    let events = args.harness.events;
+    let keyspace = format!("e2e_{kind}_{workers}_{}", args.run);
+    let config = CassandraConfig::new([store], &keyspace)
+        .schema_metadata(false)
+        .consistency(Consistency::One)
+        .max_in_flight(args.in_flight);
+    let group = format!(
+        "bench-{kind}-{}-{}",
+        std::process::id(),
+        sluice::engine::now_millis()
+    );
+    let (seconds, cpu, checksum) = match kind {
+        "kafka" => {
+            let expected = events + PARTITIONS as u64;
+            let cpu0 = cpu_seconds();
+            let (read, seconds) = raw_consume_loop(brokers, TOPIC, &group, expected)?;
+            let checksum = Checksum {
+                orders: read,
+                ..Checksum::default()
+            };
+            (seconds, cpu_seconds() - cpu0, checksum)
+        }
+        "cql" => {
+            let rows = revenue_rows(orders(events));
+            // The table is created as the sink creates it, before the clock starts.
+            CassandraSink::<RevenueRow>::new(config.clone(), TABLE)
+                .create_table_if_missing(schema())
+                .connect()?;
+            let (seconds, cpu, _) = raw_insert_loop(&config, rows, args.in_flight)?;
+            (seconds, cpu, table_checksum(&config)?)
+        }
+        "engine" => {
+            let rows = revenue_rows(orders(events)).len() as u64;
+            let (seconds, cpu) = engine(brokers, &group, config.clone(), workers, rows)?;
+            (seconds, cpu, table_checksum(&config)?)
+        }
+        other => bail!("unknown measurement {other}"),
+    };
+    let m = Measurement {
+        events,
+        seconds,
+        cpu_seconds: cpu,
+        peak_rss_bytes: peak_rss_bytes(),
+        checksum,
+    };
+    println!("{}", serde_json::to_string(&m)?);
+    Ok(())
+}
+
+/// Runs the job until the sink wrote `rows` rows; returns seconds from the first record read
+/// and the CPU seconds of the process over the run.
+fn engine(
+    brokers: &str,
+    group: &str,
+    cql: CassandraConfig,
+    workers: usize,
+    rows: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let mut kafka = KafkaConfig::new(brokers);
+    for (k, v) in CONSUMER_SETTINGS {
+        kafka = kafka.set(k, v);
+    }
+    let sink = CassandraSink::<ProductRevenue>::new(cql, TABLE).create_table_if_missing(schema());
+    // The session and the table check happen before the clock starts, as for the raw loop.
+    sink.connect()?;
+    let stats = sink.stats();
+    let group = group.to_string();
+    let job = Job::new(JobConfig::new("end_to_end").workers(workers), move |b| {
+        b.source(
+            "orders",
+            KafkaSource::<Order>::json(kafka.clone(), group.clone(), &[TOPIC]),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                .with_timestamps(|o: &Order| o.ts),
+        )
+        .filter("no_marker", |o| o.product_id != MARKER)
+        .key_by("by_product", |o| o.product_id.clone())
+        .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))
+        .aggregate((
+            Sum::of(|o: &Order| o.revenue_cents()),
+            Count,
+            Sum::of(|o: &Order| o.quantity),
+        ))
+        .map("row", ProductRevenue::from_window)
+        .sink(TABLE, sink.clone());
+        Ok(())
+    })?;
+    let cpu0 = cpu_seconds();
+    let handle = job.start()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first = None::<Instant>;
+    while stats.rows_written() < rows && Instant::now() < deadline && !handle.is_finished() {
+        if first.is_none() && handle.metrics().total("orders", "records_out") > 0 {
+            first = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let written = stats.rows_written();
+    handle.stop();
+    handle.join()?;
+    let cpu = cpu_seconds() - cpu0;
+    if written < rows {
+        bail!("the engine wrote {written} of {rows} rows");
+    }
+    Ok((seconds, cpu))
+}
