@@ -22,7 +22,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -218,27 +217,27 @@ struct Extra<'a> {
 }
 
 fn measure(kind: &str, workers: usize, extra: &Extra<'_>) -> anyhow::Result<Measurement> {
-    let output = Command::new(std::env::current_exe()?)
-        .args(["--child", kind, "--workers", &workers.to_string()])
-        .args(["--brokers", extra.brokers, "--store", extra.store])
-        .args([
+    let (events, run, in_flight) = (
+        extra.events.to_string(),
+        extra.run.to_string(),
+        extra.in_flight.to_string(),
+    );
+    common::measure(
+        kind,
+        workers,
+        &[
+            "--brokers",
+            extra.brokers,
+            "--store",
+            extra.store,
             "--events",
-            &extra.events.to_string(),
+            &events,
             "--run",
-            &extra.run.to_string(),
-        ])
-        .args(["--in-flight", &extra.in_flight.to_string()])
-        .output()
-        .context("cannot start the measurement process")?;
-    if !output.status.success() {
-        bail!(
-            "{kind} with {workers} workers failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let stdout = String::from_utf8(output.stdout)?;
-    let line = stdout.lines().last().context("child printed nothing")?;
-    Ok(serde_json::from_str(line)?)
+            &run,
+            "--in-flight",
+            &in_flight,
+        ],
+    )
 }
 
 fn median(mut all: Vec<Measurement>) -> Measurement {

@@ -187,8 +187,8 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         println!("\npeak memory, sluice with 1 worker, each in its own process:");
         for events in [1_000_000u64, 4_000_000] {
             let file = data_file(events)?;
-            let m = measure("engine", 1, &input_arg(&file))?;
-            let b = measure("baseline", 1, &input_arg(&file))?;
+            let m: Measurement = measure("engine", 1, &input_arg(&file))?;
+            let b: Measurement = measure("baseline", 1, &input_arg(&file))?;
             println!(
                 "  {:>9} events: sluice {:>7.1} MiB, hand-written loop {:>7.1} MiB",
                 events,

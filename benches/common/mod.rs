@@ -72,9 +72,13 @@ impl Checksum {
     }
 }
 
-/// Runs this benchmark binary again as `--child kind --workers n` plus `extra`, and reads the
-/// measurement it prints.
-pub fn measure(kind: &str, workers: usize, extra: &[&str]) -> anyhow::Result<Measurement> {
+/// Runs this benchmark binary again as `--child kind --workers n` plus `extra`, and reads what
+/// it prints last (a [`Measurement`], or more) as JSON.
+pub fn measure<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    workers: usize,
+    extra: &[&str],
+) -> anyhow::Result<T> {
     let exe = std::env::current_exe()?;
     let output = Command::new(exe)
         .args(["--child", kind, "--workers", &workers.to_string()])
@@ -96,7 +100,7 @@ pub fn measure(kind: &str, workers: usize, extra: &[&str]) -> anyhow::Result<Mea
 pub fn median(kind: &str, workers: usize, extra: &[&str], runs: usize) -> anyhow::Result<Measurement> {
     let mut all = Vec::new();
     for _ in 0..runs.max(1) {
-        all.push(measure(kind, workers, extra)?);
+        all.push(measure::<Measurement>(kind, workers, extra)?);
     }
     all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     Ok(all.swap_remove(all.len() / 2))
