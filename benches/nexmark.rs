@@ -36,6 +36,8 @@ mod common;
 mod engine;
 #[path = "nexmark/events.rs"]
 mod events;
+#[path = "nexmark/latency.rs"]
+mod latency;
 #[path = "nexmark/query.rs"]
 mod query;
 #[path = "nexmark/report.rs"]
@@ -84,6 +86,12 @@ struct Args {
     /// Records per exchange batch of the engine.
     #[arg(long, default_value_t = BATCH_SIZE)]
     batch_size: usize,
+    /// Loads (fractions of the measured maximum rate) at which to measure latency.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
+    latency: Vec<f64>,
+    /// Seconds of input per latency run (0: no latency runs).
+    #[arg(long, default_value_t = 5.0)]
+    latency_seconds: f64,
 }
 
 /// What a child prints: its measurement, plus checkpoint costs when it took checkpoints.
@@ -144,14 +152,20 @@ fn parse_interval(s: &str) -> anyhow::Result<Option<Duration>> {
         .with_context(|| format!("bad checkpoint interval '{s}' (use none, 1s, 10s...)"))
 }
 
-/// A child: `baseline:q5`, `engine:q5` or `rocksdb:q5:1s`.
+/// A child: `baseline:q5`, `engine:q5`, `rocksdb:q5:1s` or `latency:<rate>`.
 fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
+    let workers = args.harness.workers.first().copied().unwrap_or(1);
+    if let Some(rate) = kind.strip_prefix("latency:") {
+        let rate: f64 = rate.parse().with_context(|| format!("bad rate in {kind}"))?;
+        let stats = latency::child(rate, args.latency_seconds, workers)?;
+        println!("{}", serde_json::to_string(&stats)?);
+        return Ok(());
+    }
     let parts: Vec<&str> = kind.split(':').collect();
     let (mode, query) = match parts.as_slice() {
         [mode, q] | [mode, q, _] => (*mode, q.parse::<Query>().map_err(anyhow::Error::msg)?),
         _ => bail!("unknown measurement {kind}"),
     };
-    let workers = args.harness.workers.first().copied().unwrap_or(1);
     let events = events::generate(args.harness.events);
     let n = events.len() as u64;
     let report = match mode {

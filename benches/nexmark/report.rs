@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use super::latency;
 use super::query::{BOUND_MS, Query, SLIDE_MS, WINDOW_MS};
 use super::svg::{Group, grouped_bars};
 use super::{Args, ChildReport, median, parse_interval, queries};
@@ -232,12 +233,18 @@ pub fn parent(args: &Args) -> anyhow::Result<()> {
         println!("  {v}");
     }
 
+    let dir = out_dir()?;
+    let latency_lines = if args.latency_seconds > 0.0 && !args.latency.is_empty() {
+        latency::report(&args.latency, args.latency_seconds, workers, &dir)?
+    } else {
+        Vec::new()
+    };
+
     println!();
-    for line in lines.iter().chain(&checkpoint_lines) {
+    for line in lines.iter().chain(&checkpoint_lines).chain(&latency_lines) {
         println!("{line}");
     }
 
-    let dir = out_dir()?;
     let file = json!({
         "bench": "nexmark",
         "events": events,
@@ -251,6 +258,7 @@ pub fn parent(args: &Args) -> anyhow::Result<()> {
         },
         "measurements": lines,
         "checkpoints": checkpoint_lines,
+        "latency": latency_lines,
         "targets": verdicts,
     });
     let results_path = dir.join("results.json");
@@ -259,7 +267,11 @@ pub fn parent(args: &Args) -> anyhow::Result<()> {
     let svg_path = dir.join("throughput.svg");
     std::fs::write(&svg_path, plot(&results, workers, events))
         .with_context(|| format!("cannot write {}", svg_path.display()))?;
-    println!("\nwrote {} and {}", results_path.display(), svg_path.display());
+    println!(
+        "\nwrote {} and {} (latency runs: latency.svg next to them)",
+        results_path.display(),
+        svg_path.display()
+    );
     Ok(())
 }
 
