@@ -73,7 +73,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
     println!("  parsing:     serde_json::from_slice::<Order> of the payload");
     println!("  work:        1-minute tumbling revenue per product (FxHash maps), output discarded");
     println!(
-        "  timing:      first record after the group settled to the last, median of {} runs\n",
+        "  timing:      first record to the last, median of {} runs\n",
         args.harness.runs
     );
     let extra = ["--brokers", brokers.as_str(), "--events"];
