@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct InputIdleness {
     /// Readers in the run: sources × workers.
     readers: usize,
-    /// Per (source, worker): whether it is idle (an ended reader counts as idle).
-    idle: Mutex<HashMap<(String, usize), bool>>,
+    /// Each reader's slot in `idle`, given once when its vote is created.
+    slots: Mutex<HashMap<(String, usize), usize>>,
+    /// Per slot: whether that reader is idle (an ended reader counts as idle).
+    idle: Mutex<Vec<bool>>,
 }
 
 impl InputIdleness {
@@ -21,20 +23,26 @@ impl InputIdleness {
     pub(crate) fn new(sources: usize, workers: usize) -> Self {
         InputIdleness {
             readers: sources * workers,
-            idle: Mutex::default(),
+            ..InputIdleness::default()
         }
     }
 
-    /// Records the reader's state; whether every reader of the run has now said it is idle.
-    fn set(&self, source: &str, worker: usize, idle: bool) -> bool {
-        let mut all = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        match all.get_mut(&(source.to_string(), worker)) {
-            Some(known) => *known = idle,
-            None => {
-                all.insert((source.to_string(), worker), idle);
-            }
+    /// The slot of the reader of `source` on `worker` (busy until it says otherwise).
+    fn slot(&self, source: &str, worker: usize) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let next = slots.len();
+        let slot = *slots.entry((source.to_string(), worker)).or_insert(next);
+        if slot == next {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(false);
         }
-        all.len() >= self.readers && all.values().all(|idle| *idle)
+        slot
+    }
+
+    /// Records the reader's state; whether every reader of the run has now said it is idle.
+    fn set(&self, slot: usize, idle: bool) -> bool {
+        let mut all = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        all[slot] = idle;
+        all.len() >= self.readers && all.iter().all(|idle| *idle)
     }
 }
 
@@ -43,29 +51,25 @@ impl InputIdleness {
 #[derive(Debug, Clone)]
 pub struct IdleVote {
     board: Arc<InputIdleness>,
-    source: String,
-    worker: usize,
+    slot: usize,
 }
 
 impl IdleVote {
     pub(crate) fn new(board: Arc<InputIdleness>, source: &str, worker: usize) -> Self {
-        IdleVote {
-            board,
-            source: source.to_string(),
-            worker,
-        }
+        let slot = board.slot(source, worker);
+        IdleVote { board, slot }
     }
 
     /// Says whether this reader is idle; returns whether every reader of every source of the
     /// job is idle or has ended, which is when an idle reader may end its input. A reader that
     /// has not said anything yet counts as busy.
     pub fn vote(&self, idle: bool) -> bool {
-        self.board.set(&self.source, self.worker, idle)
+        self.board.set(self.slot, idle)
     }
 
     /// The reader's input ended: from now on it counts as idle.
     pub(crate) fn ended(&self) {
-        self.board.set(&self.source, self.worker, true);
+        self.board.set(self.slot, true);
     }
 }
 
