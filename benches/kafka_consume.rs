@@ -104,15 +104,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
             ratio,
         ));
     }
-    if let Some(line) = lines.iter().find(|l| l["workers"] == 1) {
-        let ratio = line["ratio"].as_f64().unwrap_or(0.0);
-        let verdict = if ratio >= 0.9 { "met" } else { "MISSED" };
-        println!("\ntarget 1 worker >= 0.9x the raw loop: {ratio:.2}x, {verdict}");
-    }
-    println!();
-    for line in lines {
-        println!("{line}");
-    }
+    common::print_target_and_lines(&lines, "the raw loop", 0.9);
     Ok(())
 }
 

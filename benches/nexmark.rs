@@ -47,7 +47,6 @@ mod rows;
 #[path = "nexmark/svg.rs"]
 mod svg;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -58,7 +57,6 @@ use sluice::engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig};
 
 use checkpoints::CheckpointStats;
 use query::Query;
-use rows::RowSink;
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
 #[global_allocator]
@@ -235,7 +233,7 @@ fn run_engine(
             checkpoint_every: Some(_)
         }
     );
-    let sink = RowSink::default();
+    let sink = common::ChecksumSink::default();
     let out = sink.clone();
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let job = Job::new(config, move |b| {
@@ -248,7 +246,7 @@ fn run_engine(
     } else {
         (job.run()?, None)
     };
-    let mut checksum = take(&out.0)?;
+    let mut checksum = out.checksum()?;
     checksum.late = engine::windowed_operators(query)
         .iter()
         .map(|op| report.metrics.total(op, "late_records"))
@@ -260,11 +258,4 @@ fn run_engine(
     }
     drop(dir);
     Ok(result)
-}
-
-/// The checksum the sinks have added up.
-fn take(sum: &Arc<Mutex<Checksum>>) -> anyhow::Result<Checksum> {
-    sum.lock()
-        .map(|s| *s)
-        .map_err(|_| anyhow::anyhow!("checksum lock poisoned"))
 }

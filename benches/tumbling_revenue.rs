@@ -21,7 +21,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -33,7 +32,7 @@ use common::{
 use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::engine::{BoxError, CheckpointConfig, StateBackendConfig};
+use sluice::engine::{CheckpointConfig, StateBackendConfig};
 use sluice::operators::LineReader;
 use sluice::prelude::*;
 
@@ -300,37 +299,15 @@ fn baseline(input: &Path) -> anyhow::Result<(u64, Checksum)> {
     Ok((events, checksum))
 }
 
-/// Sums the window results of each worker into one checksum.
-#[derive(Clone, Default)]
-struct ChecksumSink(Arc<Mutex<Checksum>>);
-
-struct ChecksumWriter {
-    shared: Arc<Mutex<Checksum>>,
-    local: Checksum,
-}
-
-impl SinkFactory<WindowResult<String, Totals>> for ChecksumSink {
-    fn create(&self, _: usize, _: usize) -> Result<Box<dyn Sink<WindowResult<String, Totals>>>, BoxError> {
-        Ok(Box::new(ChecksumWriter {
-            shared: Arc::clone(&self.0),
-            local: Checksum::default(),
-        }))
-    }
-}
-
-impl Sink<WindowResult<String, Totals>> for ChecksumWriter {
-    fn write(&mut self, r: WindowResult<String, Totals>, _: Timestamp) -> Result<(), BoxError> {
-        self.local
-            .add(&r.key, r.window.start, r.value.0, r.value.1, r.value.2);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), BoxError> {
-        self.shared
-            .lock()
-            .map_err(|_| "checksum lock poisoned")?
-            .merge(&self.local);
-        Ok(())
+impl common::ChecksumRow for WindowResult<String, Totals> {
+    fn add_to(&self, sum: &mut Checksum) {
+        sum.add(
+            &self.key,
+            self.window.start,
+            self.value.0,
+            self.value.1,
+            self.value.2,
+        );
     }
 }
 
@@ -343,7 +320,7 @@ enum State {
 }
 
 fn engine(input: &Path, workers: usize, state: State) -> anyhow::Result<(u64, Checksum)> {
-    let sink = ChecksumSink::default();
+    let sink = common::ChecksumSink::default();
     let out = sink.clone();
     let input = input.to_path_buf();
     let dir = common::data_dir()?.join(format!("state-{}", std::process::id()));
@@ -377,10 +354,7 @@ fn engine(input: &Path, workers: usize, state: State) -> anyhow::Result<(u64, Ch
     })?;
     let report = job.run()?;
     let _ = std::fs::remove_dir_all(&dir);
-    let mut checksum = *sink
-        .0
-        .lock()
-        .map_err(|_| anyhow::anyhow!("checksum lock poisoned"))?;
+    let mut checksum = sink.checksum()?;
     checksum.late = report.metrics.total("revenue_1m", "late_records");
     Ok((report.metrics.total("orders", "records_out"), checksum))
 }

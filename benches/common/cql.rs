@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use sluice::operators::cassandra::scylla::value::CqlTimestamp;
 use sluice::operators::cassandra::{CassandraConfig, Consistency, TableSchema, event_time_micros, read_rows};
 use tokio::sync::Semaphore;
 
-use super::{Checksum, cpu_seconds};
+use super::{Checksum, KillOnDrop, cpu_seconds};
 
 /// The table's name.
 pub const TABLE: &str = "product_revenue_1m";
@@ -98,26 +98,16 @@ pub fn table_checksum(config: &CassandraConfig) -> anyhow::Result<Checksum> {
     Ok(checksum)
 }
 
-/// The store's process; killed when dropped.
-pub struct Store(Child);
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the store: this benchmark binary again with [`SERVE_STORE`], which it must answer
 /// with [`serve_store`]; returns the process and the address it printed.
-pub fn start_store() -> anyhow::Result<(Store, String)> {
+pub fn start_store() -> anyhow::Result<(KillOnDrop, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg(SERVE_STORE)
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start the store process")?;
     let stdout = child.stdout.take().context("store stdout")?;
-    let store = Store(child);
+    let store = KillOnDrop(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let addr = line.trim().to_string();

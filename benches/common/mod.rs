@@ -8,10 +8,12 @@ pub mod tansu;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
+use sluice::engine::{BoxError, Data, Sink, SinkFactory, Timestamp};
 
 /// Options every benchmark program takes.
 #[derive(clap::Args, Debug)]
@@ -69,6 +71,81 @@ impl Checksum {
         self.orders += o.orders;
         self.late += o.late;
         self.mix = self.mix.wrapping_add(o.mix);
+    }
+}
+
+/// A row a [`ChecksumSink`] folds into its checksum.
+pub trait ChecksumRow {
+    /// Adds this row to `sum`.
+    fn add_to(&self, sum: &mut Checksum);
+}
+
+/// A sink whose workers each fold their rows into a checksum of their own, added to the
+/// shared one when their input ends.
+#[derive(Clone, Default)]
+pub struct ChecksumSink(Arc<Mutex<Checksum>>);
+
+impl ChecksumSink {
+    /// The checksum of every row written by workers that finished.
+    pub fn checksum(&self) -> anyhow::Result<Checksum> {
+        self.0
+            .lock()
+            .map(|s| *s)
+            .map_err(|_| anyhow::anyhow!("checksum lock poisoned"))
+    }
+}
+
+struct ChecksumWriter {
+    shared: Arc<Mutex<Checksum>>,
+    local: Checksum,
+}
+
+impl<R: ChecksumRow + Data> SinkFactory<R> for ChecksumSink {
+    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<R>>, BoxError> {
+        Ok(Box::new(ChecksumWriter {
+            shared: Arc::clone(&self.0),
+            local: Checksum::default(),
+        }))
+    }
+}
+
+impl<R: ChecksumRow + Data> Sink<R> for ChecksumWriter {
+    fn write(&mut self, row: R, _ts: Timestamp) -> Result<(), BoxError> {
+        row.add_to(&mut self.local);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.shared
+            .lock()
+            .map_err(|_| "checksum lock poisoned")?
+            .merge(&self.local);
+        self.local = Checksum::default();
+        Ok(())
+    }
+}
+
+/// A process a benchmark started (a broker, a store), killed when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prints whether the 1-worker line of `lines` meets `target` (its `ratio` at least that,
+/// against `what`), then every line.
+pub fn print_target_and_lines(lines: &[serde_json::Value], what: &str, target: f64) {
+    if let Some(line) = lines.iter().find(|l| l["workers"] == 1) {
+        let ratio = line["ratio"].as_f64().unwrap_or(0.0);
+        let verdict = if ratio >= target { "met" } else { "MISSED" };
+        println!("\ntarget 1 worker >= {target}x {what}: {ratio:.2}x, {verdict}");
+    }
+    println!();
+    for line in lines {
+        println!("{line}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! A Tansu broker for one benchmark run, and orders pre-loaded into it.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,19 +14,11 @@ use rustc_hash::FxBuildHasher;
 use sluice::datagen::Order;
 use sluice::operators::kafka::{KafkaConfig, ensure_topic};
 
-/// The broker process; killed when dropped.
-pub struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::KillOnDrop;
 
 /// Starts Tansu with in-memory storage on a free loopback port; returns it and its address.
 /// The binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
-pub fn start_broker() -> anyhow::Result<(Broker, String)> {
+pub fn start_broker() -> anyhow::Result<(KillOnDrop, String)> {
     let bin = std::env::var("SLUICE_TANSU_BIN").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         format!("{home}/.cache/sluice/tansu-0.6.0/bin/tansu")
@@ -48,7 +40,7 @@ pub fn start_broker() -> anyhow::Result<(Broker, String)> {
         .with_context(|| {
             format!("cannot start the Tansu broker {bin} (run scripts/test.sh once to install it)")
         })?;
-    let broker = Broker(child);
+    let broker = KillOnDrop(child);
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > Duration::from_secs(20) {

@@ -74,6 +74,10 @@ struct Clock {
 }
 
 impl Clock {
+    fn new() -> Self {
+        Clock { max_ts: i64::MIN }
+    }
+
     /// The watermark after seeing `ts`, and whether it advanced.
     #[inline]
     fn see(&mut self, ts: i64) -> (i64, bool) {
@@ -119,68 +123,77 @@ fn stateless(events: &[Event], mut f: impl FnMut(&Bid, &mut Checksum)) -> Checks
     sum
 }
 
-/// Bids per auction per sliding window; the top auction(s) of each window.
-fn q5(events: &[Event]) -> Checksum {
-    let mut sum = Checksum::default();
-    let mut windows = OpenWindows::<u64, u64>::new(WINDOW_MS, SLIDE_MS);
-    let mut clock = Clock { max_ts: i64::MIN };
-    let mut emit = |start: i64, counts: FxHashMap<u64, u64>| {
-        let max = counts.values().copied().max().unwrap_or(0);
-        for (auction, count) in counts {
-            if count == max {
-                add_row(&mut sum, &(start, auction, count));
-            }
-        }
-    };
+/// Folds every bid into `windows` under `key`, handing each window to `emit` as the watermark
+/// passes its end (the rest at the end of the input); returns the late bids.
+fn windowed_bids<K: Hash + Eq + Clone, A>(
+    events: &[Event],
+    mut windows: OpenWindows<K, A>,
+    key: impl Fn(&Bid) -> K,
+    init: impl Fn() -> A,
+    mut fold: impl FnMut(&mut A, &Bid),
+    mut emit: impl FnMut(i64, FxHashMap<K, A>),
+) -> u64 {
+    let mut clock = Clock::new();
     for e in events {
         let Event::Bid(b) = e else { continue };
         let (wm, advanced) = clock.see(b.date_time);
-        windows.add(b.date_time, wm, &b.auction, || 0, |n| *n += 1);
+        windows.add(b.date_time, wm, &key(b), &init, |acc| fold(acc, b));
         if advanced {
             windows.close(wm, &mut emit);
         }
     }
     windows.close(i64::MAX, &mut emit);
-    sum.late = windows.late;
+    windows.late
+}
+
+/// Bids per auction per sliding window; the top auction(s) of each window.
+fn q5(events: &[Event]) -> Checksum {
+    let mut sum = Checksum::default();
+    let windows = OpenWindows::new(WINDOW_MS, SLIDE_MS);
+    sum.late = windowed_bids(
+        events,
+        windows,
+        |b| b.auction,
+        || 0u64,
+        |n, _| *n += 1,
+        |start, counts| {
+            let max = counts.values().copied().max().unwrap_or(0);
+            for (auction, count) in counts {
+                if count == max {
+                    add_row(&mut sum, &(start, auction, count));
+                }
+            }
+        },
+    );
     sum
 }
 
 /// The highest bid(s) of each tumbling window.
 fn q7(events: &[Event]) -> Checksum {
     let mut sum = Checksum::default();
-    let mut windows = OpenWindows::<(), (u64, Vec<Bid>)>::new(WINDOW_MS, WINDOW_MS);
-    let mut clock = Clock { max_ts: i64::MIN };
-    let mut emit = |start: i64, max: FxHashMap<(), (u64, Vec<Bid>)>| {
-        for (_, bids) in max.into_values() {
-            for b in bids {
-                add_row(&mut sum, &(start, b));
+    let windows = OpenWindows::new(WINDOW_MS, WINDOW_MS);
+    sum.late = windowed_bids(
+        events,
+        windows,
+        |_| (),
+        || (0u64, Vec::<Bid>::new()),
+        |(price, bids), b| {
+            if b.price > *price || bids.is_empty() {
+                *price = b.price;
+                bids.clear();
+                bids.push(*b);
+            } else if b.price == *price {
+                bids.push(*b);
             }
-        }
-    };
-    for e in events {
-        let Event::Bid(b) = e else { continue };
-        let (wm, advanced) = clock.see(b.date_time);
-        windows.add(
-            b.date_time,
-            wm,
-            &(),
-            || (0, Vec::new()),
-            |(price, bids)| {
-                if b.price > *price || bids.is_empty() {
-                    *price = b.price;
-                    bids.clear();
-                    bids.push(*b);
-                } else if b.price == *price {
-                    bids.push(*b);
+        },
+        |start, max| {
+            for (_, bids) in max.into_values() {
+                for b in bids {
+                    add_row(&mut sum, &(start, b));
                 }
-            },
-        );
-        if advanced {
-            windows.close(wm, &mut emit);
-        }
-    }
-    windows.close(i64::MAX, &mut emit);
-    sum.late = windows.late;
+            }
+        },
+    );
     sum
 }
 
@@ -191,7 +204,7 @@ type Sides = (Vec<Person>, Vec<Auction>);
 fn q8(events: &[Event]) -> Checksum {
     let mut sum = Checksum::default();
     let mut windows = OpenWindows::<u64, Sides>::new(WINDOW_MS, WINDOW_MS);
-    let mut clock = Clock { max_ts: i64::MIN };
+    let mut clock = Clock::new();
     let mut emit = |start: i64, people: FxHashMap<u64, Sides>| {
         for (_, (persons, auctions)) in people {
             for p in &persons {
@@ -225,22 +238,18 @@ fn q8(events: &[Event]) -> Checksum {
 /// Bids per bidder per tumbling window.
 fn q12(events: &[Event]) -> Checksum {
     let mut sum = Checksum::default();
-    let mut windows = OpenWindows::<u64, u64>::new(WINDOW_MS, WINDOW_MS);
-    let mut clock = Clock { max_ts: i64::MIN };
-    let mut emit = |start: i64, counts: FxHashMap<u64, u64>| {
-        for (bidder, count) in counts {
-            add_row(&mut sum, &(start, bidder, count));
-        }
-    };
-    for e in events {
-        let Event::Bid(b) = e else { continue };
-        let (wm, advanced) = clock.see(b.date_time);
-        windows.add(b.date_time, wm, &b.bidder, || 0, |n| *n += 1);
-        if advanced {
-            windows.close(wm, &mut emit);
-        }
-    }
-    windows.close(i64::MAX, &mut emit);
-    sum.late = windows.late;
+    let windows = OpenWindows::new(WINDOW_MS, WINDOW_MS);
+    sum.late = windowed_bids(
+        events,
+        windows,
+        |b| b.bidder,
+        || 0u64,
+        |n, _| *n += 1,
+        |start, counts| {
+            for (bidder, count) in counts {
+                add_row(&mut sum, &(start, bidder, count));
+            }
+        },
+    );
     sum
 }

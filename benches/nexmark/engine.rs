@@ -9,7 +9,8 @@ use sluice::prelude::*;
 
 use super::events::{Auction, Bid, Event, Person};
 use super::query::{BOUND_MS, Q7_SPREAD, Query, SLIDE_MS, WINDOW_MS};
-use super::rows::{NewSeller, RowSink, WindowBid, WindowCount};
+use super::rows::{NewSeller, WindowBid, WindowCount};
+use crate::common::ChecksumSink;
 
 /// Name of the source operator (its `records_out` counts the events read).
 pub const SOURCE: &str = "events";
@@ -48,7 +49,7 @@ fn bids(events: &Stream<Event>) -> Stream<Bid> {
 }
 
 /// Builds `query`'s graph on `b`, writing its rows to `sink`.
-pub fn build(query: Query, b: &mut JobBuilder, data: &Arc<Vec<Vec<Event>>>, sink: &RowSink) {
+pub fn build(query: Query, b: &mut JobBuilder, data: &Arc<Vec<Vec<Event>>>, sink: &ChecksumSink) {
     let events = events(b, data);
     match query {
         Query::Q0 => bids(&events).sink("out", sink.clone()),

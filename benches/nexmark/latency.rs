@@ -64,7 +64,7 @@ struct PacedReader {
     total: u64,
     rate: f64,
     start: Arc<OnceLock<Instant>>,
-    /// (partition, next bid index of the whole stream)
+    /// (partition, next bid index of the whole stream) of the partitions not ended yet
     owned: Vec<(usize, u64)>,
 }
 
@@ -103,26 +103,28 @@ impl SourceReader<Bid> for PacedReader {
         } else {
             UNPACED_EVENT_RATE
         };
-        let (mut emitted, mut open) = (false, false);
-        for (p, next) in &mut self.owned {
+        let mut emitted = false;
+        let (bids, total) = (&self.bids, self.total);
+        self.owned.retain_mut(|(p, next)| {
             let id = PartitionId(*p as u32);
             while *next < due && !batch.is_full() {
-                let mut bid = self.bids[(*next % self.bids.len() as u64) as usize];
+                let mut bid = bids[(*next % bids.len() as u64) as usize];
                 bid.date_time = due_ms(*next, event_rate);
                 batch.record(id, bid, Some(bid.date_time));
                 *next += PARTITIONS as u64;
                 emitted = true;
             }
-            if *next >= self.total {
+            // An ended partition is announced once and no longer owned.
+            let ended = *next >= total;
+            if ended {
                 batch.partition_end(id);
-            } else {
-                open = true;
             }
-        }
-        Ok(match (open, emitted) {
-            (false, _) => PollStatus::Finished,
-            (true, true) => PollStatus::Ready,
-            (true, false) => PollStatus::Pending,
+            !ended
+        });
+        Ok(match (self.owned.is_empty(), emitted) {
+            (true, _) => PollStatus::Finished,
+            (false, true) => PollStatus::Ready,
+            (false, false) => PollStatus::Pending,
         })
     }
 

@@ -1,14 +1,13 @@
 //! The output rows of each query and the order-independent checksum both the engine's sink
-//! and the hand-written baselines fold them into.
+//! (a [`ChecksumSink`](crate::common::ChecksumSink)) and the hand-written baselines fold
+//! them into.
 
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHasher;
-use sluice::engine::{BoxError, Data, Sink, SinkFactory, Timestamp};
 
 use super::events::Bid;
-use crate::common::Checksum;
+use crate::common::{Checksum, ChecksumRow};
 
 /// q2: (auction, price).
 pub type AuctionPrice = (u64, u64);
@@ -71,44 +70,8 @@ pub fn add_row<R: OutputRow>(sum: &mut Checksum, row: &R) {
     sum.mix = sum.mix.wrapping_add(h.finish());
 }
 
-/// The engine's sink: each worker folds its rows into its own checksum and adds it to the
-/// shared one when its input ends.
-#[derive(Default)]
-pub struct RowSink(pub Arc<Mutex<Checksum>>);
-
-impl Clone for RowSink {
-    fn clone(&self) -> Self {
-        RowSink(Arc::clone(&self.0))
-    }
-}
-
-/// One worker's sink: a local checksum.
-struct RowWriter {
-    shared: Arc<Mutex<Checksum>>,
-    local: Checksum,
-}
-
-impl<R: OutputRow + Data> SinkFactory<R> for RowSink {
-    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<R>>, BoxError> {
-        Ok(Box::new(RowWriter {
-            shared: Arc::clone(&self.0),
-            local: Checksum::default(),
-        }))
-    }
-}
-
-impl<R: OutputRow + Data> Sink<R> for RowWriter {
-    fn write(&mut self, row: R, _ts: Timestamp) -> Result<(), BoxError> {
-        add_row(&mut self.local, &row);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), BoxError> {
-        self.shared
-            .lock()
-            .map_err(|_| "checksum lock poisoned")?
-            .merge(&self.local);
-        self.local = Checksum::default();
-        Ok(())
+impl<R: OutputRow> ChecksumRow for R {
+    fn add_to(&self, sum: &mut Checksum) {
+        add_row(sum, self);
     }
 }

@@ -68,6 +68,20 @@ where
     }
 }
 
+/// The rows of `product_revenue_1m`: revenue, orders and units per product per 1-minute
+/// tumbling event-time window of `orders`, final results only.
+pub fn product_revenue(orders: &Stream<Order>) -> Stream<ProductRevenue> {
+    orders
+        .key_by("orders_by_product", |o| o.product_id.clone())
+        .window("product_revenue_1m", Windows::tumbling(Duration::from_secs(60)))
+        .aggregate((
+            Sum::of(|o: &Order| o.revenue_cents()),
+            Count,
+            Sum::of(|o: &Order| o.quantity),
+        ))
+        .map("product_revenue_row", ProductRevenue::from_window)
+}
+
 fn build(b: &mut JobBuilder, settings: &ShopSettings, kafka: &KafkaConfig, tables: &ShopTables) {
     let orders: Stream<Order> = b.source(
         "orders",
@@ -84,16 +98,7 @@ fn build(b: &mut JobBuilder, settings: &ShopSettings, kafka: &KafkaConfig, table
             .with_idleness(PARTITION_IDLENESS),
     );
 
-    orders
-        .key_by("orders_by_product", |o| o.product_id.clone())
-        .window("product_revenue_1m", Windows::tumbling(Duration::from_secs(60)))
-        .aggregate((
-            Sum::of(|o: &Order| o.revenue_cents()),
-            Count,
-            Sum::of(|o: &Order| o.quantity),
-        ))
-        .map("product_revenue_row", ProductRevenue::from_window)
-        .sink("product_revenue_1m_table", tables.product_revenue.clone());
+    product_revenue(&orders).sink("product_revenue_1m_table", tables.product_revenue.clone());
 
     orders
         .key_by("orders_by_category", |o| o.category.clone())
