@@ -44,6 +44,7 @@ pub mod shop;
 pub use sluice_engine as engine;
 pub use sluice_operators as operators;
 pub use sluice_state as state;
+pub use sluice_testing as testing;
 
 /// Everything a job definition usually needs.
 pub mod prelude {

@@ -245,6 +245,7 @@ impl JobBuilder {
                         counters,
                         st.config.batch_size,
                         ctx.idle_vote(),
+                        st.config.clock.clone(),
                     );
                     st.inputs.push((0, Box::new(driver)));
                 }

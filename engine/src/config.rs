@@ -3,6 +3,7 @@ use std::time::Duration;
 use sluice_state::DEFAULT_MAX_KEY_GROUPS;
 
 use crate::checkpoint::{CheckpointConfig, StateBackendConfig};
+use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 
 /// What the engine does when an attempt of a job fails.
@@ -69,6 +70,7 @@ pub struct JobConfig {
     pub(crate) restart: RestartStrategy,
     pub(crate) state_backend: StateBackendConfig,
     pub(crate) checkpoints: Option<CheckpointConfig>,
+    pub(crate) clock: Clock,
 }
 
 impl JobConfig {
@@ -85,6 +87,7 @@ impl JobConfig {
             restart: RestartStrategy::Never,
             state_backend: StateBackendConfig::Memory,
             checkpoints: None,
+            clock: Clock::System,
         }
     }
 
@@ -135,6 +138,18 @@ impl JobConfig {
     pub fn checkpoints(mut self, checkpoints: CheckpointConfig) -> Self {
         self.checkpoints = Some(checkpoints);
         self
+    }
+
+    /// Where processing time comes from (the system clock by default; tests use
+    /// [`Clock::manual`] to move processing-time timers and idleness by hand).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The job's processing-time clock.
+    pub fn clock_source(&self) -> &Clock {
+        &self.clock
     }
 
     /// The checkpoint settings, if checkpoints are on.

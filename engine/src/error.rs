@@ -116,6 +116,13 @@ pub enum EngineError {
     /// Another worker failed or the job was stopped, so this worker gave up.
     #[error("job aborted")]
     Aborted,
+    /// The job stopped at a checkpoint step named by
+    /// [`CheckpointConfig::crash_at`](crate::CheckpointConfig::crash_at), as a crash there would.
+    #[error("simulated crash at checkpoint step '{step}'")]
+    SimulatedCrash {
+        /// The step.
+        step: &'static str,
+    },
     /// A worker thread died outside any operator (engine bug).
     #[error("worker {worker} panicked outside an operator: {message}")]
     WorkerPanicked {
@@ -175,6 +182,7 @@ impl EngineError {
                 | EngineError::BadRecord { .. }
                 | EngineError::Checkpoint { .. }
                 | EngineError::Aborted
+                | EngineError::SimulatedCrash { .. }
         )
     }
 }

@@ -72,6 +72,8 @@ pub(crate) struct RunRegistry {
     pub(crate) shared: Arc<crate::source::SharedResources>,
     /// Whether every reader of the run is idle.
     pub(crate) idleness: Arc<crate::idleness::InputIdleness>,
+    /// Whether the run has come to rest.
+    pub(crate) activity: Arc<crate::activity::Activity>,
 }
 
 impl RunRegistry {
@@ -79,6 +81,7 @@ impl RunRegistry {
     pub(crate) fn new(sources: usize, workers: usize) -> Self {
         RunRegistry {
             idleness: Arc::new(crate::idleness::InputIdleness::new(sources, workers)),
+            activity: Arc::new(crate::activity::Activity::new(workers)),
             ..RunRegistry::default()
         }
     }
@@ -537,3 +540,4 @@ where
         r.deliver(me, Message::End)
     }
 }
+

@@ -17,7 +17,7 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::exchange::RunRegistry;
 use crate::graph::JobGraph;
 use crate::metrics::JobMetrics;
-use crate::worker::{RunFlags, WorkerExit, run_worker};
+use crate::worker::{LoopSettings, RunFlags, WorkerExit, run_worker};
 
 type BuildFn = dyn Fn(&mut JobBuilder) -> Result<()> + Send + Sync;
 
@@ -147,7 +147,7 @@ impl Job {
                     return Ok(JobReport {
                         metrics: metrics.clone(),
                         attempts: attempt,
-                        stopped: exit == WorkerExit::Stopped,
+                        stopped: exit != WorkerExit::Finished,
                         elapsed: started.elapsed(),
                     });
                 }
@@ -201,6 +201,7 @@ impl Job {
             .filter(|op| op.kind == "source")
             .count();
         let registry = Arc::new(RunRegistry::new(sources, self.config.workers));
+        control.set_run(Arc::clone(&registry.activity));
         let failure: Arc<Mutex<Option<EngineError>>> = Arc::default();
         let mut handles: Vec<JoinHandle<Result<WorkerExit>>> = Vec::new();
         for worker in 0..self.config.workers {
@@ -262,8 +263,8 @@ impl Job {
         let mut aborted = false;
         for h in handles {
             match h.join() {
-                Ok(Ok(WorkerExit::Stopped)) => exit = WorkerExit::Stopped,
                 Ok(Ok(WorkerExit::Finished)) => {}
+                Ok(Ok(other)) => exit = other,
                 Ok(Err(_)) => aborted = true,
                 Err(payload) => {
                     aborted = true;
@@ -279,7 +280,7 @@ impl Job {
         if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
-        if aborted && exit != WorkerExit::Stopped {
+        if aborted && exit == WorkerExit::Finished {
             return Err(EngineError::Aborted);
         }
         Ok(exit)
@@ -317,7 +318,13 @@ impl Job {
         }
         state.state.check_all_tables_claimed()?;
         let part = coordinator.map(|c| WorkerPart::new(c, &self.config.name, worker, state.state.clone()));
-        run_worker(state, flags, self.config.tick_interval, part)
+        let settings = LoopSettings {
+            worker,
+            tick_interval: self.config.tick_interval,
+            clock: self.config.clock.clone(),
+            activity: Arc::clone(&state.registry.activity),
+        };
+        run_worker(state, flags, &settings, part)
     }
 }
 
@@ -350,7 +357,10 @@ fn with_job(e: EngineError, job: &str) -> EngineError {
 #[derive(Default)]
 struct Control {
     current: Mutex<Arc<RunFlags>>,
+    /// Activity of the current attempt's workers.
+    activity: Mutex<Option<Arc<crate::activity::Activity>>>,
     stop_requested: std::sync::atomic::AtomicBool,
+    abort_requested: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -363,6 +373,9 @@ impl Control {
         if self.stop_requested.load(Ordering::Relaxed) {
             flags.stop.store(true, Ordering::Relaxed);
         }
+        if self.abort_requested.load(Ordering::Relaxed) {
+            flags.abort.store(true, Ordering::Relaxed);
+        }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&flags);
         flags
     }
@@ -370,6 +383,19 @@ impl Control {
     fn stop(&self) {
         self.stop_requested.store(true, Ordering::Relaxed);
         self.flags().stop.store(true, Ordering::Relaxed);
+    }
+
+    fn abort(&self) {
+        self.abort_requested.store(true, Ordering::Relaxed);
+        self.flags().abort.store(true, Ordering::Relaxed);
+    }
+
+    fn set_run(&self, activity: Arc<crate::activity::Activity>) {
+        *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(activity);
+    }
+
+    fn activity(&self) -> Option<Arc<crate::activity::Activity>> {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -409,9 +435,52 @@ impl JobHandle {
         self.coordinator.as_ref().map_or(0, |c| c.completed())
     }
 
+    /// Asks for a checkpoint now and waits up to `timeout` for it to complete; returns its id.
+    ///
+    /// # Errors
+    /// When checkpoints are off, or no checkpoint completes in time (it was abandoned, the job
+    /// failed or crashed).
+    pub fn checkpoint(&self, timeout: Duration) -> Result<crate::CheckpointId> {
+        match &self.coordinator {
+            Some(c) => c.checkpoint_now(timeout).map(crate::CheckpointId),
+            None => Err(EngineError::InvalidConfig {
+                key: "checkpoints",
+                reason: "a checkpoint needs checkpoints to be configured".into(),
+            }),
+        }
+    }
+
+    /// For recovery tests: the next checkpoint that starts makes the job fail with
+    /// [`EngineError::SimulatedCrash`] at `step`, as a crash of the process there would
+    /// (see [`crate::CheckpointConfig::crash_at`]). Does nothing without checkpoints.
+    pub fn crash_at_next_checkpoint(&self, step: crate::CheckpointStep) {
+        if let Some(c) = &self.coordinator {
+            c.crash_next_at(step);
+        }
+    }
+
     /// Asks every worker to stop promptly; open windows are not flushed.
     pub fn stop(&self) {
         self.control.stop();
+    }
+
+    /// Ends the job at once, as if its process died: no sink is flushed, no open window
+    /// emitted, a checkpoint in flight stays as far as it got. For recovery tests; a new
+    /// [`Job`] on the same state and checkpoint directories recovers.
+    pub fn abort(&self) {
+        self.control.abort();
+    }
+
+    /// Waits up to `timeout` until the job has come to rest: every worker has gone through two
+    /// loop turns in which no record was read, processed or sent and no checkpoint was in
+    /// flight (or has ended). With finite inputs that are fully read and a manual clock, this
+    /// is the point where everything given to the job has gone as far as it can. Returns
+    /// whether it came to rest in time.
+    pub fn wait_quiet(&self, timeout: Duration) -> bool {
+        match self.control.activity() {
+            Some(activity) => activity.wait_quiet(timeout),
+            None => self.is_finished(),
+        }
     }
 
     /// Whether the job has ended (finished, stopped or failed).

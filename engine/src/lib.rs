@@ -16,8 +16,10 @@
 //! generator sources, sinks) live in `sluice-operators` and build on [`Stream::transform`],
 //! [`Operator`], [`Source`] and [`Sink`].
 
+mod activity;
 mod builder;
 mod checkpoint;
+mod clock;
 mod config;
 mod error;
 mod exchange;
@@ -42,9 +44,10 @@ mod worker;
 
 pub use builder::JobBuilder;
 pub use checkpoint::{
-    CheckpointConfig, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint, list_checkpoints,
+    CheckpointConfig, CheckpointStep, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint, list_checkpoints,
     show_manifest,
 };
+pub use clock::Clock;
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};
 pub use exchange::Keyed;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::checkpoint::participant::SourceControl;
+use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::idleness::IdleVote;
 use crate::ids::CheckpointId;
@@ -19,8 +19,9 @@ use crate::worker::{Drive, WorkerInput};
 struct PartitionState {
     id: PartitionId,
     max_ts: Timestamp,
-    /// When the last idleness check saw records of this partition.
-    last_active: Instant,
+    /// Processing time of the last idleness check that saw records of this partition (`None`
+    /// until the first check).
+    last_active: Option<Timestamp>,
     /// Records arrived since the last idleness check.
     active: bool,
     /// The partition's watermark must be recomputed after this poll.
@@ -31,11 +32,11 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    fn new(id: PartitionId, now: Instant) -> Self {
+    fn new(id: PartitionId) -> Self {
         PartitionState {
             id,
             max_ts: Timestamp::MIN,
-            last_active: now,
+            last_active: None,
             active: false,
             dirty: false,
             revoked: false,
@@ -67,6 +68,7 @@ pub(crate) struct SourceDriver<T: Data> {
 /// Everything but the reader, so the reader can hand items to it during a poll.
 struct DriverCore<T: Data> {
     name: String,
+    clock: Clock,
     strategy: WatermarkStrategy<T>,
     policy: BadRecordPolicy,
     out: Output<T>,
@@ -89,17 +91,18 @@ impl<T: Data> SourceDriver<T> {
         counters: SourceCounters,
         batch_size: usize,
         idle_vote: IdleVote,
+        clock: Clock,
     ) -> Self {
-        let now = Instant::now();
         let partitions: Vec<PartitionState> = reader
             .partitions()
             .into_iter()
-            .map(|id| PartitionState::new(id, now))
+            .map(PartitionState::new)
             .collect();
         SourceDriver {
             reader,
             core: DriverCore {
                 name,
+                clock,
                 strategy,
                 policy,
                 out,
@@ -131,8 +134,7 @@ impl<T: Data> DriverCore<T> {
             Some(i) => i,
             None => {
                 // A reader may pick up partitions later (the next split, a rebalance).
-                self.partitions
-                    .push(PartitionState::new(partition, Instant::now()));
+                self.partitions.push(PartitionState::new(partition));
                 self.tracker.add_input()
             }
         };
@@ -176,7 +178,7 @@ impl<T: Data> DriverCore<T> {
                 location,
             } => {
                 let slot = self.slot(partition);
-                let ts = self.strategy.timestamp_of(&value, timestamp);
+                let ts = self.strategy.timestamp_of(&value, timestamp, &self.clock);
                 let p = &mut self.partitions[slot];
                 let index = p.records;
                 p.records += 1;
@@ -346,7 +348,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         }
     }
 
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
         if !std::mem::take(&mut self.driven) && !self.finished {
             self.reader
                 .keep_alive()
@@ -359,14 +361,15 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         let Some(timeout) = core.strategy.idle_timeout else {
             return Ok(());
         };
-        let now = Instant::now();
+        let timeout = crate::time::millis(timeout);
         for slot in 0..core.partitions.len() {
             let p = &mut core.partitions[slot];
+            let last_active = *p.last_active.get_or_insert(now);
             if std::mem::take(&mut p.active) {
-                p.last_active = now;
+                p.last_active = Some(now);
                 continue;
             }
-            if !p.revoked && !core.tracker.is_idle(slot) && now.duration_since(p.last_active) >= timeout {
+            if !p.revoked && !core.tracker.is_idle(slot) && now.saturating_sub(last_active) >= timeout {
                 let id = p.id;
                 let c = core.tracker.set_idle(slot);
                 if core.tracker.is_idle(slot) {
@@ -383,3 +386,4 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         self.finished
     }
 }
+

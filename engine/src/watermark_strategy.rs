@@ -1,7 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::time::{Timestamp, millis, now_millis};
+use crate::clock::Clock;
+use crate::time::{Timestamp, millis};
 
 type Assigner<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 
@@ -101,11 +102,11 @@ impl<T> WatermarkStrategy<T> {
     }
 
     #[inline]
-    pub(crate) fn timestamp_of(&self, value: &T, transport: Option<Timestamp>) -> Timestamp {
+    pub(crate) fn timestamp_of(&self, value: &T, transport: Option<Timestamp>, clock: &Clock) -> Timestamp {
         match &self.timestamps {
             TimestampSource::Field(f) => f(value),
-            TimestampSource::Transport => transport.unwrap_or_else(now_millis),
-            TimestampSource::ProcessingTime => now_millis(),
+            TimestampSource::Transport => transport.unwrap_or_else(|| clock.now()),
+            TimestampSource::ProcessingTime => clock.now(),
         }
     }
 }

@@ -2,11 +2,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::activity::Activity;
 use crate::builder::BuildState;
 use crate::checkpoint::participant::SourceControl;
 use crate::checkpoint::worker_part::WorkerPart;
+use crate::clock::Clock;
 use crate::error::{EngineError, Result};
-use crate::time::{Timestamp, now_millis};
+use crate::time::Timestamp;
 
 /// What driving an input did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,10 @@ pub(crate) trait WorkerInput {
 /// Flags shared by the workers of one attempt.
 #[derive(Default)]
 pub(crate) struct RunFlags {
+    /// Stop promptly, flushing the sinks.
     pub stop: AtomicBool,
+    /// Stop at once, flushing nothing (as a crash would).
+    pub abort: AtomicBool,
     pub failed: AtomicBool,
 }
 
@@ -44,6 +49,15 @@ pub(crate) struct RunFlags {
 pub(crate) enum WorkerExit {
     Finished,
     Stopped,
+    Aborted,
+}
+
+/// What a worker loop needs besides its graph.
+pub(crate) struct LoopSettings {
+    pub worker: usize,
+    pub tick_interval: Duration,
+    pub clock: Clock,
+    pub activity: Arc<Activity>,
 }
 
 /// Runs one worker's graph until all its inputs end, the job is stopped, or something fails.
@@ -58,13 +72,30 @@ pub(crate) enum WorkerExit {
 pub(crate) fn run_worker(
     mut st: BuildState,
     flags: &Arc<RunFlags>,
-    tick_interval: Duration,
+    settings: &LoopSettings,
     mut part: Option<WorkerPart>,
 ) -> Result<WorkerExit> {
-    let mut last_tick = Instant::now();
+    let result = worker_loop(&mut st, flags, settings, &mut part);
+    settings.activity.exited(settings.worker);
+    result
+}
+
+fn worker_loop(
+    st: &mut BuildState,
+    flags: &Arc<RunFlags>,
+    settings: &LoopSettings,
+    part: &mut Option<WorkerPart>,
+) -> Result<WorkerExit> {
+    let tick_interval = settings.tick_interval;
+    let clock = &settings.clock;
+    let mut last_housekeeping = Instant::now();
+    let mut last_tick_at = clock.now();
     let mut idle_spins = 0u32;
     let mut paused = false;
     loop {
+        if flags.abort.load(Ordering::Relaxed) {
+            return Ok(WorkerExit::Aborted);
+        }
         if flags.stop.load(Ordering::Relaxed) {
             return Ok(WorkerExit::Stopped);
         }
@@ -105,24 +136,36 @@ pub(crate) fn run_worker(
             worked |= s.flush()?;
             drained &= s.is_drained();
         }
-        if last_tick.elapsed() >= tick_interval {
-            last_tick = Instant::now();
+        let housekeeping = last_housekeeping.elapsed() >= tick_interval;
+        if housekeeping {
+            last_housekeeping = Instant::now();
             if let Some(part) = part.as_ref() {
                 part.poll_coordinator()?;
                 if paused {
                     part.keep_sources_alive(&mut st.inputs)?;
                 }
             }
-            if !paused {
-                let now = now_millis();
-                for (_, input) in st.inputs.iter_mut() {
-                    input.tick(now)?;
-                }
-                for t in &st.tickers {
-                    t.borrow_mut().tick(now)?;
-                }
+        }
+        // Processing time moves with the clock: every tick interval on the system clock, and
+        // whenever a manual clock was moved.
+        let now = clock.now();
+        let tick = if clock.is_manual() {
+            now > last_tick_at
+        } else {
+            housekeeping
+        };
+        if tick && !paused {
+            last_tick_at = now;
+            for (_, input) in st.inputs.iter_mut() {
+                input.tick(now)?;
+            }
+            for t in &st.tickers {
+                t.borrow_mut().tick(now)?;
             }
         }
+        settings
+            .activity
+            .turn(settings.worker, !worked && drained && !paused);
         if all_finished && drained && st.inputs.iter().all(|(_, i)| i.is_finished()) {
             // With checkpoints, a finished worker still answers barriers (with its final state
             // and end positions) until every worker has finished.

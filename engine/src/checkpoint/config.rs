@@ -44,6 +44,45 @@ pub enum RestoreFrom {
     Savepoint(String),
 }
 
+/// A step of completing a checkpoint, at which a recovery test can make the job crash
+/// ([`CheckpointConfig::crash_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CheckpointStep {
+    /// One worker has written and acknowledged its part; the others have not.
+    FirstAck,
+    /// Every worker has written its part; the manifest is not written yet.
+    AfterSnapshot,
+    /// The manifest is in its temporary file, not synced.
+    AfterManifestWrite,
+    /// The manifest is synced, not yet renamed into place.
+    BeforeManifestRename,
+    /// The checkpoint is complete; the sources have neither resumed nor committed offsets.
+    AfterManifestRename,
+}
+
+impl CheckpointStep {
+    /// Every step, in the order a checkpoint passes them.
+    pub const ALL: [CheckpointStep; 5] = [
+        CheckpointStep::FirstAck,
+        CheckpointStep::AfterSnapshot,
+        CheckpointStep::AfterManifestWrite,
+        CheckpointStep::BeforeManifestRename,
+        CheckpointStep::AfterManifestRename,
+    ];
+
+    /// The step's name (also the name `SLUICE_FAIL_POINT` takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointStep::FirstAck => "after-first-ack",
+            CheckpointStep::AfterSnapshot => "after-snapshot",
+            CheckpointStep::AfterManifestWrite => "after-manifest-write",
+            CheckpointStep::BeforeManifestRename => "before-manifest-rename",
+            CheckpointStep::AfterManifestRename => "after-manifest-rename",
+        }
+    }
+}
+
 /// Periodic checkpoints of state and source offsets.
 ///
 /// ```
@@ -61,6 +100,7 @@ pub struct CheckpointConfig {
     pub(crate) retain: usize,
     pub(crate) timeout: Duration,
     pub(crate) restore: RestoreFrom,
+    pub(crate) crash_at: Option<(CheckpointStep, u64)>,
 }
 
 impl CheckpointConfig {
@@ -73,6 +113,7 @@ impl CheckpointConfig {
             retain: 3,
             timeout: Duration::from_secs(120),
             restore: RestoreFrom::Latest,
+            crash_at: None,
         }
     }
 
@@ -91,6 +132,17 @@ impl CheckpointConfig {
     /// Longest time a checkpoint may take before it is abandoned.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// For recovery tests: the job fails with [`EngineError::SimulatedCrash`] when the `nth`
+    /// checkpoint of its run (1-based) reaches `step`, leaving the checkpoint directory exactly
+    /// as a crash of the process there would. Restart the job (a new [`crate::Job`] on the same
+    /// directories) to recover from it.
+    ///
+    /// [`EngineError::SimulatedCrash`]: crate::EngineError::SimulatedCrash
+    pub fn crash_at(mut self, step: CheckpointStep, nth: u64) -> Self {
+        self.crash_at = Some((step, nth.max(1)));
         self
     }
 

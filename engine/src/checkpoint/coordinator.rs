@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use sluice_state::StateError;
 use sluice_state::checkpoint::{
     CheckpointStore, Manifest, ManifestOperator, RestorePoint, WorkerEntry, fail_point,
 };
 
-use crate::checkpoint::config::{CheckpointConfig, RestoreFrom};
+use crate::checkpoint::config::{CheckpointConfig, CheckpointStep, RestoreFrom};
 use crate::error::{EngineError, Result};
 use crate::graph::JobGraph;
 use crate::metrics::{Counter, Gauge, JobMetrics};
@@ -27,6 +28,8 @@ pub(crate) struct WorkerAck {
 
 struct InFlight {
     id: u64,
+    /// 1-based number of this checkpoint among those this coordinator started.
+    ordinal: u64,
     dir: PathBuf,
     started: Instant,
     acks: Vec<Option<WorkerAck>>,
@@ -71,6 +74,12 @@ pub(crate) struct Coordinator {
     finished_workers: AtomicUsize,
     /// Set once a checkpoint completed in this process: later attempts restore the latest.
     any_completed: AtomicBool,
+    /// Checkpoints started by this coordinator.
+    started: AtomicU64,
+    /// Where a simulated crash happens: a step of the n-th checkpoint this coordinator starts.
+    crash_at: Mutex<Option<(CheckpointStep, u64)>>,
+    /// A simulated crash happened ([`CheckpointConfig::crash_at`]): nothing more may change.
+    crashed: AtomicBool,
     metrics: CheckpointMetrics,
 }
 
@@ -98,6 +107,7 @@ impl Coordinator {
         let newest = store.list()?.last().map_or(0, |c| c.id);
         let scope = |name| metrics.counter(METRICS_SCOPE, name, 0);
         let gauge = |name| metrics.gauge(METRICS_SCOPE, name, 0);
+        let crash_at = Mutex::new(config.crash_at);
         Ok(Coordinator {
             config,
             store,
@@ -114,6 +124,9 @@ impl Coordinator {
             last_settled: Mutex::new(Instant::now()),
             requested: AtomicBool::new(false),
             any_completed: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            crash_at,
+            crashed: AtomicBool::new(false),
             finished_workers: AtomicUsize::new(0),
             base_offsets: Mutex::new(BTreeMap::new()),
             metrics: CheckpointMetrics {
@@ -198,6 +211,9 @@ impl Coordinator {
     /// Starts the next checkpoint when it is due, and abandons one that takes too long.
     pub(crate) fn poll(&self) -> Result<()> {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if self.crashed() {
+            return Ok(());
+        }
         if let Some(f) = inflight.as_ref() {
             if f.started.elapsed() > self.config.timeout {
                 if let Some(f) = inflight.take() {
@@ -220,8 +236,10 @@ impl Coordinator {
         }
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
         let dir = self.store.prepare(id)?;
+        let ordinal = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         *inflight = Some(InFlight {
             id,
+            ordinal,
             dir,
             started: Instant::now(),
             acks: (0..self.workers).map(|_| None).collect(),
@@ -249,14 +267,43 @@ impl Coordinator {
         self.settled.fetch_max(id, Ordering::AcqRel);
     }
 
+    /// The next checkpoint started crashes at `step`.
+    pub(crate) fn crash_next_at(&self, step: CheckpointStep) {
+        let next = self.started.load(Ordering::Acquire) + 1;
+        *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) = Some((step, next));
+    }
+
+    /// Whether a simulated crash happened.
+    pub(crate) fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
+    /// Checkpoint number `ordinal` of this run reached `step`: a crash test may end the process
+    /// (`SLUICE_FAIL_POINT`) or the job ([`CheckpointConfig::crash_at`]) here.
+    fn at_step(&self, ordinal: u64, step: CheckpointStep) -> Result<()> {
+        fail_point(step.name());
+        if *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) == Some((step, ordinal)) {
+            self.crashed.store(true, Ordering::Release);
+            tracing::warn!(job = %self.job, step = step.name(), "simulated crash");
+            return Err(EngineError::SimulatedCrash { step: step.name() });
+        }
+        Ok(())
+    }
+
     /// Worker `worker` finished its part of checkpoint `id`. The last one completes it.
     pub(crate) fn ack(&self, worker: usize, id: u64, ack: WorkerAck) -> Result<()> {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if self.crashed() {
+            return Err(EngineError::SimulatedCrash { step: "crashed" });
+        }
         let Some(f) = inflight.as_mut().filter(|f| f.id == id) else {
             return Ok(());
         };
         if let Some(slot) = f.acks.get_mut(worker) {
             *slot = Some(ack);
+        }
+        if f.acks.iter().filter(|a| a.is_some()).count() == 1 {
+            self.at_step(f.ordinal, CheckpointStep::FirstAck)?;
         }
         if f.acks.iter().any(Option::is_none) {
             return Ok(());
@@ -283,6 +330,8 @@ impl Coordinator {
                 }
                 Ok(())
             }
+            // A crash leaves everything as it is.
+            Err(e @ EngineError::SimulatedCrash { .. }) => Err(e),
             Err(e) => {
                 tracing::warn!(job = %self.job, checkpoint = id, error = %e, "checkpoint failed");
                 self.metrics.abandoned.inc();
@@ -294,7 +343,7 @@ impl Coordinator {
     }
 
     fn complete(&self, f: InFlight) -> Result<u64> {
-        fail_point("after-snapshot");
+        self.at_step(f.ordinal, CheckpointStep::AfterSnapshot)?;
         let acks: Vec<WorkerAck> = f.acks.into_iter().flatten().collect();
         let mut offsets = self
             .base_offsets
@@ -333,26 +382,64 @@ impl Coordinator {
             workers: acks.into_iter().map(|a| a.entry).collect(),
             checksum: 0,
         };
-        CheckpointStore::commit(&f.dir, &mut manifest)?;
-        fail_point("after-manifest-rename");
+        let mut crash = None;
+        let committed = CheckpointStore::commit_with_steps(&f.dir, &mut manifest, &mut |name| {
+            let step = CheckpointStep::ALL
+                .into_iter()
+                .find(|s| s.name() == name && *s != CheckpointStep::FirstAck);
+            match step.map(|s| self.at_step(f.ordinal, s)) {
+                Some(Err(e)) => {
+                    crash = Some(e);
+                    Err(StateError::Checkpoint {
+                        checkpoint: f.dir.display().to_string(),
+                        reason: format!("stopped at step '{name}'"),
+                    })
+                }
+                _ => Ok(()),
+            }
+        });
+        if let Some(e) = crash {
+            return Err(e);
+        }
+        committed?;
+        self.at_step(f.ordinal, CheckpointStep::AfterManifestRename)?;
         Ok(manifest.total_bytes())
+    }
+
+    /// Asks for a checkpoint and waits up to `timeout` for one to complete; returns its id.
+    pub(crate) fn checkpoint_now(&self, timeout: Duration) -> Result<u64> {
+        let before = self.completed();
+        let abandoned = self.metrics.abandoned.get();
+        self.request();
+        let deadline = Instant::now() + timeout;
+        while self.completed() <= before {
+            let failed = if self.crashed() {
+                Some("the job crashed".to_string())
+            } else if self.metrics.abandoned.get() > abandoned {
+                Some("it was abandoned".to_string())
+            } else if Instant::now() >= deadline {
+                Some(format!("none completed within {timeout:?}"))
+            } else {
+                None
+            };
+            if let Some(why) = failed {
+                return Err(EngineError::Checkpoint {
+                    job: self.job.clone(),
+                    reason: format!("checkpoint asked for did not complete: {why}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(self.completed())
     }
 
     /// Asks for a checkpoint and copies the first one that completes after this call to
     /// savepoint `name`, waiting up to `timeout`.
     pub(crate) fn savepoint(&self, name: &str, timeout: Duration) -> Result<PathBuf> {
-        let before = self.completed();
-        self.request();
-        let deadline = Instant::now() + timeout;
-        while self.completed() <= before {
-            if Instant::now() >= deadline {
-                return Err(EngineError::Checkpoint {
-                    job: self.job.clone(),
-                    reason: format!("no checkpoint completed within {timeout:?} for savepoint '{name}'"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(self.store.create_savepoint(self.completed(), name)?)
+        let id = self.checkpoint_now(timeout).map_err(|e| EngineError::Checkpoint {
+            job: self.job.clone(),
+            reason: format!("no savepoint '{name}': {e}"),
+        })?;
+        Ok(self.store.create_savepoint(id, name)?)
     }
 }

@@ -8,5 +8,5 @@ pub(crate) mod participant;
 pub(crate) mod restore;
 pub(crate) mod worker_part;
 
-pub use config::{CheckpointConfig, RestoreFrom, StateBackendConfig};
+pub use config::{CheckpointConfig, CheckpointStep, RestoreFrom, StateBackendConfig};
 pub use inspect::{CheckpointSummary, create_savepoint, list_checkpoints, show_manifest};

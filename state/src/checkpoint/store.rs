@@ -146,6 +146,20 @@ impl CheckpointStore {
     /// # Errors
     /// When a step fails; the checkpoint then stays incomplete.
     pub fn commit(dir: &Path, manifest: &mut Manifest) -> Result<()> {
+        Self::commit_with_steps(dir, manifest, &mut |_| Ok(()))
+    }
+
+    /// [`CheckpointStore::commit`], calling `at_step` at the named steps of the commit
+    /// (`after-manifest-write`, `before-manifest-rename`): an error it returns stops the
+    /// commit there, as a crash would (crash tests).
+    ///
+    /// # Errors
+    /// When a step fails or `at_step` refuses; the checkpoint then stays incomplete.
+    pub fn commit_with_steps(
+        dir: &Path,
+        manifest: &mut Manifest,
+        at_step: &mut dyn FnMut(&'static str) -> Result<()>,
+    ) -> Result<()> {
         manifest.format_version = MANIFEST_FORMAT_VERSION;
         manifest.checksum = manifest.compute_checksum();
         let json =
@@ -155,8 +169,10 @@ impl CheckpointStore {
         file.write_all(&json)
             .map_err(|e| storage(&temp, "cannot write", e))?;
         fail_point("after-manifest-write");
+        at_step("after-manifest-write")?;
         file.sync_all().map_err(|e| storage(&temp, "cannot sync", e))?;
         fail_point("before-manifest-rename");
+        at_step("before-manifest-rename")?;
         fs::rename(&temp, dir.join(MANIFEST)).map_err(|e| storage(&temp, "cannot rename", e))?;
         sync_dir(dir)
     }
