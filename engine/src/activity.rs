@@ -101,7 +101,10 @@ mod tests {
         let a = Activity::new(2);
         a.turn(0, true);
         a.turn(1, false);
-        assert!(!a.wait_quiet(Duration::from_millis(5)), "nobody turned since the question");
+        assert!(
+            !a.wait_quiet(Duration::from_millis(5)),
+            "nobody turned since the question"
+        );
         let a = std::sync::Arc::new(Activity::new(2));
         let worker = {
             let a = std::sync::Arc::clone(&a);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sluice_state::{KeyGroupRange, StateBackend};
 
+use crate::alignment::AlignmentBoard;
 use crate::checkpoint::participant::Participant;
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result};
@@ -15,7 +16,7 @@ use crate::metrics::JobMetrics;
 use crate::operator::{OperatorContext, Tick};
 use crate::push::{Data, Output};
 use crate::source::{Source, SourceContext};
-use crate::source_driver::{SourceCounters, SourceDriver};
+use crate::source_driver::{Alignment, SourceCounters, SourceDriver};
 use crate::stream::Stream;
 use crate::watermark_strategy::WatermarkStrategy;
 use crate::worker::WorkerInput;
@@ -234,8 +235,19 @@ impl JobBuilder {
                         records_out: metrics.counter(name, "records_out", st.worker),
                         skipped: metrics.counter(name, "bad_records_skipped", st.worker),
                         idle_partitions: metrics.counter(name, "idle_partitions", st.worker),
+                        beyond_bound: metrics.counter(name, "records_beyond_bound", st.worker),
+                        paused_partitions: metrics.gauge(name, "paused_partitions", st.worker),
                         watermark: metrics.gauge(name, "watermark", st.worker),
                     };
+                    let alignment = strategy.max_drift.map(|drift| Alignment {
+                        board: st
+                            .registry
+                            .shared
+                            .get_or_insert(name, || AlignmentBoard::new(st.config.workers)),
+                        worker: st.worker,
+                        max_drift: crate::time::millis(drift),
+                        unsupported: false,
+                    });
                     let driver = SourceDriver::new(
                         name.to_string(),
                         reader,
@@ -246,6 +258,7 @@ impl JobBuilder {
                         st.config.batch_size,
                         ctx.idle_vote(),
                         st.config.clock.clone(),
+                        alignment,
                     );
                     st.inputs.push((0, Box::new(driver)));
                 }

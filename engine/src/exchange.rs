@@ -12,6 +12,7 @@ use sluice_state::{KeyGroup, KeyGroupRange};
 
 use crate::checkpoint::align::BarrierAligner;
 use crate::error::{EngineError, Result};
+use crate::ids::CheckpointId;
 use crate::push::{Barrier, Control, Data, Output, Push};
 use crate::time::{Timestamp, Watermark};
 use crate::watermark_tracker::{Combined, WatermarkTracker};
@@ -156,6 +157,8 @@ pub(crate) struct ExchangeReceiver<K: Data, T: Data> {
     aligner: BarrierAligner,
     out: Output<Keyed<K, T>>,
     ended: bool,
+    /// The newest barrier passed on downstream.
+    passed: Option<CheckpointId>,
 }
 
 impl<K, T> ExchangeReceiver<K, T>
@@ -197,14 +200,14 @@ where
                 self.emit(c)
             }
             Message::Barrier(b) => match self.aligner.barrier(from, b.id) {
-                Some(id) => self.out.barrier(Barrier { id }),
+                Some(id) => self.pass_barrier(id),
                 None => Ok(()),
             },
             Message::End => {
                 let c = self.tracker.end(from);
                 self.emit(c)?;
                 if let Some(id) = self.aligner.end(from) {
-                    self.out.barrier(Barrier { id })?;
+                    self.pass_barrier(id)?;
                 }
                 if self.tracker.all_ended() && !self.ended {
                     self.ended = true;
@@ -218,9 +221,14 @@ where
     fn emit(&mut self, c: Combined) -> Result<()> {
         match c {
             Combined::Unchanged => Ok(()),
-            Combined::Advanced(wm) => self.out.watermark(wm),
+            Combined::Advanced(wm) | Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
         }
+    }
+
+    fn pass_barrier(&mut self, id: CheckpointId) -> Result<()> {
+        self.passed = Some(id);
+        self.out.barrier(Barrier { id })
     }
 }
 
@@ -263,6 +271,10 @@ where
     fn is_finished(&self) -> bool {
         self.0.borrow().ended
     }
+
+    fn passed_barrier(&self) -> Option<CheckpointId> {
+        self.0.borrow().passed
+    }
 }
 
 struct Destination {
@@ -289,6 +301,11 @@ pub(crate) struct ExchangeSender<T: Data, K: Data, F> {
     registry: Arc<RunRegistry>,
     latest_wm: Watermark,
     sent_wm: Watermark,
+    /// Idleness was announced and no watermark came since.
+    idle: bool,
+    /// A watermark came after idleness: it is sent even if it is not higher, to say this
+    /// sender is active again.
+    resumed: bool,
     ended: bool,
 }
 
@@ -321,6 +338,7 @@ where
         aligner: BarrierAligner::new(spec.workers),
         out,
         ended: false,
+        passed: None,
     }));
     let destinations = senders
         .into_iter()
@@ -345,6 +363,8 @@ where
         registry: Arc::clone(registry),
         latest_wm: Watermark::MIN,
         sent_wm: Watermark::MIN,
+        idle: false,
+        resumed: false,
         ended: false,
     }));
     Ok((sender, receiver))
@@ -367,12 +387,31 @@ where
         }
     }
 
+    /// Queues a control message for every other worker, after the records and the watermark
+    /// that came before it: every edge keeps the order in which things happened.
     fn broadcast(&mut self, make: impl Fn() -> Message) {
+        self.queue_watermark();
+        self.queue_to_others(make);
+    }
+
+    fn queue_to_others(&mut self, make: impl Fn() -> Message) {
         for dest in 0..self.workers {
             if dest != self.me {
                 self.seal(dest);
                 self.destinations[dest].pending.push_back(make());
             }
+        }
+    }
+
+    /// Queues the newest watermark if the other workers have not been sent it. Watermarks are
+    /// sent lazily (one per flush, however often they moved), but never after anything that
+    /// followed them.
+    fn queue_watermark(&mut self) {
+        if self.latest_wm > self.sent_wm || self.resumed {
+            self.resumed = false;
+            let wm = self.latest_wm;
+            self.sent_wm = wm;
+            self.queue_to_others(|| Message::Watermark(wm));
         }
     }
 
@@ -415,11 +454,7 @@ where
     F: Fn(&T) -> K + 'static,
 {
     fn flush(&mut self) -> Result<bool> {
-        if self.latest_wm > self.sent_wm {
-            let wm = self.latest_wm;
-            self.sent_wm = wm;
-            self.broadcast(|| Message::Watermark(wm));
-        }
+        self.queue_watermark();
         let mut sent = false;
         for dest in 0..self.workers {
             if dest == self.me {
@@ -496,6 +531,9 @@ where
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
         let mut s = self.0.borrow_mut();
         s.latest_wm = s.latest_wm.max(wm);
+        if std::mem::take(&mut s.idle) {
+            s.resumed = true;
+        }
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
         let mut r = local.borrow_mut();
@@ -506,6 +544,7 @@ where
     fn idle(&mut self) -> Result<()> {
         let mut s = self.0.borrow_mut();
         s.broadcast(|| Message::Idle);
+        s.idle = true;
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
         let mut r = local.borrow_mut();
@@ -529,10 +568,6 @@ where
         }
         s.ended = true;
         s.latest_wm = Watermark::MAX;
-        if s.sent_wm < Watermark::MAX {
-            s.sent_wm = Watermark::MAX;
-            s.broadcast(|| Message::Watermark(Watermark::MAX));
-        }
         s.broadcast(|| Message::End);
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
@@ -541,3 +576,104 @@ where
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control messages (and records) as a receiver hands them downstream.
+    struct Trace(Rc<RefCell<Vec<String>>>);
+
+    impl Push<Keyed<u64, u64>> for Trace {
+        fn push(&mut self, r: Keyed<u64, u64>, _: Timestamp) -> Result<()> {
+            self.0.borrow_mut().push(format!("record {}", r.value));
+            Ok(())
+        }
+        fn watermark(&mut self, wm: Watermark) -> Result<()> {
+            self.0.borrow_mut().push(format!("watermark {wm}"));
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<()> {
+            self.0.borrow_mut().push("idle".into());
+            Ok(())
+        }
+        fn barrier(&mut self, b: Barrier) -> Result<()> {
+            self.0.borrow_mut().push(format!("barrier {}", b.id));
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            self.0.borrow_mut().push("end".into());
+            Ok(())
+        }
+    }
+
+    type Ends = (
+        SenderPush<u64, u64, fn(&u64) -> u64>,
+        Rc<RefCell<ExchangeSender<u64, u64, fn(&u64) -> u64>>>,
+        ReceiverInput<u64, u64>,
+        Rc<RefCell<Vec<String>>>,
+    );
+
+    /// Both workers' ends of one exchange between two workers.
+    fn two_workers() -> [Ends; 2] {
+        let registry = Arc::new(RunRegistry::new(1, 2));
+        [0, 1].map(|me| {
+            let spec = ExchangeSpec {
+                name: Arc::from("by_key"),
+                id: 0,
+                me,
+                workers: 2,
+                max_key_groups: 128,
+                batch_size: 4,
+                capacity: 4,
+            };
+            let trace = Rc::new(RefCell::new(Vec::new()));
+            let out = Output::new();
+            out.attach(Box::new(Trace(Rc::clone(&trace))));
+            let key: fn(&u64) -> u64 = |v| *v;
+            let (sender, receiver) = exchange(&registry, &spec, key, out).expect("exchange");
+            (
+                SenderPush(Rc::clone(&sender)),
+                sender,
+                ReceiverInput(receiver),
+                trace,
+            )
+        })
+    }
+
+    #[test]
+    fn idle_does_not_overtake_the_watermark_sent_before_it() {
+        let [(mut push0, _, mut receive0, trace0), (mut push1, flush1, _, _)] = two_workers();
+        push0.watermark(Watermark(100)).unwrap();
+        // Worker 1 reaches 50 and goes idle before its next flush.
+        push1.watermark(Watermark(50)).unwrap();
+        push1.idle().unwrap();
+        flush1.borrow_mut().flush().unwrap();
+        receive0.drive().unwrap();
+        push0.watermark(Watermark(200)).unwrap();
+        let trace = trace0.borrow();
+        assert_eq!(
+            trace.last().map(String::as_str),
+            Some("watermark 200"),
+            "worker 1 is idle and must not hold worker 0 back: {trace:?}"
+        );
+    }
+
+    #[test]
+    fn a_barrier_does_not_overtake_the_watermark_sent_before_it() {
+        let [(mut push0, _, mut receive0, trace0), (mut push1, flush1, _, _)] = two_workers();
+        push0.watermark(Watermark(100)).unwrap();
+        push0.barrier(Barrier { id: CheckpointId(1) }).unwrap();
+        // Worker 1's watermark moved just before its barrier, in the same turn.
+        push1.watermark(Watermark(50)).unwrap();
+        push1.barrier(Barrier { id: CheckpointId(1) }).unwrap();
+        flush1.borrow_mut().flush().unwrap();
+        receive0.drive().unwrap();
+        let trace = trace0.borrow();
+        let barrier = trace.iter().position(|e| e == "barrier 1");
+        let watermark = trace.iter().position(|e| e == "watermark 50");
+        assert!(
+            watermark.is_some() && watermark < barrier,
+            "what was sent before the barrier arrives before it: {trace:?}"
+        );
+    }
+}

@@ -259,6 +259,13 @@ impl Job {
         let _ = registry
             .threads
             .set(handles.iter().map(|h| h.thread().clone()).collect());
+        // Checkpoint timeouts are also enforced from here, in case every worker is stuck.
+        while handles.iter().any(|h| !h.is_finished()) {
+            if let Some(c) = coordinator {
+                c.enforce_timeout();
+            }
+            std::thread::sleep(self.config.tick_interval);
+        }
         let mut exit = WorkerExit::Finished;
         let mut aborted = false;
         for h in handles {
@@ -279,6 +286,11 @@ impl Job {
         }
         if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
+        }
+        if exit != WorkerExit::Aborted {
+            if let Some(c) = coordinator {
+                c.run_ended();
+            }
         }
         if aborted && exit == WorkerExit::Finished {
             return Err(EngineError::Aborted);
@@ -312,6 +324,7 @@ impl Job {
                 &self.config.name,
                 point,
                 snapshots,
+                (worker, self.config.workers),
                 &state.participants,
                 &mut state.inputs,
             )?;
@@ -459,7 +472,10 @@ impl JobHandle {
         }
     }
 
-    /// Asks every worker to stop promptly; open windows are not flushed.
+    /// Asks every worker to stop promptly: sources stop reading, records between operators
+    /// are dropped and open windows are not emitted, but every record that reached a sink is
+    /// written ([`Sink::finish`](crate::Sink::finish)) before the job reports that it stopped.
+    /// With checkpoints, a restart resumes from the last complete one.
     pub fn stop(&self) {
         self.control.stop();
     }
@@ -477,9 +493,19 @@ impl JobHandle {
     /// is the point where everything given to the job has gone as far as it can. Returns
     /// whether it came to rest in time.
     pub fn wait_quiet(&self, timeout: Duration) -> bool {
-        match self.control.activity() {
-            Some(activity) => activity.wait_quiet(timeout),
-            None => self.is_finished(),
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(activity) = self.control.activity() {
+                return activity.wait_quiet(deadline.saturating_duration_since(Instant::now()));
+            }
+            if self.is_finished() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // The first attempt has not started its workers yet.
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

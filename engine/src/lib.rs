@@ -17,6 +17,7 @@
 //! [`Operator`], [`Source`] and [`Sink`].
 
 mod activity;
+mod alignment;
 mod builder;
 mod checkpoint;
 mod clock;
@@ -44,8 +45,8 @@ mod worker;
 
 pub use builder::JobBuilder;
 pub use checkpoint::{
-    CheckpointConfig, CheckpointStep, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint, list_checkpoints,
-    show_manifest,
+    CheckpointConfig, CheckpointStep, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint,
+    list_checkpoints, show_manifest,
 };
 pub use clock::Clock;
 pub use config::{JobConfig, RestartStrategy};

@@ -130,6 +130,12 @@ pub trait Operator: 'static {
         Ok(())
     }
 
+    /// After a restore, before any record: the input watermark this operator had when the
+    /// checkpoint was taken. Operators that judge records by the watermark (windows, joins,
+    /// process functions) take it up, so a replay finds late exactly what the run before the
+    /// crash found late. Timers are not fired here.
+    fn restore_watermark(&mut self, _wm: Watermark) {}
+
     /// The input has ended (after the final `+inf` watermark); emit what is left.
     fn on_end(&mut self, _out: &mut Output<Self::Out>) -> Result<()> {
         Ok(())
@@ -150,9 +156,12 @@ pub(crate) struct OperatorNode<O: Operator> {
     side_outputs: Vec<Box<dyn Control>>,
     records_in: Arc<Counter>,
     watermark: Watermark,
+    /// The input said it is idle, and no watermark came since.
+    idle: bool,
     ended: bool,
-    /// The newest barrier that passed, with the snapshot taken for it.
-    barrier: Option<(CheckpointId, Option<OperatorSnapshot>)>,
+    /// The newest barrier that passed, with the snapshot taken for it and the input watermark
+    /// then.
+    barrier: Option<(CheckpointId, Option<OperatorSnapshot>, Watermark)>,
 }
 
 impl<O: Operator> OperatorNode<O> {
@@ -169,6 +178,7 @@ impl<O: Operator> OperatorNode<O> {
             out,
             side_outputs,
             watermark: Watermark::MIN,
+            idle: false,
             ended: false,
             barrier: None,
         }
@@ -212,12 +222,12 @@ impl<O: Operator> Participant for OperatorNode<O> {
     }
 
     fn reached(&self, id: CheckpointId) -> bool {
-        self.ended || self.barrier.as_ref().is_some_and(|(b, _)| *b >= id)
+        self.ended || self.barrier.as_ref().is_some_and(|(b, ..)| *b >= id)
     }
 
     fn take_snapshot(&mut self, id: CheckpointId) -> Result<Option<OperatorSnapshot>> {
         match &mut self.barrier {
-            Some((b, snapshot)) if *b == id && snapshot.is_some() => Ok(snapshot.take()),
+            Some((b, snapshot, _)) if *b == id && snapshot.is_some() => Ok(snapshot.take()),
             _ => self.guarded(|op, _| op.snapshot(id)).map(Some),
         }
     }
@@ -227,6 +237,21 @@ impl<O: Operator> Participant for OperatorNode<O> {
             self.guarded(|op, _| op.restore(s))?;
         }
         Ok(())
+    }
+
+    fn input_watermark(&self, id: CheckpointId) -> Option<Watermark> {
+        match &self.barrier {
+            Some((b, _, wm)) if *b == id => Some(*wm),
+            _ => Some(self.watermark),
+        }
+    }
+
+    fn restore_watermark(&mut self, wm: Watermark) -> Result<()> {
+        self.watermark = wm;
+        self.guarded(|op, _| {
+            op.restore_watermark(wm);
+            Ok(())
+        })
     }
 }
 
@@ -243,8 +268,16 @@ impl<O: Operator> Push<O::In> for NodeInput<O> {
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
         let mut node = self.0.borrow_mut();
+        let resumed = std::mem::take(&mut node.idle);
         if wm <= node.watermark {
-            return Ok(());
+            // After idleness, a watermark that does not move says the input is active again.
+            return match resumed {
+                true => {
+                    let current = node.watermark;
+                    node.forward_control(|c| c.watermark(current))
+                }
+                false => Ok(()),
+            };
         }
         node.watermark = wm;
         node.guarded(|op, out| op.on_watermark(wm, out))?;
@@ -252,13 +285,15 @@ impl<O: Operator> Push<O::In> for NodeInput<O> {
     }
 
     fn idle(&mut self) -> Result<()> {
-        self.0.borrow_mut().forward_control(|c| c.idle())
+        let mut node = self.0.borrow_mut();
+        node.idle = true;
+        node.forward_control(|c| c.idle())
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let mut node = self.0.borrow_mut();
         let snapshot = node.guarded(|op, _| op.snapshot(barrier.id))?;
-        node.barrier = Some((barrier.id, Some(snapshot)));
+        node.barrier = Some((barrier.id, Some(snapshot), node.watermark));
         node.forward_control(|c| c.barrier(barrier))
     }
 

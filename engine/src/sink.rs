@@ -29,7 +29,7 @@ pub trait Sink<T>: 'static {
         Ok(())
     }
 
-    /// The input ended: flush everything.
+    /// The input ended, or the job is stopping: write out everything written so far.
     fn finish(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -71,7 +71,7 @@ impl<T> SinkNode<T> {
     }
 }
 
-impl<T> Participant for SinkNode<T> {
+impl<T: 'static> Participant for SinkNode<T> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -85,6 +85,16 @@ impl<T> Participant for SinkNode<T> {
     }
 
     fn restore(&mut self, _snapshots: &[&OperatorSnapshot]) -> Result<()> {
+        Ok(())
+    }
+
+    fn flush_on_stop(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        self.guarded(|s| s.finish())?;
+        *self.finished.borrow_mut() = true;
         Ok(())
     }
 }

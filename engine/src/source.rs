@@ -122,6 +122,10 @@ pub enum SourceItem<T> {
     PartitionRevoked(PartitionId),
     /// The partition has no more records.
     PartitionEnd(PartitionId),
+    /// The reader has read everything the partition holds for now (a Kafka partition at its
+    /// end offset). Until its next record, the time the source keeps being read counts
+    /// towards the partition's idleness.
+    PartitionCaughtUp(PartitionId),
 }
 
 /// Where a reader's poll puts its items: each item is handed downstream as soon as it is
@@ -216,6 +220,13 @@ impl<'a, T> SourceBatch<'a, T> {
         self.add(SourceItem::PartitionEnd(partition));
     }
 
+    /// Says that `partition` has nothing more to give for now (see
+    /// [`SourceItem::PartitionCaughtUp`]). A poll that adds nothing at all says so for every
+    /// partition; readers that can tell per partition say it here.
+    pub fn caught_up(&mut self, partition: PartitionId) {
+        self.add(SourceItem::PartitionCaughtUp(partition));
+    }
+
     /// Number of items added in this poll.
     pub fn len(&self) -> usize {
         self.len
@@ -303,7 +314,7 @@ pub(crate) struct SharedResources {
 }
 
 impl SharedResources {
-    fn get_or_insert<T: Any + Send + Sync>(&self, name: &str, init: impl FnOnce() -> T) -> Arc<T> {
+    pub(crate) fn get_or_insert<T: Any + Send + Sync>(&self, name: &str, init: impl FnOnce() -> T) -> Arc<T> {
         let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         let key = format!("{name}\u{0}{}", std::any::type_name::<T>());
         if let Some(shared) = objects.get(&key).and_then(|o| Arc::clone(o).downcast::<T>().ok()) {
@@ -354,6 +365,34 @@ pub trait SourceReader<T> {
     /// # Errors
     /// When the position cannot be reached.
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError>;
+
+    /// Whether the reader knows which partitions it owns. A reader that knows it owns none
+    /// does not hold event time back; one that does not know yet (a Kafka reader before its
+    /// first assignment) does, so that records of partitions it gets are not late.
+    fn assignment_known(&self) -> bool {
+        true
+    }
+
+    /// Stops (`pause`) or resumes delivering records of `partitions`, for watermark alignment
+    /// ([`WatermarkStrategy::with_alignment`](crate::WatermarkStrategy::with_alignment)). Returns
+    /// whether the reader can; the default cannot.
+    ///
+    /// # Errors
+    /// When the reader cannot change what it reads.
+    fn pause(&mut self, _partitions: &[PartitionId], _pause: bool) -> Result<bool, BoxError> {
+        Ok(false)
+    }
+
+    /// A checkpoint barrier follows everything read so far: make what the reader itself did
+    /// with those records durable before returning (e.g. wait for its dead-letter writes to
+    /// be acknowledged), so the checkpoint never covers a record whose side effect can still
+    /// be lost.
+    ///
+    /// # Errors
+    /// When that cannot be done; the checkpoint then fails with the source's name.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
 
     /// Called on every tick while downstream is too busy for this reader to be polled: keep
     /// connections and group memberships alive without taking in more data.

@@ -1,6 +1,8 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::checkpoint::participant::SourceControl;
+use crate::alignment::{AlignmentBoard, too_far_ahead};
+use crate::checkpoint::participant::{EventTime, SourceControl};
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::idleness::IdleVote;
@@ -11,37 +13,51 @@ use crate::push::Barrier;
 use crate::push::{Control, Data, Output};
 use crate::source::SourcePosition;
 use crate::source::{BadRecordPolicy, PollStatus, RecordLocation, SourceBatch, SourceItem, SourceReader};
-use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark};
+use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis};
 use crate::watermark_strategy::WatermarkStrategy;
 use crate::watermark_tracker::{Combined, WatermarkTracker};
 use crate::worker::{Drive, WorkerInput};
 
+/// What the driver knows of one partition of its reader.
 struct PartitionState {
     id: PartitionId,
+    /// Largest event timestamp read (or restored from a checkpoint).
     max_ts: Timestamp,
-    /// Processing time of the last idleness check that saw records of this partition (`None`
-    /// until the first check).
-    last_active: Option<Timestamp>,
-    /// Records arrived since the last idleness check.
-    active: bool,
+    /// Whether a record of it was read since it was assigned, or a checkpoint said so.
+    delivered: bool,
     /// The partition's watermark must be recomputed after this poll.
     dirty: bool,
     /// Taken away by a rebalance; it counts as idle until assigned again.
     revoked: bool,
+    /// The reader has nothing more of it for now (until its next record).
+    caught_up: bool,
+    /// Processing time it has been caught up while the source was read, since its last record.
+    quiet_ms: i64,
+    /// Processing time the source was read since it was assigned, until its first record.
+    unread_ms: i64,
+    /// Paused by watermark alignment.
+    paused: bool,
     records: u64,
 }
 
 impl PartitionState {
-    fn new(id: PartitionId) -> Self {
+    fn new(id: PartitionId, restored: Option<Timestamp>) -> Self {
         PartitionState {
             id,
-            max_ts: Timestamp::MIN,
-            last_active: None,
-            active: false,
-            dirty: false,
+            max_ts: restored.unwrap_or(Timestamp::MIN),
+            delivered: restored.is_some(),
+            dirty: restored.is_some(),
             revoked: false,
+            caught_up: false,
+            quiet_ms: 0,
+            unread_ms: 0,
+            paused: false,
             records: 0,
         }
+    }
+
+    fn watermark(&self, bound: i64) -> Watermark {
+        Watermark(self.max_ts.saturating_sub(bound))
     }
 }
 
@@ -49,7 +65,20 @@ pub(crate) struct SourceCounters {
     pub records_out: Arc<Counter>,
     pub skipped: Arc<Counter>,
     pub idle_partitions: Arc<Counter>,
+    /// Records older than their own partition's watermark: out of order by more than the
+    /// bound. Whether they are late is decided downstream, by the combined watermark.
+    pub beyond_bound: Arc<Counter>,
+    pub paused_partitions: Arc<Gauge>,
     pub watermark: Arc<Gauge>,
+}
+
+/// Watermark alignment of one reader: the board it shares with the source's other readers.
+pub(crate) struct Alignment {
+    pub board: Arc<AlignmentBoard>,
+    pub worker: usize,
+    pub max_drift: i64,
+    /// The reader said it cannot pause partitions (warned once).
+    pub unsupported: bool,
 }
 
 /// Reads one worker's share of a source: assigns timestamps, applies the bad-record policy,
@@ -59,10 +88,14 @@ pub(crate) struct SourceDriver<T: Data> {
     core: DriverCore<T>,
     batch_size: usize,
     finished: bool,
-    /// Whether `drive` ran since the last tick.
-    driven: bool,
+    /// Processing time of the first drive since the last tick: the part of a tick interval in
+    /// which the reader was read.
+    driven_at: Option<Timestamp>,
+    /// Processing time of the last tick.
+    last_tick: Option<Timestamp>,
     /// Where the reader's end counts towards the job's idleness.
     idle_vote: IdleVote,
+    alignment: Option<Alignment>,
 }
 
 /// Everything but the reader, so the reader can hand items to it during a poll.
@@ -76,6 +109,10 @@ struct DriverCore<T: Data> {
     tracker: WatermarkTracker,
     last_hit: usize,
     ended: Vec<usize>,
+    /// Event time per partition from the restored checkpoint, for partitions assigned later.
+    restored: HashMap<PartitionId, Timestamp>,
+    /// Idleness was announced because the reader knows it owns no partition.
+    idle_without_partitions: bool,
     counters: SourceCounters,
 }
 
@@ -92,11 +129,12 @@ impl<T: Data> SourceDriver<T> {
         batch_size: usize,
         idle_vote: IdleVote,
         clock: Clock,
+        alignment: Option<Alignment>,
     ) -> Self {
         let partitions: Vec<PartitionState> = reader
             .partitions()
             .into_iter()
-            .map(PartitionState::new)
+            .map(|id| PartitionState::new(id, None))
             .collect();
         SourceDriver {
             reader,
@@ -110,12 +148,16 @@ impl<T: Data> SourceDriver<T> {
                 partitions,
                 last_hit: 0,
                 ended: Vec::new(),
+                restored: HashMap::new(),
+                idle_without_partitions: false,
                 counters,
             },
             batch_size,
             finished: false,
-            driven: false,
+            driven_at: None,
+            last_tick: None,
             idle_vote,
+            alignment,
         }
     }
 }
@@ -134,7 +176,8 @@ impl<T: Data> DriverCore<T> {
             Some(i) => i,
             None => {
                 // A reader may pick up partitions later (the next split, a rebalance).
-                self.partitions.push(PartitionState::new(partition));
+                let restored = self.restored.get(&partition).copied();
+                self.partitions.push(PartitionState::new(partition, restored));
                 self.tracker.add_input()
             }
         };
@@ -149,6 +192,7 @@ impl<T: Data> DriverCore<T> {
                 self.counters.watermark.set(wm.0);
                 self.out.watermark(wm)
             }
+            Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
         }
     }
@@ -179,6 +223,7 @@ impl<T: Data> DriverCore<T> {
             } => {
                 let slot = self.slot(partition);
                 let ts = self.strategy.timestamp_of(&value, timestamp, &self.clock);
+                let bound = self.strategy.out_of_orderness;
                 let p = &mut self.partitions[slot];
                 let index = p.records;
                 p.records += 1;
@@ -186,12 +231,23 @@ impl<T: Data> DriverCore<T> {
                     let location = location.unwrap_or(RecordLocation::Index { partition, index });
                     return self.bad_record(&location, format!("event timestamp {ts} is out of range"));
                 }
-                p.active = true;
-                if ts > p.max_ts {
-                    p.max_ts = ts;
-                    p.dirty = true;
-                } else if !p.dirty && self.tracker.is_idle(slot) {
-                    p.dirty = true;
+                // Records of a partition given up are handed on without moving its watermark:
+                // it belongs to another reader now.
+                if !p.revoked {
+                    p.caught_up = false;
+                    p.quiet_ms = 0;
+                    p.delivered = true;
+                    if ts > p.max_ts {
+                        p.max_ts = ts;
+                        p.dirty = true;
+                    } else {
+                        if ts < p.watermark(bound).0 {
+                            self.counters.beyond_bound.inc();
+                        }
+                        if !p.dirty && self.tracker.is_idle(slot) {
+                            p.dirty = true;
+                        }
+                    }
                 }
                 self.counters.records_out.inc();
                 self.out.push(value, ts)
@@ -209,10 +265,18 @@ impl<T: Data> DriverCore<T> {
                 let slot = self.slot(partition);
                 let p = &mut self.partitions[slot];
                 if p.revoked {
+                    // Assigned again: it holds the watermark where it is until it delivers.
                     p.revoked = false;
-                    p.max_ts = Timestamp::MIN;
+                    p.caught_up = false;
+                    p.quiet_ms = 0;
+                    p.unread_ms = 0;
                 }
-                self.tracker.reopen(slot);
+                let c = self.tracker.reopen(slot);
+                self.emit_combined(c)?;
+                if std::mem::take(&mut self.idle_without_partitions) {
+                    // Downstream was told this reader holds nothing back: it does again.
+                    self.out.watermark(self.tracker.current())?;
+                }
                 Ok(())
             }
             SourceItem::PartitionRevoked(partition) => {
@@ -224,6 +288,11 @@ impl<T: Data> DriverCore<T> {
             SourceItem::PartitionEnd(partition) => {
                 let slot = self.slot(partition);
                 self.ended.push(slot);
+                Ok(())
+            }
+            SourceItem::PartitionCaughtUp(partition) => {
+                let slot = self.slot(partition);
+                self.partitions[slot].caught_up = true;
                 Ok(())
             }
         }
@@ -238,7 +307,7 @@ impl<T: Data> DriverCore<T> {
             let p = &mut self.partitions[slot];
             if p.dirty {
                 p.dirty = false;
-                let wm = Watermark(p.max_ts.saturating_sub(bound));
+                let wm = p.watermark(bound);
                 match self.tracker.update(slot, wm) {
                     Combined::Unchanged => {}
                     c => combined = c,
@@ -252,6 +321,23 @@ impl<T: Data> DriverCore<T> {
             }
         }
         self.emit_combined(combined)
+    }
+
+    /// Partitions the reader owns now and will read again.
+    fn live_partitions(&self) -> usize {
+        (0..self.partitions.len())
+            .filter(|i| !self.partitions[*i].revoked && self.tracker.input(*i).is_some())
+            .count()
+    }
+
+    /// The watermark this reader holds the source at, for alignment: `MAX` when it holds
+    /// nothing back.
+    fn held_at(&self) -> Watermark {
+        if self.tracker.is_all_idle() || self.live_partitions() == 0 {
+            Watermark::MAX
+        } else {
+            self.tracker.current()
+        }
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -270,6 +356,105 @@ impl<T: Data> SourceDriver<T> {
             source,
         }
     }
+
+    /// A reader that knows it owns no partition holds nothing back.
+    fn announce_if_empty(&mut self) -> Result<()> {
+        let core = &mut self.core;
+        if !core.idle_without_partitions && core.tracker.is_empty() && self.reader.assignment_known() {
+            core.idle_without_partitions = true;
+            core.out.idle()?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the partitions too far ahead of the source's watermark and resumes the others.
+    fn align(&mut self) -> Result<()> {
+        let Some(a) = self.alignment.as_mut() else {
+            return Ok(());
+        };
+        let core = &mut self.core;
+        // A reader that does not know its partitions yet holds the source back.
+        let held = if core.tracker.is_empty() && !self.reader.assignment_known() {
+            Watermark::MIN
+        } else {
+            core.held_at()
+        };
+        a.board.publish(a.worker, held);
+        if a.unsupported {
+            return Ok(());
+        }
+        let source_wm = a.board.source_watermark();
+        let bound = core.strategy.out_of_orderness;
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for (i, p) in core.partitions.iter_mut().enumerate() {
+            let live = !p.revoked && core.tracker.input(i).is_some() && !core.tracker.is_idle(i);
+            let ahead = live && p.delivered && too_far_ahead(p.watermark(bound), source_wm, a.max_drift);
+            if ahead != p.paused {
+                p.paused = ahead;
+                if ahead { &mut pause } else { &mut resume }.push(p.id);
+            }
+        }
+        for (partitions, paused) in [(resume, false), (pause, true)] {
+            if partitions.is_empty() {
+                continue;
+            }
+            let supported =
+                self.reader
+                    .pause(&partitions, paused)
+                    .map_err(|e| EngineError::SourceFailed {
+                        source_name: core.name.clone(),
+                        source: e,
+                    })?;
+            if !supported {
+                a.unsupported = true;
+                tracing::warn!(source = %core.name, "this source cannot pause partitions: watermark alignment is off");
+                return Ok(());
+            }
+        }
+        let paused = core.partitions.iter().filter(|p| p.paused).count();
+        core.counters.paused_partitions.set(paused as i64);
+        Ok(())
+    }
+
+    /// Counts the processing time since the last tick in which the reader was read towards
+    /// the idleness of its caught-up (and its silent new) partitions.
+    fn check_idleness(&mut self, now: Timestamp) -> Result<()> {
+        let since = self.last_tick.replace(now).unwrap_or(now);
+        let read_from = self.driven_at.take();
+        let core = &mut self.core;
+        let (idle, initial) = (core.strategy.idle_timeout, core.strategy.initial_idle_timeout);
+        if idle.is_none() && initial.is_none() {
+            return Ok(());
+        }
+        // Only the part of the interval in which the reader was read counts: a partition that
+        // was not read was not seen to be caught up.
+        let read_ms = read_from.map_or(0, |from| now.saturating_sub(from.max(since)).max(0));
+        if read_ms == 0 {
+            return Ok(());
+        }
+        for slot in 0..core.partitions.len() {
+            let p = &mut core.partitions[slot];
+            if p.revoked || p.paused || core.tracker.input(slot).is_none() || core.tracker.is_idle(slot) {
+                continue;
+            }
+            if p.caught_up {
+                p.quiet_ms = p.quiet_ms.saturating_add(read_ms);
+            }
+            if !p.delivered {
+                p.unread_ms = p.unread_ms.saturating_add(read_ms);
+            }
+            let quiet = idle.is_some_and(|t| p.caught_up && p.quiet_ms >= millis(t));
+            let silent = initial.is_some_and(|t| !p.delivered && p.unread_ms >= millis(t));
+            if quiet || silent {
+                let id = p.id;
+                let c = core.tracker.set_idle(slot);
+                core.counters.idle_partitions.inc();
+                tracing::debug!(source = %core.name, partition = %id, silent, "partition idle");
+                core.emit_combined(c)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<T: Data> SourceControl for SourceDriver<T> {
@@ -281,11 +466,31 @@ impl<T: Data> SourceControl for SourceDriver<T> {
         self.finished
     }
 
-    fn inject_barrier(&mut self, id: CheckpointId) -> Result<SourcePosition> {
+    fn inject_barrier(&mut self, id: CheckpointId) -> Result<(SourcePosition, EventTime)> {
         if !self.finished {
+            self.reader.flush().map_err(|e| self.failed(e))?;
             self.core.out.barrier(Barrier { id })?;
         }
-        Ok(self.reader.position())
+        let event_time = self
+            .core
+            .partitions
+            .iter()
+            .filter(|p| p.max_ts > Timestamp::MIN)
+            .map(|p| (p.id, p.max_ts))
+            .collect();
+        Ok((self.reader.position(), event_time))
+    }
+
+    fn restore_event_time(&mut self, event_time: &EventTime) {
+        let core = &mut self.core;
+        for p in &mut core.partitions {
+            if let Some(t) = event_time.get(&p.id) {
+                p.max_ts = p.max_ts.max(*t);
+                p.delivered = true;
+                p.dirty = true;
+            }
+        }
+        core.restored = event_time.iter().map(|(p, t)| (*p, *t)).collect();
     }
 
     fn watermark(&self) -> Watermark {
@@ -316,7 +521,12 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         if self.finished {
             return Ok(Drive::Finished);
         }
-        self.driven = true;
+        if self.driven_at.is_none() {
+            let now = self.core.clock.now();
+            self.driven_at = Some(now);
+            // Reading starts the first interval that counts towards idleness.
+            self.last_tick.get_or_insert(now);
+        }
         let Self {
             reader,
             core,
@@ -334,11 +544,22 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
             source_name: self.core.name.clone(),
             source,
         })?;
+        if status == PollStatus::Pending && !worked {
+            // Nothing at all to give: every partition is caught up.
+            for p in &mut self.core.partitions {
+                p.caught_up = true;
+            }
+        }
         self.core.advance_watermarks()?;
+        self.announce_if_empty()?;
+        self.align()?;
         match status {
             PollStatus::Finished => {
                 self.finished = true;
                 self.idle_vote.ended();
+                if let Some(a) = &self.alignment {
+                    a.board.publish(a.worker, Watermark::MAX);
+                }
                 self.core.finish()?;
                 Ok(Drive::Finished)
             }
@@ -348,8 +569,14 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         }
     }
 
+    fn tick_paused(&mut self, now: Timestamp) {
+        // A checkpoint pause is time in which nothing was read.
+        self.last_tick = Some(now);
+        self.driven_at = None;
+    }
+
     fn tick(&mut self, now: Timestamp) -> Result<()> {
-        if !std::mem::take(&mut self.driven) && !self.finished {
+        if self.driven_at.is_none() && !self.finished {
             self.reader
                 .keep_alive()
                 .map_err(|source| EngineError::SourceFailed {
@@ -357,29 +584,8 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
                     source,
                 })?;
         }
-        let core = &mut self.core;
-        let Some(timeout) = core.strategy.idle_timeout else {
-            return Ok(());
-        };
-        let timeout = crate::time::millis(timeout);
-        for slot in 0..core.partitions.len() {
-            let p = &mut core.partitions[slot];
-            let last_active = *p.last_active.get_or_insert(now);
-            if std::mem::take(&mut p.active) {
-                p.last_active = Some(now);
-                continue;
-            }
-            if !p.revoked && !core.tracker.is_idle(slot) && now.saturating_sub(last_active) >= timeout {
-                let id = p.id;
-                let c = core.tracker.set_idle(slot);
-                if core.tracker.is_idle(slot) {
-                    core.counters.idle_partitions.inc();
-                    tracing::debug!(source = %core.name, partition = %id, "partition idle");
-                }
-                core.emit_combined(c)?;
-            }
-        }
-        Ok(())
+        self.check_idleness(now)?;
+        self.align()
     }
 
     fn is_finished(&self) -> bool {
@@ -387,3 +593,129 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::error::BoxError;
+    use crate::idleness::InputIdleness;
+    use crate::push::Push;
+
+    /// Hands out scripted items, one poll at a time.
+    struct Script(VecDeque<Vec<SourceItem<u64>>>);
+
+    impl SourceReader<u64> for Script {
+        fn partitions(&self) -> Vec<PartitionId> {
+            Vec::new()
+        }
+        fn poll(&mut self, batch: &mut SourceBatch<'_, u64>) -> std::result::Result<PollStatus, BoxError> {
+            let Some(items) = self.0.pop_front() else {
+                return Ok(PollStatus::Pending);
+            };
+            for item in items {
+                match item {
+                    SourceItem::Record { partition, value, .. } => batch.record(partition, value, None),
+                    SourceItem::PartitionStart(p) => batch.partition_start(p),
+                    SourceItem::PartitionRevoked(p) => batch.partition_revoked(p),
+                    SourceItem::PartitionEnd(p) => batch.partition_end(p),
+                    SourceItem::PartitionCaughtUp(p) => batch.caught_up(p),
+                    SourceItem::BadRecord { .. } => {}
+                }
+            }
+            Ok(PollStatus::Ready)
+        }
+        fn position(&self) -> SourcePosition {
+            SourcePosition::default()
+        }
+        fn seek(&mut self, _: &SourcePosition) -> std::result::Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    struct Watermarks(Rc<RefCell<Vec<Watermark>>>);
+
+    impl Push<u64> for Watermarks {
+        fn push(&mut self, _: u64, _: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn watermark(&mut self, wm: Watermark) -> Result<()> {
+            self.0.borrow_mut().push(wm);
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn barrier(&mut self, _: Barrier) -> Result<()> {
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record(partition: u32, ts: u64) -> SourceItem<u64> {
+        SourceItem::Record {
+            partition: PartitionId(partition),
+            value: ts,
+            timestamp: None,
+            location: None,
+        }
+    }
+
+    fn driver(polls: Vec<Vec<SourceItem<u64>>>) -> (SourceDriver<u64>, Rc<RefCell<Vec<Watermark>>>) {
+        let watermarks = Rc::new(RefCell::new(Vec::new()));
+        let out = Output::new();
+        out.attach(Box::new(Watermarks(Rc::clone(&watermarks))));
+        let counters = SourceCounters {
+            records_out: Arc::default(),
+            skipped: Arc::default(),
+            idle_partitions: Arc::default(),
+            beyond_bound: Arc::default(),
+            paused_partitions: Arc::default(),
+            watermark: Arc::default(),
+        };
+        let vote = IdleVote::new(Arc::new(InputIdleness::new(1, 1)), "s", 0);
+        let strategy = WatermarkStrategy::monotonous().with_timestamps(|v: &u64| *v as i64);
+        let driver = SourceDriver::new(
+            "s".into(),
+            Box::new(Script(polls.into())),
+            strategy,
+            BadRecordPolicy::Fail,
+            out,
+            counters,
+            64,
+            vote,
+            Clock::manual(0),
+            None,
+        );
+        (driver, watermarks)
+    }
+
+    #[test]
+    fn records_of_a_revoked_partition_do_not_make_it_hold_the_watermark_again() {
+        let (mut d, watermarks) = driver(vec![
+            vec![
+                SourceItem::PartitionStart(PartitionId(0)),
+                SourceItem::PartitionStart(PartitionId(1)),
+                record(0, 100),
+                record(1, 50),
+            ],
+            // Partition 1 moves to another reader; records this reader still held for it
+            // are handed on after the revocation.
+            vec![SourceItem::PartitionRevoked(PartitionId(1)), record(1, 60)],
+            vec![record(0, 1_000)],
+        ]);
+        for _ in 0..3 {
+            d.drive().unwrap();
+        }
+        assert_eq!(
+            watermarks.borrow().last(),
+            Some(&Watermark(1_000)),
+            "partition 1 belongs to another reader now: {:?}",
+            watermarks.borrow()
+        );
+    }
+}

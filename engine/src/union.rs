@@ -28,7 +28,7 @@ impl<T: Data> Union<T> {
     fn emit(&mut self, c: Combined) -> Result<()> {
         match c {
             Combined::Unchanged => Ok(()),
-            Combined::Advanced(wm) => self.out.watermark(wm),
+            Combined::Advanced(wm) | Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
         }
     }

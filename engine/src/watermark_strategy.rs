@@ -47,6 +47,8 @@ pub struct WatermarkStrategy<T> {
     pub(crate) timestamps: TimestampSource<T>,
     pub(crate) out_of_orderness: i64,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) initial_idle_timeout: Option<Duration>,
+    pub(crate) max_drift: Option<Duration>,
 }
 
 impl<T> Clone for WatermarkStrategy<T> {
@@ -55,6 +57,8 @@ impl<T> Clone for WatermarkStrategy<T> {
             timestamps: self.timestamps.clone(),
             out_of_orderness: self.out_of_orderness,
             idle_timeout: self.idle_timeout,
+            initial_idle_timeout: self.initial_idle_timeout,
+            max_drift: self.max_drift,
         }
     }
 }
@@ -67,6 +71,8 @@ impl<T> WatermarkStrategy<T> {
             timestamps: TimestampSource::Transport,
             out_of_orderness: millis(bound),
             idle_timeout: None,
+            initial_idle_timeout: None,
+            max_drift: None,
         }
     }
 
@@ -81,6 +87,8 @@ impl<T> WatermarkStrategy<T> {
             timestamps: TimestampSource::ProcessingTime,
             out_of_orderness: 0,
             idle_timeout: None,
+            initial_idle_timeout: None,
+            max_drift: None,
         }
     }
 
@@ -90,9 +98,34 @@ impl<T> WatermarkStrategy<T> {
         self
     }
 
-    /// A partition with no record for `timeout` stops holding the watermark back.
+    /// A partition that has been caught up (polled, with nothing to give) for `timeout` of
+    /// processing time stops holding the watermark back until its next record. Time in which
+    /// the source is not read (backpressure, a checkpoint pause) does not count: a partition
+    /// is never idle because nobody read it.
     pub fn with_idleness(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// A partition that has delivered no record `timeout` of processing time (of the source
+    /// being read) after it was assigned stops holding the watermark back, even if it is not
+    /// known to be caught up. Until a partition delivers, its watermark is the minimum, so a
+    /// partition whose records the reader reaches late holds everything back and lets the
+    /// others' records be on time however old they are; this bounds that wait. The price: its
+    /// records, when they come, may be late (counted, never dropped silently).
+    pub fn with_initial_idleness(mut self, timeout: Duration) -> Self {
+        self.initial_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Watermark alignment: a partition whose watermark is more than `max_drift` ahead of the
+    /// source's watermark (the minimum over every active partition of every worker) is paused
+    /// until the others catch up, so no partition races ahead of the rest and records of the
+    /// laggards stay on time. Needs a reader that can pause partitions (Kafka, the test
+    /// input); others ignore it. Combine it with [`Self::with_idleness`], or one quiet
+    /// partition pauses the rest for good.
+    pub fn with_alignment(mut self, max_drift: Duration) -> Self {
+        self.max_drift = Some(max_drift);
         self
     }
 

@@ -18,6 +18,9 @@ pub enum Combined {
     Advanced(Watermark),
     /// Every input that has not ended is idle: downstream should not wait for this point.
     Idle,
+    /// After [`Combined::Idle`], an input is active again without moving the watermark:
+    /// downstream must wait for this point again, at this watermark.
+    Resumed(Watermark),
 }
 
 /// Combines the watermarks of several inputs: the minimum over active inputs. Idle inputs do
@@ -61,12 +64,28 @@ impl WatermarkTracker {
         self.inputs.len() - 1
     }
 
-    /// Makes an ended input active again at the current watermark (a partition assigned
-    /// again after it was given up).
-    pub fn reopen(&mut self, i: usize) {
-        if self.inputs[i] == InputProgress::Ended {
+    /// Makes an ended or idle input active again at the current watermark (a partition
+    /// assigned again after it was given up): it holds the combined watermark where it is until
+    /// it reports its own.
+    pub fn reopen(&mut self, i: usize) -> Combined {
+        if matches!(self.inputs[i], InputProgress::Ended | InputProgress::Idle(_)) {
             self.inputs[i] = InputProgress::Active(self.current);
+            return self.recompute();
         }
+        Combined::Unchanged
+    }
+
+    /// The watermark input `i` reported last (`None` once it ended).
+    pub fn input(&self, i: usize) -> Option<Watermark> {
+        match self.inputs.get(i)? {
+            InputProgress::Active(wm) | InputProgress::Idle(wm) => Some(*wm),
+            InputProgress::Ended => None,
+        }
+    }
+
+    /// Whether every input that has not ended is idle (and at least one is).
+    pub fn is_all_idle(&self) -> bool {
+        self.idle
     }
 
     /// Whether input `i` is idle.
@@ -135,10 +154,12 @@ impl WatermarkTracker {
             }
             None => Watermark::MAX,
         };
-        self.idle = false;
+        let resumed = std::mem::replace(&mut self.idle, false);
         if target > self.current {
             self.current = target;
             Combined::Advanced(target)
+        } else if resumed {
+            Combined::Resumed(self.current)
         } else {
             Combined::Unchanged
         }
@@ -167,6 +188,21 @@ mod tests {
         assert_eq!(t.current(), Watermark(100));
         assert_eq!(t.update(1, Watermark(120)), Combined::Unchanged);
         assert_eq!(t.update(0, Watermark(130)), Combined::Advanced(Watermark(120)));
+    }
+
+    #[test]
+    fn an_input_active_again_after_all_were_idle_is_announced() {
+        let mut t = WatermarkTracker::new(2);
+        t.update(0, Watermark(100));
+        t.update(1, Watermark(100));
+        t.set_idle(0);
+        assert_eq!(t.set_idle(1), Combined::Idle);
+        // Active again, but behind: the combined watermark cannot go back, yet downstream must
+        // wait for this point again.
+        assert_eq!(t.update(1, Watermark(90)), Combined::Resumed(Watermark(100)));
+        assert_eq!(t.update(1, Watermark(95)), Combined::Unchanged);
+        assert_eq!(t.set_idle(1), Combined::Idle);
+        assert_eq!(t.reopen(0), Combined::Resumed(Watermark(100)));
     }
 
     #[test]

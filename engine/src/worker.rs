@@ -8,6 +8,7 @@ use crate::checkpoint::participant::SourceControl;
 use crate::checkpoint::worker_part::WorkerPart;
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
+use crate::ids::CheckpointId;
 use crate::time::Timestamp;
 
 /// What driving an input did.
@@ -31,7 +32,13 @@ pub(crate) trait WorkerInput {
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
         Ok(())
     }
+    /// A processing-time tick while the worker is paused for a checkpoint.
+    fn tick_paused(&mut self, _now: Timestamp) {}
     fn is_finished(&self) -> bool;
+    /// The newest checkpoint barrier this input passed on (exchange receivers).
+    fn passed_barrier(&self) -> Option<CheckpointId> {
+        None
+    }
 }
 
 /// Flags shared by the workers of one attempt.
@@ -77,6 +84,12 @@ pub(crate) fn run_worker(
 ) -> Result<WorkerExit> {
     let result = worker_loop(&mut st, flags, settings, &mut part);
     settings.activity.exited(settings.worker);
+    if matches!(result, Ok(WorkerExit::Stopped)) {
+        // What reached a sink is written before the job reports that it stopped.
+        for p in &st.participants {
+            p.borrow_mut().flush_on_stop()?;
+        }
+    }
     result
 }
 
@@ -108,8 +121,13 @@ fn worker_loop(
             .filter(|(_, s)| s.borrow().is_blocked())
             .map(|(id, _)| *id)
             .max();
+        // While checkpoint `aligning` is in flight, sources stay paused and an input that
+        // passed its barrier delivers nothing more: nothing may change state between an
+        // operator's snapshot and the worker's database checkpoint.
+        let mut aligning = None;
         if let Some(part) = part.as_mut() {
             paused = part.step(&mut st.inputs, &st.participants)?;
+            aligning = paused.then(|| part.in_flight());
         }
         let mut worked = false;
         let mut all_finished = true;
@@ -117,7 +135,8 @@ fn worker_loop(
             if input.is_finished() {
                 continue;
             }
-            if max_blocked.is_some_and(|m| m >= *level) || (paused && *level == 0) {
+            let aligned = aligning.is_some_and(|id| input.passed_barrier().is_some_and(|b| b >= id));
+            if max_blocked.is_some_and(|m| m >= *level) || (paused && *level == 0) || aligned {
                 all_finished = false;
                 continue;
             }
@@ -154,13 +173,20 @@ fn worker_loop(
         } else {
             housekeeping
         };
-        if tick && !paused {
+        if tick {
             last_tick_at = now;
-            for (_, input) in st.inputs.iter_mut() {
-                input.tick(now)?;
-            }
-            for t in &st.tickers {
-                t.borrow_mut().tick(now)?;
+            if paused {
+                // No timers fire while a checkpoint is in flight.
+                for (_, input) in st.inputs.iter_mut() {
+                    input.tick_paused(now);
+                }
+            } else {
+                for (_, input) in st.inputs.iter_mut() {
+                    input.tick(now)?;
+                }
+                for t in &st.tickers {
+                    t.borrow_mut().tick(now)?;
+                }
             }
         }
         settings

@@ -267,6 +267,10 @@ where
         self.function.process(record.value, &mut ctx).map_err(user_error)
     }
 
+    fn restore_watermark(&mut self, wm: Watermark) {
+        self.watermark = wm;
+    }
+
     fn on_watermark(&mut self, wm: Watermark, out: &mut Output<F::Out>) -> Result<()> {
         self.watermark = wm;
         self.fire(TimeDomain::EventTime, wm.0, out)

@@ -145,11 +145,18 @@ impl Pipeline {
                 source = source.exit_when_idle(idle);
             }
             let bound = source_spec.max_out_of_orderness.unwrap_or(Duration::from_secs(5));
-            let records = b.source(
-                "source",
-                source,
-                WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamps(|d: &Decoded| d.ts),
-            );
+            let mut strategy =
+                WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamps(|d: &Decoded| d.ts);
+            if let Some(idle) = source_spec.idle_timeout {
+                strategy = strategy.with_idleness(idle);
+            }
+            if let Some(idle) = source_spec.initial_idle_timeout {
+                strategy = strategy.with_initial_idleness(idle);
+            }
+            if let Some(drift) = source_spec.max_drift {
+                strategy = strategy.with_alignment(drift);
+            }
+            let records = b.source("source", source, strategy);
             let Some(window) = &spec.window else {
                 records.map("row", |d: Decoded| d.row).sink("table", sink.clone());
                 return Ok(());

@@ -21,6 +21,7 @@ use crate::shop::{OnBadRecord, parse_duration};
 /// key = "product_id"           # records are grouped by this field
 /// event_time = "ts"            # epoch milliseconds
 /// max_out_of_orderness = "5s"
+/// idle_timeout = "30s"
 /// on_bad_record = "dead-letter"
 ///
 /// [window]
@@ -92,6 +93,16 @@ pub struct SourceSpec {
     /// How far behind the newest record of its partition a record may be.
     #[serde(default, deserialize_with = "de_duration")]
     pub max_out_of_orderness: Option<Duration>,
+    /// A partition caught up for this long stops holding the watermark back (default: never).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// A partition that delivered nothing this long after it was assigned stops holding the
+    /// watermark back (default: never).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub initial_idle_timeout: Option<Duration>,
+    /// Pause partitions more than this far ahead of the slowest (watermark alignment).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_drift: Option<Duration>,
     /// End the input after this long without records (default: run until stopped).
     #[serde(default, deserialize_with = "de_duration")]
     pub exit_when_idle: Option<Duration>,

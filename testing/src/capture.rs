@@ -165,11 +165,7 @@ impl<T: Data> CaptureSink<T> {
         if blocked(&gate) {
             gate.waiting += 1;
             while blocked(&gate) {
-                gate = self
-                    .shared
-                    .opened
-                    .wait(gate)
-                    .unwrap_or_else(|p| p.into_inner());
+                gate = self.shared.opened.wait(gate).unwrap_or_else(|p| p.into_inner());
             }
             gate.waiting -= 1;
         }

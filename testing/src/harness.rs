@@ -66,8 +66,10 @@ pub struct JobHarness {
     clock: Clock,
     handle: Option<JobHandle>,
     settle_timeout: Duration,
-    /// Reports of the runs that ended, oldest first.
+    /// Outcomes of the runs that crashed or failed, oldest first.
     ended: Vec<std::result::Result<JobReport, EngineError>>,
+    /// The report of a run that ended while the harness waited for it to settle.
+    report: Option<JobReport>,
 }
 
 impl JobHarness {
@@ -94,6 +96,7 @@ impl JobHarness {
             handle: None,
             settle_timeout: Duration::from_secs(60),
             ended: Vec::new(),
+            report: None,
         };
         harness.job(harness.config.clone())?;
         Ok(harness)
@@ -135,6 +138,7 @@ impl JobHarness {
     }
 
     fn start_with(&mut self, workers: usize) -> Result<()> {
+        self.report = None;
         if self.handle.is_some() {
             return Err(EngineError::InvalidJob {
                 job: self.config.name().to_string(),
@@ -153,17 +157,20 @@ impl JobHarness {
         })
     }
 
-    /// Takes the ended run's outcome, returning its error if it failed.
+    /// Takes the ended run's outcome: a finished run's report is kept for
+    /// [`JobHarness::finish`], a failure is returned.
     fn collect(&mut self) -> Result<()> {
         if let Some(handle) = self.handle.take() {
-            let outcome = handle.join();
-            let failed = outcome.as_ref().err().map(|e| e.to_string());
-            self.ended.push(outcome);
-            if let Some(reason) = failed {
-                return Err(EngineError::InvalidJob {
-                    job: self.config.name().to_string(),
-                    reason: format!("the job failed: {reason}"),
-                });
+            match handle.join() {
+                Ok(report) => self.report = Some(report),
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.ended.push(Err(e));
+                    return Err(EngineError::InvalidJob {
+                        job: self.config.name().to_string(),
+                        reason: format!("the job failed: {reason}"),
+                    });
+                }
             }
         }
         Ok(())
@@ -260,7 +267,9 @@ impl JobHarness {
     /// # Errors
     /// The job's failure.
     pub fn stop(&mut self) -> Result<JobReport> {
-        self.running()?.stop();
+        if let Some(h) = &self.handle {
+            h.stop();
+        }
         self.join()
     }
 
@@ -273,11 +282,14 @@ impl JobHarness {
     }
 
     fn join(&mut self) -> Result<JobReport> {
-        let handle = self.handle.take().ok_or_else(|| EngineError::InvalidJob {
-            job: self.config.name().to_string(),
-            reason: "the harness's job is not running".into(),
-        })?;
-        handle.join()
+        match (self.handle.take(), self.report.take()) {
+            (Some(handle), _) => handle.join(),
+            (None, Some(report)) => Ok(report),
+            (None, None) => Err(EngineError::InvalidJob {
+                job: self.config.name().to_string(),
+                reason: "the harness's job is not running".into(),
+            }),
+        }
     }
 
     /// Live metrics of the running job.

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Data, PartitionId, PollStatus, RecordLocation, Source, SourceBatch, SourceContext,
-    SourcePosition, SourceReader, Timestamp,
+    BadRecordPolicy, BoxError, Data, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
+    SourceContext, SourcePosition, SourceReader, Timestamp,
 };
 
 /// One entry of a partition's log.
@@ -24,8 +24,9 @@ struct Partition<T> {
 /// a job restored from a checkpoint reads again from the offsets the checkpoint holds.
 ///
 /// Partition `p` is read by worker `p % workers`, the way the Kafka source spreads partitions.
-/// A partition with nothing more to read reports itself caught up; one that the test
-/// [`ended`](TestInput::end) ends the job's input for it.
+/// A reader with nothing to read says so (its partitions are caught up); a partition the test
+/// [`ended`](TestInput::end) ends the job's input for it once read. Readers can pause
+/// partitions (watermark alignment).
 ///
 /// ```
 /// use sluice_testing::TestInput;
@@ -80,7 +81,13 @@ impl<T: Data> TestInput<T> {
     /// # Panics
     /// When the partition does not exist or has ended (a mistake in the test).
     pub fn push(&self, partition: usize, value: T) {
-        self.append(partition, Entry::Record { value, timestamp: None });
+        self.append(
+            partition,
+            Entry::Record {
+                value,
+                timestamp: None,
+            },
+        );
     }
 
     /// Appends `value` with a transport timestamp (what Kafka's record timestamp is).
@@ -121,6 +128,15 @@ impl<T: Data> TestInput<T> {
     pub fn end_all(&self) {
         for p in self.lock().iter_mut() {
             p.ended = true;
+        }
+    }
+
+    /// Empties and reopens every partition, for a test that writes the same log again after
+    /// a restart (to hand a restored job its input at the same pace as before).
+    pub fn clear(&self) {
+        for p in self.lock().iter_mut() {
+            p.log.clear();
+            p.ended = false;
         }
     }
 
@@ -184,6 +200,8 @@ impl<T: Data> Source for TestSource<T> {
                 id: PartitionId(p as u32),
                 next: 0,
                 ended: false,
+                paused: false,
+                said_caught_up: false,
             })
             .collect();
         Ok(Box::new(TestReader {
@@ -203,6 +221,10 @@ struct Owned {
     id: PartitionId,
     next: usize,
     ended: bool,
+    /// Paused by watermark alignment.
+    paused: bool,
+    /// Told the engine it is caught up, and nothing came since.
+    said_caught_up: bool,
 }
 
 struct TestReader<T> {
@@ -220,7 +242,13 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
     }
 
     fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
-        if self.owned.iter().all(|p| p.ended) {
+        // A reader without partitions (more workers than partitions) stays open, like a Kafka
+        // reader, until the whole input has ended.
+        let done = match self.owned.is_empty() {
+            true => self.input.lock().iter().all(|p| p.ended),
+            false => self.owned.iter().all(|p| p.ended),
+        };
+        if done {
             return Ok(PollStatus::Finished);
         }
         let n = self.owned.len();
@@ -232,16 +260,23 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
             let i = self.turn % n;
             self.turn += 1;
             let p = &mut self.owned[i];
-            if p.ended {
+            if p.ended || p.paused {
                 continue;
             }
             // Copy out under the lock, hand over without it (downstream may take long).
-            let (entries, ended) = {
+            let (entries, ended, caught_up) = {
                 let partitions = self.input.lock();
                 let log = &partitions[p.index];
                 let upto = log.log.len().min(p.next + CHUNK);
-                (log.log[p.next.min(upto)..upto].to_vec(), log.ended && upto == log.log.len())
+                (
+                    log.log[p.next.min(upto)..upto].to_vec(),
+                    log.ended && upto == log.log.len(),
+                    upto == log.log.len(),
+                )
             };
+            if !entries.is_empty() {
+                p.said_caught_up = false;
+            }
             for entry in entries {
                 let location = RecordLocation::Index {
                     partition: p.id,
@@ -258,6 +293,9 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
                 p.ended = true;
                 emitted = true;
                 batch.partition_end(p.id);
+            } else if caught_up && !p.said_caught_up {
+                p.said_caught_up = true;
+                batch.caught_up(p.id);
             }
         }
         Ok(if emitted {
@@ -271,6 +309,15 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
         SourcePosition {
             offsets: self.owned.iter().map(|p| (p.id, p.next as u64)).collect(),
         }
+    }
+
+    fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
+        for p in &mut self.owned {
+            if partitions.contains(&p.id) {
+                p.paused = pause;
+            }
+        }
+        Ok(true)
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use sluice_engine::{
-    Barrier, CheckpointId, Data, Operator, OperatorContext, OperatorSnapshot, Output, Push, Result, Timestamp,
-    Watermark,
+    Barrier, CheckpointId, Data, Operator, OperatorContext, OperatorSnapshot, Output, Push, Result,
+    Timestamp, Watermark,
 };
 
 /// Everything an operator emitted, in order.

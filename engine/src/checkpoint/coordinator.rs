@@ -10,6 +10,7 @@ use sluice_state::checkpoint::{
 };
 
 use crate::checkpoint::config::{CheckpointConfig, CheckpointStep, RestoreFrom};
+use crate::checkpoint::participant::EventTime;
 use crate::error::{EngineError, Result};
 use crate::graph::JobGraph;
 use crate::metrics::{Counter, Gauge, JobMetrics};
@@ -19,8 +20,9 @@ use crate::time::Watermark;
 /// What one worker reports when its part of a checkpoint is on disk.
 pub(crate) struct WorkerAck {
     pub entry: WorkerEntry,
-    /// Next offsets of the worker's source readers, by source name.
-    pub positions: Vec<(String, SourcePosition)>,
+    /// Next offsets of the worker's source readers, by source name, with the event time each
+    /// partition had reached.
+    pub positions: Vec<(String, SourcePosition, EventTime)>,
     pub watermark: Watermark,
     /// Operators that had state to snapshot.
     pub stateful: Vec<String>,
@@ -70,6 +72,8 @@ pub(crate) struct Coordinator {
     /// reported yet (not assigned yet, say) keeps its restored offset, which the restored
     /// state is consistent with.
     base_offsets: Mutex<BTreeMap<String, BTreeMap<u32, u64>>>,
+    /// Event time per partition of the checkpoint the current attempt restored, likewise.
+    base_event_time: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
     /// Workers of the current attempt that ran out of input.
     finished_workers: AtomicUsize,
     /// Set once a checkpoint completed in this process: later attempts restore the latest.
@@ -129,6 +133,7 @@ impl Coordinator {
             crashed: AtomicBool::new(false),
             finished_workers: AtomicUsize::new(0),
             base_offsets: Mutex::new(BTreeMap::new()),
+            base_event_time: Mutex::new(BTreeMap::new()),
             metrics: CheckpointMetrics {
                 completed: scope("completed"),
                 abandoned: scope("abandoned"),
@@ -155,6 +160,10 @@ impl Coordinator {
         *self.base_offsets.lock().unwrap_or_else(|p| p.into_inner()) = point
             .as_ref()
             .map(|p| p.manifest.offsets.clone())
+            .unwrap_or_default();
+        *self.base_event_time.lock().unwrap_or_else(|p| p.into_inner()) = point
+            .as_ref()
+            .map(|p| p.manifest.event_time.clone())
             .unwrap_or_default();
         if let Some(p) = &point {
             for (id, reason) in &p.skipped {
@@ -206,6 +215,33 @@ impl Coordinator {
     /// Asks for a checkpoint now (e.g. for a savepoint).
     pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::Release);
+    }
+
+    /// Abandons the checkpoint in flight if it takes too long.
+    pub(crate) fn enforce_timeout(&self) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if self.crashed() {
+            return;
+        }
+        if inflight
+            .as_ref()
+            .is_some_and(|f| f.started.elapsed() > self.config.timeout)
+        {
+            if let Some(f) = inflight.take() {
+                self.abandon(f, "it timed out");
+            }
+        }
+    }
+
+    /// The run ended (finished or stopped): a checkpoint still in flight cannot complete.
+    pub(crate) fn run_ended(&self) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if self.crashed() {
+            return;
+        }
+        if let Some(f) = inflight.take() {
+            self.abandon(f, "the job ended");
+        }
     }
 
     /// Starts the next checkpoint when it is due, and abandons one that takes too long.
@@ -350,11 +386,21 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for (source, position) in acks.iter().flat_map(|a| &a.positions) {
+        let mut event_time = self
+            .base_event_time
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (source, position, times) in acks.iter().flat_map(|a| &a.positions) {
             let merged = offsets.entry(source.clone()).or_default();
             for (p, o) in &position.offsets {
                 let e = merged.entry(p.0).or_insert(*o);
                 *e = (*e).max(*o);
+            }
+            let merged = event_time.entry(source.clone()).or_default();
+            for (p, t) in times {
+                let e = merged.entry(p.0).or_insert(*t);
+                *e = (*e).max(*t);
             }
         }
         let stateful: Vec<&String> = acks.iter().flat_map(|a| &a.stateful).collect();
@@ -379,6 +425,7 @@ impl Coordinator {
             backend: self.backend.to_string(),
             watermark: acks.iter().map(|a| a.watermark.0).min().unwrap_or(i64::MIN),
             offsets,
+            event_time,
             workers: acks.into_iter().map(|a| a.entry).collect(),
             checksum: 0,
         };
@@ -436,10 +483,12 @@ impl Coordinator {
     /// Asks for a checkpoint and copies the first one that completes after this call to
     /// savepoint `name`, waiting up to `timeout`.
     pub(crate) fn savepoint(&self, name: &str, timeout: Duration) -> Result<PathBuf> {
-        let id = self.checkpoint_now(timeout).map_err(|e| EngineError::Checkpoint {
-            job: self.job.clone(),
-            reason: format!("no savepoint '{name}': {e}"),
-        })?;
+        let id = self
+            .checkpoint_now(timeout)
+            .map_err(|e| EngineError::Checkpoint {
+                job: self.job.clone(),
+                reason: format!("no savepoint '{name}': {e}"),
+            })?;
         Ok(self.store.create_savepoint(id, name)?)
     }
 }

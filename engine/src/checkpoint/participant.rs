@@ -1,8 +1,14 @@
+use std::collections::BTreeMap;
+
 use crate::error::Result;
-use crate::ids::CheckpointId;
+use crate::ids::{CheckpointId, PartitionId};
 use crate::operator::OperatorSnapshot;
 use crate::source::SourcePosition;
+use crate::time::Timestamp;
 use crate::time::Watermark;
+
+/// Per partition, the largest event timestamp a source read.
+pub(crate) type EventTime = BTreeMap<PartitionId, Timestamp>;
 
 /// An operator or sink of one worker as checkpoints see it.
 pub(crate) trait Participant {
@@ -18,6 +24,22 @@ pub(crate) trait Participant {
 
     /// Loads the snapshots of this operator from every worker of the run that wrote them.
     fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<()>;
+
+    /// The input watermark when barrier `id` passed (now, if the input ended before it);
+    /// `None` for sinks.
+    fn input_watermark(&self, _id: CheckpointId) -> Option<Watermark> {
+        None
+    }
+
+    /// Takes up the input watermark a restored checkpoint recorded.
+    fn restore_watermark(&mut self, _wm: Watermark) -> Result<()> {
+        Ok(())
+    }
+
+    /// The job is stopping: write out what was handed over so far (sinks).
+    fn flush_on_stop(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A source reader as checkpoints see it.
@@ -28,8 +50,12 @@ pub(crate) trait SourceControl {
     /// Whether every partition of this reader has ended.
     fn is_finished(&self) -> bool;
 
-    /// Emits barrier `id` after everything read so far; returns the position it stands for.
-    fn inject_barrier(&mut self, id: CheckpointId) -> Result<SourcePosition>;
+    /// Emits barrier `id` after everything read so far; returns the position it stands for
+    /// and, per partition, the largest event timestamp read up to it.
+    fn inject_barrier(&mut self, id: CheckpointId) -> Result<(SourcePosition, EventTime)>;
+
+    /// Takes up the event time per partition that a restored checkpoint recorded.
+    fn restore_event_time(&mut self, event_time: &EventTime);
 
     /// The reader's watermark.
     fn watermark(&self) -> Watermark;

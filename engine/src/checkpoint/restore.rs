@@ -13,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::graph::JobGraph;
 use crate::ids::PartitionId;
 use crate::source::SourcePosition;
+use crate::time::Watermark;
 use crate::worker::WorkerInput;
 
 fn refuse(job: &str, reason: String) -> EngineError {
@@ -111,11 +112,28 @@ pub(crate) fn read_snapshots(job: &str, point: &RestorePoint) -> Result<Vec<Work
         .collect()
 }
 
+/// The input watermark operator `name` had on `worker` (of `workers`) when `snapshots` were
+/// taken: that worker's own with the same worker count (its sources are the same), else the
+/// lowest of any worker, which never finds late what the run before found on time.
+fn restored_watermark(
+    snapshots: &[WorkerSnapshots],
+    name: &str,
+    worker: usize,
+    workers: usize,
+) -> Option<Watermark> {
+    let of_worker = |s: &WorkerSnapshots| s.watermarks.iter().find(|(n, _)| n == name).map(|(_, wm)| *wm);
+    if snapshots.len() == workers {
+        return snapshots.get(worker).and_then(of_worker);
+    }
+    snapshots.iter().filter_map(of_worker).min()
+}
+
 /// Restores one worker's operators and sources from `point`.
 pub(crate) fn restore_worker(
     job: &str,
     point: &RestorePoint,
     snapshots: &[WorkerSnapshots],
+    (worker, workers): (usize, usize),
     participants: &[Rc<RefCell<dyn Participant>>],
     inputs: &mut [(usize, Box<dyn WorkerInput>)],
 ) -> Result<()> {
@@ -123,18 +141,25 @@ pub(crate) fn restore_worker(
         let mut p = p.borrow_mut();
         let mine: Vec<_> = snapshots
             .iter()
-            .flatten()
+            .flat_map(|s| &s.operators)
             .filter(|(name, _)| name == p.name())
             .map(|(_, s)| s)
             .collect();
         if !mine.is_empty() {
             p.restore(&mine)?;
         }
+        if let Some(wm) = restored_watermark(snapshots, p.name(), worker, workers) {
+            p.restore_watermark(wm)?;
+        }
     }
     for (_, input) in inputs.iter_mut() {
         let Some(source) = input.source() else {
             continue;
         };
+        if let Some(times) = point.manifest.event_time.get(source.name()) {
+            let event_time = times.iter().map(|(p, t)| (PartitionId(*p), *t)).collect();
+            source.restore_event_time(&event_time);
+        }
         if let Some(offsets) = point.manifest.offsets.get(source.name()) {
             let position = SourcePosition {
                 offsets: offsets

@@ -6,7 +6,7 @@ use sluice_state::StateBackend;
 use sluice_state::checkpoint::{CheckpointStore, DatabaseEntry, WorkerEntry};
 
 use crate::checkpoint::coordinator::{Coordinator, WorkerAck};
-use crate::checkpoint::participant::Participant;
+use crate::checkpoint::participant::{EventTime, Participant};
 use crate::error::{EngineError, Result};
 use crate::ids::CheckpointId;
 use crate::operator::OperatorSnapshot;
@@ -14,8 +14,13 @@ use crate::source::SourcePosition;
 use crate::time::Watermark;
 use crate::worker::WorkerInput;
 
-/// The operator snapshots one worker writes per checkpoint.
-pub(crate) type WorkerSnapshots = Vec<(String, OperatorSnapshot)>;
+/// What one worker writes per checkpoint besides its database: the snapshots of its stateful
+/// operators, and the input watermark of every operator.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WorkerSnapshots {
+    pub operators: Vec<(String, OperatorSnapshot)>,
+    pub watermarks: Vec<(String, Watermark)>,
+}
 
 pub(crate) fn encode_snapshots(job: &str, snapshots: &WorkerSnapshots) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(snapshots, bincode::config::standard()).map_err(|e| {
@@ -45,8 +50,9 @@ pub(crate) struct WorkerPart {
     injected: u64,
     acknowledged: u64,
     committed: u64,
-    /// Positions of the sources (by input index) at the newest barrier.
-    positions: Vec<(usize, String, SourcePosition)>,
+    /// Positions of the sources (by input index) at the newest barrier, with the event time
+    /// they had read per partition.
+    positions: Vec<(usize, String, SourcePosition, EventTime)>,
     watermark: Watermark,
     finished: bool,
 }
@@ -96,7 +102,7 @@ impl WorkerPart {
         if !paused && self.committed < self.injected {
             self.committed = self.injected;
             if self.coordinator.completed() >= self.injected {
-                for (index, _, position) in &self.positions {
+                for (index, _, position, _) in &self.positions {
                     if let Some(source) = inputs.get_mut(*index).and_then(|(_, i)| i.source()) {
                         source.checkpoint_complete(position)?;
                     }
@@ -112,9 +118,10 @@ impl WorkerPart {
         self.watermark = Watermark::MAX;
         for (index, (_, input)) in inputs.iter_mut().enumerate() {
             if let Some(source) = input.source() {
-                let position = source.inject_barrier(CheckpointId(id))?;
+                let (position, event_time) = source.inject_barrier(CheckpointId(id))?;
                 self.watermark = self.watermark.min(source.watermark());
-                self.positions.push((index, source.name().to_string(), position));
+                self.positions
+                    .push((index, source.name().to_string(), position, event_time));
             }
         }
         Ok(())
@@ -124,12 +131,15 @@ impl WorkerPart {
         let Some(dir) = self.coordinator.dir_of(id.0) else {
             return Ok(());
         };
-        let mut snapshots: WorkerSnapshots = Vec::new();
+        let mut snapshots = WorkerSnapshots::default();
         for p in participants {
             let mut p = p.borrow_mut();
+            if let Some(wm) = p.input_watermark(id) {
+                snapshots.watermarks.push((p.name().to_string(), wm));
+            }
             if let Some(s) = p.take_snapshot(id)? {
                 if !s.tables.is_empty() || !s.local.is_empty() {
-                    snapshots.push((p.name().to_string(), s));
+                    snapshots.operators.push((p.name().to_string(), s));
                 }
             }
         }
@@ -156,12 +166,17 @@ impl WorkerPart {
             positions: self
                 .positions
                 .iter()
-                .map(|(_, name, p)| (name.clone(), p.clone()))
+                .map(|(_, name, p, t)| (name.clone(), p.clone(), t.clone()))
                 .collect(),
             watermark: self.watermark,
-            stateful: snapshots.into_iter().map(|(name, _)| name).collect(),
+            stateful: snapshots.operators.into_iter().map(|(name, _)| name).collect(),
         };
         self.coordinator.ack(self.worker, id.0, ack)
+    }
+
+    /// The checkpoint this worker takes part in (or took part in last).
+    pub(crate) fn in_flight(&self) -> CheckpointId {
+        CheckpointId(self.injected)
     }
 
     /// This worker has no more input. Returns whether every worker is done, so it may exit.
@@ -172,12 +187,10 @@ impl WorkerPart {
         self.coordinator.all_finished()
     }
 
-    /// Worker 0 starts checkpoints when they are due.
+    /// Starts checkpoints when they are due and abandons one past its timeout. Every worker
+    /// asks on its ticks, so one worker stuck (in a sink's flush, say) stops neither.
     pub(crate) fn poll_coordinator(&self) -> Result<()> {
-        if self.worker == 0 {
-            self.coordinator.poll()?;
-        }
-        Ok(())
+        self.coordinator.poll()
     }
 
     /// Lets paused sources keep their connections alive.

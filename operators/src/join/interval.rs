@@ -178,6 +178,10 @@ where
         Ok(())
     }
 
+    fn restore_watermark(&mut self, wm: Watermark) {
+        self.watermark = wm;
+    }
+
     fn on_watermark(&mut self, wm: Watermark, _out: &mut Output<O>) -> Result<()> {
         self.watermark = wm;
         while let Some((_, due)) = self.timers.pop_due(wm.0) {

@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use sluice_engine::{BoxError, Message};
 
 use super::admin::ensure_topic;
 use super::config::KafkaConfig;
+use super::dead_lettered::{GROUP_HEADER, Origin};
 use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
 
 /// What a dead-lettered record came from.
@@ -24,6 +26,11 @@ pub(crate) struct PoisonRecord<'a> {
 pub(crate) struct DeadLetterWriter {
     topic: String,
     producer: BaseProducer<ReportingContext>,
+    /// The consumer group of the job writing poison records (a header, so a restore can find
+    /// what this job wrote).
+    group: Option<String>,
+    /// Poison records an earlier run of the job already wrote.
+    written: Arc<HashSet<Origin>>,
 }
 
 impl DeadLetterWriter {
@@ -44,19 +51,44 @@ impl DeadLetterWriter {
         Ok(DeadLetterWriter {
             topic: topic.to_string(),
             producer,
+            group: None,
+            written: Arc::default(),
         })
     }
 
-    /// Queues `record` for the dead-letter topic.
-    pub(crate) fn write(&self, record: &PoisonRecord<'_>) -> Result<(), BoxError> {
+    /// Marks poison records with the job's consumer `group`.
+    pub(crate) fn for_group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_string());
+        self
+    }
+
+    /// Skips the poison records in `written`: what this job's group already dead-lettered
+    /// (read from the topic when the job starts), so records read again after a crash are
+    /// not written twice.
+    pub(crate) fn skipping(mut self, written: Arc<HashSet<Origin>>) -> Self {
+        self.written = written;
+        self
+    }
+
+    /// Queues `record` for the dead-letter topic. Returns `false` when a run before a restore
+    /// already wrote it.
+    pub(crate) fn write(&self, record: &PoisonRecord<'_>) -> Result<bool, BoxError> {
+        let origin = (record.topic.to_string(), record.partition, record.offset);
+        if self.written.contains(&origin) {
+            return Ok(false);
+        }
         let (partition, offset) = (record.partition.to_string(), record.offset.to_string());
-        let headers = [
+        let mut headers = vec![
             ("sluice.error", record.error),
             ("sluice.topic", record.topic),
             ("sluice.partition", partition.as_str()),
             ("sluice.offset", offset.as_str()),
         ];
-        self.send(record.key, record.payload, &headers)
+        if let Some(group) = &self.group {
+            headers.push((GROUP_HEADER, group.as_str()));
+        }
+        self.send(record.key, record.payload, &headers)?;
+        Ok(true)
     }
 
     /// Queues a row a sink could not write, with `headers` saying where it was going and why.

@@ -4,10 +4,13 @@ mod admin;
 mod config;
 mod context;
 pub(crate) mod dead_letter;
+mod dead_lettered;
 mod delivery;
 mod format;
+mod gaps;
 mod sink;
 mod source;
+mod start;
 
 pub use admin::{ensure_topic, topic_exists};
 pub use config::KafkaConfig;

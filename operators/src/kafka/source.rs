@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,11 @@ use sluice_engine::{
 
 use super::config::KafkaConfig;
 use super::dead_letter::{DeadLetterWriter, PoisonRecord};
+use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
 use super::format::{Json, RecordDeserializer};
+use super::gaps::OffsetGaps;
+pub use super::start::StartFrom;
+use super::start::{StartKind, StartOffsets, resolve};
 
 /// Most records a busy reader polls ahead (one per keep-alive tick) to stay in its group.
 const MAX_STASH: usize = 1_024;
@@ -37,20 +41,6 @@ pub enum PoisonPolicy {
         /// The dead-letter topic.
         topic: String,
     },
-}
-
-/// Where a partition starts when the engine has no position for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartFrom {
-    /// The consumer group's committed offset, or the earliest offset without one.
-    #[default]
-    CommittedOrEarliest,
-    /// The consumer group's committed offset, or the end without one.
-    CommittedOrLatest,
-    /// The earliest offset, whatever was committed.
-    Earliest,
-    /// The end of the partition, whatever was committed.
-    Latest,
 }
 
 /// Reads Kafka topics with one consumer per worker. By default the source spreads the
@@ -195,6 +185,8 @@ impl<T: Data> KafkaSource<T> {
             ("fetch.wait.max.ms", "10"),
             ("fetch.queue.backoff.ms", "10"),
             ("queued.max.messages.kbytes", queued.as_str()),
+            // End-of-partition events say a partition is caught up (for idleness).
+            ("enable.partition.eof", "true"),
         ])
     }
 }
@@ -211,21 +203,9 @@ fn split_partition_id(id: PartitionId) -> (usize, i32) {
 
 /// A rebalance seen by the consumer, to be turned into partition starts and revocations.
 enum Rebalanced {
-    Assigned(Vec<(String, i32)>),
+    /// Partitions taken, with the offset each starts at.
+    Assigned(Vec<(String, i32, i64)>),
     Revoked(Vec<(String, i32)>),
-}
-
-/// Where each partition continues when a reader of the run is assigned it: the position a
-/// checkpoint restored, or where the previous owner stopped. Shared by the readers of a
-/// source, so a partition moving between workers during a run neither skips nor repeats
-/// records, whatever the group's committed offsets say.
-#[derive(Default)]
-struct StartOffsets(Mutex<HashMap<(String, i32), i64>>);
-
-impl StartOffsets {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Applies start offsets on assignment, hands partitions over on revocation and reports
@@ -238,6 +218,8 @@ struct ReaderContext {
     assigned: Arc<sluice_engine::Gauge>,
     worker: usize,
     offsets: Arc<StartOffsets>,
+    /// Why taking an assignment failed, for the next poll to report.
+    failure: Mutex<Option<String>>,
     events: Mutex<Vec<Rebalanced>>,
     /// Whether `events` holds something (checked without the lock on every record).
     has_events: AtomicBool,
@@ -249,6 +231,10 @@ impl ClientContext for ReaderContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news (it is caught up), not an error.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }
@@ -262,32 +248,48 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ReaderContext {
     /// Takes `tpl` as this reader's partitions, each starting where the run says (a restored
-    /// checkpoint or the previous owner), else per [`StartFrom`].
+    /// checkpoint or the previous owner), else per [`StartFrom`], looked up as a concrete
+    /// offset. A failure is kept for the reader's next poll to report.
     fn take(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let offsets = self.offsets.lock();
-        for (topic, partition) in partitions_of(tpl) {
-            let offset = match (offsets.get(&(topic.clone(), partition)), self.start) {
-                (Some(o), _) => Offset::Offset(*o),
-                (None, StartFrom::Earliest) => Offset::Beginning,
-                (None, StartFrom::Latest) => Offset::End,
-                // The group's committed offset, else `auto.offset.reset`.
-                (None, _) => Offset::Stored,
-            };
-            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
-                tracing::warn!(%topic, partition, error = %e, "cannot set start offset");
-            }
+        if let Err(e) = self.try_take(consumer, tpl) {
+            tracing::error!(error = %e, "cannot take the assigned partitions");
+            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
-        drop(offsets);
+    }
+
+    fn try_take(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) -> Result<(), String> {
+        let partitions = partitions_of(tpl);
+        let unknown: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(t, p)| self.offsets.get(t, *p).is_none())
+            .cloned()
+            .collect();
+        let resolved = resolve(consumer, self.start, &unknown)?;
+        let mut starts = Vec::with_capacity(partitions.len());
+        for (topic, partition) in &partitions {
+            let offset = match self.offsets.get(topic, *partition) {
+                Some(o) => o,
+                None => unknown
+                    .iter()
+                    .position(|(t, p)| t == topic && p == partition)
+                    .and_then(|i| resolved.get(i).copied())
+                    .ok_or_else(|| format!("no start offset for {topic}/{partition}"))?,
+            };
+            tpl.set_partition_offset(topic, *partition, Offset::Offset(offset))
+                .map_err(|e| format!("cannot set the start of {topic}/{partition}: {e}"))?;
+            starts.push((topic.clone(), *partition, offset));
+        }
+        consumer
+            .assign(tpl)
+            .map_err(|e| format!("cannot take partitions {partitions:?}: {e}"))?;
         self.progress.assigned[self.worker].store(tpl.count(), Ordering::SeqCst);
         self.assigned.set(tpl.count() as i64);
         self.progress.rebalanced();
-        if let Err(e) = consumer.assign(tpl) {
-            tracing::error!(error = %e, "cannot take the assigned partitions");
-        }
-        tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
+        tracing::info!(partitions = ?starts, "partitions assigned");
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events.push(Rebalanced::Assigned(partitions_of(tpl)));
+        events.push(Rebalanced::Assigned(starts));
         self.has_events.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -320,7 +322,8 @@ impl ConsumerContext for ReaderContext {
 /// this reader polled. Records of it still in the stash are handed downstream by this reader
 /// at its next poll. (Dropping them for the next owner to read again loses them when the
 /// partition comes back to this same consumer: librdkafka then resumes at its own fetch
-/// position, past them.) Also commits the position to the group, for other consumers of it.
+/// position, past them.) Nothing is committed to the group: only a completed checkpoint
+/// covers what was read.
 fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)], offsets: &StartOffsets) {
     let positions = match consumer.position() {
         Ok(p) => p,
@@ -329,8 +332,6 @@ fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)], 
             return;
         }
     };
-    let mut starts = offsets.lock();
-    let mut commit = TopicPartitionList::new();
     for e in positions.elements() {
         let (topic, partition) = (e.topic(), e.partition());
         if !revoked.iter().any(|(t, p)| t == topic && *p == partition) {
@@ -341,18 +342,7 @@ fn hand_over(consumer: &BaseConsumer<ReaderContext>, revoked: &[(String, i32)], 
             continue;
         };
         tracing::debug!(%topic, partition, next, "handing over a revoked partition");
-        starts.insert((topic.to_string(), partition), next);
-        if let Err(err) = commit.add_partition_offset(topic, partition, Offset::Offset(next)) {
-            tracing::warn!(error = %err, "cannot record a position to hand over");
-        }
-    }
-    drop(starts);
-    if commit.count() > 0 {
-        if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-            // The commit only shows the group's progress to lag monitors (the hand-over above
-            // is what the next owner uses); a group already rebalancing refuses it.
-            tracing::debug!(error = %e, "cannot commit positions of revoked partitions");
-        }
+        offsets.set(topic, partition, StartKind::HandedOver, next);
     }
 }
 
@@ -422,7 +412,7 @@ impl<T: Data> Source for KafkaSource<T> {
 
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
         let offsets = ctx.shared(StartOffsets::default);
-        add_starts(&offsets, &self.topics, &self.start_offsets);
+        add_starts(&offsets, &self.topics, &self.start_offsets, StartKind::Configured);
         let workers = ctx.workers;
         let context_votes = ctx.shared(|| GroupProgress {
             idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
@@ -438,6 +428,7 @@ impl<T: Data> Source for KafkaSource<T> {
             assigned: ctx.gauge("assigned_partitions"),
             worker: ctx.worker.0,
             offsets,
+            failure: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
         };
@@ -455,7 +446,17 @@ impl<T: Data> Source for KafkaSource<T> {
                 .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
         }
         let dead_letter = match &self.poison {
-            PoisonPolicy::DeadLetter { topic } => Some(DeadLetterWriter::open(&self.config, topic)?),
+            PoisonPolicy::DeadLetter { topic } => {
+                // What an earlier run of this job wrote is not written again.
+                let written = ctx
+                    .shared(DeadLetterLog::default)
+                    .get_or_scan(|| already_dead_lettered(&self.config, topic, &self.group, &self.topics))?;
+                Some(
+                    DeadLetterWriter::open(&self.config, topic)?
+                        .for_group(&self.group)
+                        .skipping(written),
+                )
+            }
             _ => None,
         };
         let votes = Arc::clone(&context_votes);
@@ -474,6 +475,8 @@ impl<T: Data> Source for KafkaSource<T> {
                 votes,
                 job_idle: ctx.idle_vote(),
                 awaiting_partitions: self.assignment == Assignment::Static,
+                assignment_known: false,
+                gaps: OffsetGaps::new(ctx),
                 next_assignment_try: Instant::now(),
                 assignment_tries: 0,
                 worker: ctx.worker.0,
@@ -521,6 +524,10 @@ struct ReaderState<T> {
     job_idle: IdleVote,
     /// Whether this reader still has to take its share of the partitions (static assignment).
     awaiting_partitions: bool,
+    /// Whether the reader has been given its partitions (possibly none).
+    assignment_known: bool,
+    /// Offsets skipped or read twice.
+    gaps: OffsetGaps,
     next_assignment_try: Instant,
     assignment_tries: u32,
     worker: usize,
@@ -553,9 +560,18 @@ impl<T: Data> ReaderState<T> {
             match event {
                 Rebalanced::Assigned(partitions) => {
                     self.votes.rebalanced();
-                    for (topic, partition) in partitions {
+                    self.assignment_known = true;
+                    for (topic, partition, start) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
-                            batch.partition_start(partition_id(ti, partition));
+                            let id = partition_id(ti, partition);
+                            batch.partition_start(id);
+                            // Every assigned partition has a position from the start, so a
+                            // checkpoint records where it stands before it delivers anything.
+                            let start = start.max(0) as u64;
+                            match self.positions.iter_mut().find(|(p, _)| *p == id) {
+                                Some(entry) => entry.1 = start,
+                                None => self.positions.push((id, start)),
+                            }
                         }
                         if !self.assigned.contains(&(topic.clone(), partition)) {
                             self.assigned.push((topic, partition));
@@ -565,6 +581,7 @@ impl<T: Data> ReaderState<T> {
                 }
                 Rebalanced::Revoked(partitions) => {
                     self.votes.rebalanced();
+                    self.assignment_known = true;
                     for (topic, partition) in partitions {
                         if let Some(ti) = self.topic_index(&topic) {
                             batch.partition_revoked(partition_id(ti, partition));
@@ -595,16 +612,12 @@ impl<T: Data> ReaderState<T> {
         let next = (m.offset() + 1).max(0) as u64;
         match self.positions.iter_mut().find(|(p, _)| *p == id) {
             Some(entry) => {
-                if entry.1 != m.offset() as u64 {
-                    // Compacted topics and transaction markers leave gaps; anything else is worth seeing.
-                    tracing::debug!(
-                        partition = m.partition(),
-                        expected = entry.1,
-                        got = m.offset(),
-                        "offset gap"
-                    );
-                }
+                let expected = entry.1;
                 entry.1 = next;
+                if expected != m.offset() as u64 {
+                    self.gaps
+                        .note(&self.topics[ti], m.partition(), expected, m.offset());
+                }
             }
             None => self.positions.push((id, next)),
         }
@@ -620,7 +633,7 @@ impl<T: Data> ReaderState<T> {
             }
             Err(reason) => match (&self.poison, &self.dead_letter) {
                 (PoisonPolicy::DeadLetter { .. }, Some(dlq)) => {
-                    dlq.write(&PoisonRecord {
+                    let written = dlq.write(&PoisonRecord {
                         topic: m.topic(),
                         partition: m.partition(),
                         offset: m.offset(),
@@ -628,7 +641,9 @@ impl<T: Data> ReaderState<T> {
                         payload: m.payload(),
                         error: &reason,
                     })?;
-                    self.counters.dead_lettered.inc();
+                    if written {
+                        self.counters.dead_lettered.inc();
+                    }
                     Ok(())
                 }
                 _ => {
@@ -674,6 +689,34 @@ impl<T: Data> ReaderState<T> {
         true
     }
 
+    /// Marks as caught up the partitions numbered `partition` that this reader has read to
+    /// their end (librdkafka says which partition number reached its end, not of which topic).
+    fn reached_end(
+        &self,
+        consumer: &BaseConsumer<ReaderContext>,
+        partition: i32,
+        batch: &mut SourceBatch<'_, T>,
+    ) {
+        let owned: Vec<&(String, i32)> = self.assigned.iter().filter(|(_, p)| *p == partition).collect();
+        for (topic, p) in &owned {
+            let Some(ti) = self.topic_index(topic) else {
+                continue;
+            };
+            let id = partition_id(ti, *p);
+            let at_end = owned.len() == 1
+                || consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(1))
+                    .is_ok_and(|(_, high)| {
+                        self.positions
+                            .iter()
+                            .any(|(q, next)| *q == id && *next as i64 >= high)
+                    });
+            if at_end {
+                batch.caught_up(id);
+            }
+        }
+    }
+
     /// Ends the input once every reader of the source has been idle long enough.
     fn idle_exit(
         &mut self,
@@ -716,14 +759,12 @@ impl<T: Data> ReaderState<T> {
     }
 }
 
-/// Adds the partitions of `position` that have no start yet: the first position given in a run
-/// wins, so a reader that restores late cannot undo a hand-over that already happened.
-fn add_starts(offsets: &StartOffsets, topics: &[String], position: &SourcePosition) {
-    let mut starts = offsets.lock();
+/// Records the starts of the partitions `position` names, of `kind`.
+fn add_starts(offsets: &StartOffsets, topics: &[String], position: &SourcePosition, kind: StartKind) {
     for (id, offset) in &position.offsets {
         let (ti, partition) = split_partition_id(*id);
         if let Some(topic) = topics.get(ti) {
-            starts.entry((topic.clone(), partition)).or_insert(*offset as i64);
+            offsets.set(topic, partition, kind, *offset as i64);
         }
     }
 }
@@ -750,12 +791,23 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         if state.awaiting_partitions && !state.assign_static(consumer) {
             return Ok(PollStatus::Pending);
         }
-        state.apply_rebalances(consumer.context(), batch);
+        if let Some(e) = consumer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(Message(e).into());
+        }
+        // Records polled while downstream was busy go first: they were read before any
+        // rebalance seen since.
         let mut got = 0;
         for m in std::mem::take(&mut state.stash) {
             state.handle(&m, batch)?;
             got += 1;
         }
+        state.apply_rebalances(consumer.context(), batch);
         while !batch.is_full() {
             let polled = consumer.poll(Duration::ZERO);
             // Rebalance callbacks run inside poll: announce partitions before their records.
@@ -766,7 +818,9 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                     state.handle(&m, batch)?;
                     got += 1;
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    state.reached_end(consumer, partition, batch)
+                }
                 Some(Err(e)) if is_fatal(&e) => {
                     return Err(Message(format!("Kafka consumer failed: {e}")).into());
                 }
@@ -801,9 +855,45 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         }
     }
 
+    fn assignment_known(&self) -> bool {
+        self.state.assignment_known
+    }
+
+    fn flush(&mut self) -> Result<(), BoxError> {
+        match &self.state.dead_letter {
+            Some(dlq) => dlq.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
+        let mut tpl = TopicPartitionList::new();
+        for id in partitions {
+            if let Some((topic, partition)) = self.state.owned(*id) {
+                tpl.add_partition(topic, partition);
+            }
+        }
+        if tpl.count() > 0 {
+            // librdkafka drops what it prefetched of a paused partition and fetches again from
+            // the next offset not yet consumed when it is resumed.
+            match pause {
+                true => self.consumer.pause(&tpl),
+                false => self.consumer.resume(&tpl),
+            }
+            .map_err(|e| Message(format!("cannot pause or resume partitions {partitions:?}: {e}")))?;
+        }
+        Ok(true)
+    }
+
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
         let topics: Vec<String> = self.state.topics.iter().map(|t| t.to_string()).collect();
-        add_starts(&self.consumer.context().offsets, &topics, position);
+        add_starts(
+            &self.consumer.context().offsets,
+            &topics,
+            position,
+            StartKind::Restored,
+        );
+
         for (id, offset) in &position.offsets {
             if let Some((topic, partition)) = self.state.owned(*id) {
                 self.consumer

@@ -122,6 +122,10 @@ where
         Ok(())
     }
 
+    fn restore_watermark(&mut self, wm: Watermark) {
+        self.watermark = wm;
+    }
+
     fn on_watermark(&mut self, wm: Watermark, out: &mut Output<Self::Out>) -> Result<()> {
         self.watermark = wm;
         let lateness = self.lateness;

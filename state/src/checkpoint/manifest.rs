@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::key_group::KeyGroupRange;
 
-/// Version of the manifest layout. A manifest with another version is not used.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version of the manifest layout (and of the worker snapshot files it names). A manifest
+/// with another version is not used.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// The record that makes a checkpoint complete: written last, atomically, with a checksum.
 ///
@@ -33,6 +34,10 @@ pub struct Manifest {
     pub watermark: i64,
     /// Per source, per partition: the next offset to read after restoring.
     pub offsets: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// Per source, per partition: the largest event timestamp read before the checkpoint, so a
+    /// restored partition's watermark continues where it was.
+    #[serde(default)]
+    pub event_time: BTreeMap<String, BTreeMap<u32, i64>>,
     /// One entry per worker of the run that wrote the checkpoint.
     pub workers: Vec<WorkerEntry>,
     /// Checksum (xxh3) of the manifest with this field set to 0.

@@ -18,8 +18,8 @@ pub const FAIL_POINT_ENV: &str = "SLUICE_FAIL_POINT";
 /// Aborts the process (as a crash would) when `SLUICE_FAIL_POINT` names `point`: `NAME`
 /// aborts the first time the point is reached, `NAME:N` the N-th time.
 ///
-/// The points are `after-snapshot`, `after-manifest-write`, `before-manifest-rename` and
-/// `after-manifest-rename`, one per step of completing a checkpoint.
+/// The points are `after-first-ack`, `after-snapshot`, `after-manifest-write`,
+/// `before-manifest-rename` and `after-manifest-rename`, one per step of completing a checkpoint.
 pub fn fail_point(point: &str) {
     static CONFIGURED: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);

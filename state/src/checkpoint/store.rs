@@ -146,12 +146,15 @@ impl CheckpointStore {
     /// # Errors
     /// When a step fails; the checkpoint then stays incomplete.
     pub fn commit(dir: &Path, manifest: &mut Manifest) -> Result<()> {
-        Self::commit_with_steps(dir, manifest, &mut |_| Ok(()))
+        Self::commit_with_steps(dir, manifest, &mut |step| {
+            fail_point(step);
+            Ok(())
+        })
     }
 
     /// [`CheckpointStore::commit`], calling `at_step` at the named steps of the commit
-    /// (`after-manifest-write`, `before-manifest-rename`): an error it returns stops the
-    /// commit there, as a crash would (crash tests).
+    /// (`after-manifest-write`, `before-manifest-rename`) instead of [`fail_point`]: an error
+    /// it returns stops the commit there, as a crash would (crash tests).
     ///
     /// # Errors
     /// When a step fails or `at_step` refuses; the checkpoint then stays incomplete.
@@ -168,10 +171,8 @@ impl CheckpointStore {
         let mut file = File::create(&temp).map_err(|e| storage(&temp, "cannot create", e))?;
         file.write_all(&json)
             .map_err(|e| storage(&temp, "cannot write", e))?;
-        fail_point("after-manifest-write");
         at_step("after-manifest-write")?;
         file.sync_all().map_err(|e| storage(&temp, "cannot sync", e))?;
-        fail_point("before-manifest-rename");
         at_step("before-manifest-rename")?;
         fs::rename(&temp, dir.join(MANIFEST)).map_err(|e| storage(&temp, "cannot rename", e))?;
         sync_dir(dir)
