@@ -271,12 +271,33 @@ fn an_unreachable_store_slows_the_job_and_loses_nothing() {
         assert!(!handle.is_finished(), "the job ended before the outage");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let retries_before = stats.retries();
     embedded.set_available(false);
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // The writers notice: a write fails and is retried.
+    while stats.retries() == retries_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write failed during the outage"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let read_at_outage = handle.metrics().total("orders", "records_out");
     let written_at_outage = stats.rows_written();
-    std::thread::sleep(Duration::from_secs(3));
-    let read_during = handle.metrics().total("orders", "records_out") - read_at_outage;
+    // The job stops reading: every request slot is held by a retry, the exchanges fill up.
+    let read = || handle.metrics().total("orders", "records_out");
+    let (mut last, mut unchanged) = (read(), 0);
+    while unchanged < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source never stopped during the outage"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let now = read();
+        unchanged = if now == last { unchanged + 1 } else { 0 };
+        last = now;
+    }
+    let read_during = last - read_at_outage;
     let written_during = stats.rows_written() - written_at_outage;
     embedded.set_available(true);
     let report = handle.join().expect("the job recovers and ends");

@@ -1,14 +1,19 @@
-//! Crash recovery against a real Kafka-protocol broker (Tansu, started by `scripts/test.sh`;
-//! `SLUICE_KAFKA_BROKERS` names it) and real RocksDB.
+//! Crash recovery against a real Kafka broker (`SLUICE_KAFKA_BROKERS`, started by
+//! `scripts/test.sh`) and real RocksDB.
 //!
-//! A child process (this test binary, running `crash_child`) reads orders from Kafka, sums
-//! revenue per product in 1-minute event-time windows on RocksDB state with a checkpoint
-//! every second, and writes every window result to an output topic. The parent kills it with
-//! SIGKILL at random moments, or makes it abort at a named step of completing a checkpoint,
-//! and starts it again on the same state directory until it finishes. Everything written to
-//! the output topic over all runs must then hold every window of the batch computation with
-//! its exact value: a lost record or a record counted twice changes a sum. Windows written
-//! again after a restart (the sink is at-least-once) are counted and reported.
+//! A child process (this test binary, running `crash_child`) reads orders from a 4-partition
+//! topic with 6 workers (two own no partition) and watermark alignment (partitions paused and
+//! resumed on the consumer), sums revenue per product in 1-minute event-time windows on
+//! RocksDB state with a checkpoint every second, and writes every window result to an output
+//! topic. The input also holds orders a day behind the rest (late: they
+//! must never open a window, before or after a restore) and undecodable records (each must
+//! reach the dead-letter topic exactly once, however often the job crashes around it). The
+//! parent kills the child with SIGKILL at random moments, or makes it abort at a named step of
+//! completing a checkpoint, and starts it again on the same state directory until it
+//! finishes. Everything written to the output topic over all runs must then hold every window
+//! of the batch computation over the on-time orders with its exact value: a lost record, a
+//! record counted twice or a late record accepted changes a sum or adds a window. Windows
+//! written again after a restart (the sink is at-least-once) are counted and reported.
 
 mod common;
 
@@ -18,14 +23,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
-use common::kafka::{brokers, order_fixtures, orders, produce_batched, unique};
+use common::kafka::{Fixture, brokers, orders, produce_batched, read_topic, unique};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 use sluice::datagen::Order;
 use sluice::engine::{CheckpointConfig, StateBackendConfig, list_checkpoints};
-use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, StartFrom, ensure_topic};
+use sluice::operators::kafka::{
+    JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy, StartFrom, ensure_topic,
+};
 use sluice::prelude::*;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
@@ -36,8 +43,57 @@ struct ChildSpec {
     brokers: String,
     input: String,
     output: String,
+    dead_letters: String,
     state_dir: String,
     group: String,
+}
+
+/// Workers of the child job: more than the input topic's 4 partitions.
+const CHILD_WORKERS: usize = 6;
+
+/// A day, in milliseconds: how far behind the late orders are.
+const DAY: i64 = 86_400_000;
+
+/// What the input topic holds.
+struct Input {
+    fixtures: Vec<Fixture>,
+    /// The orders that are on time.
+    on_time: Vec<Order>,
+    late: usize,
+    poison: usize,
+}
+
+/// `count` orders; after the first fifth (when every partition has long delivered), every
+/// 997th position also holds an order a day old and every 1 999th an undecodable record.
+fn input(count: u64) -> Input {
+    let on_time = orders(count);
+    let (mut fixtures, mut late, mut poison) = (Vec::new(), 0, 0);
+    for (i, o) in on_time.iter().enumerate() {
+        fixtures.push((Some(o.product_id.clone()), serde_json::to_vec(o).expect("json")));
+        if i >= on_time.len() / 5 && i % 997 == 0 {
+            let mut old = o.clone();
+            old.order_id = format!("late-{i}");
+            old.ts -= DAY;
+            fixtures.push((
+                Some(old.product_id.clone()),
+                serde_json::to_vec(&old).expect("json"),
+            ));
+            late += 1;
+        }
+        if i >= on_time.len() / 5 && i % 1_999 == 0 {
+            fixtures.push((
+                Some(o.product_id.clone()),
+                format!("not an order {i}").into_bytes(),
+            ));
+            poison += 1;
+        }
+    }
+    Input {
+        fixtures,
+        on_time,
+        late,
+        poison,
+    }
 }
 
 /// One window result as the job writes it.
@@ -74,26 +130,32 @@ fn crash_child() {
         .try_init();
     let state = Path::new(&spec.state_dir);
     let config = JobConfig::new("crash-revenue")
-        .workers(2)
+        .workers(CHILD_WORKERS)
         .state_backend(StateBackendConfig::rocksdb(state.join("rocksdb")))
         .checkpoints(CheckpointConfig::new(state.join("checkpoints")).interval(Duration::from_secs(1)));
     let kafka = KafkaConfig::new(&spec.brokers);
     let job = Job::new(config, move |b| {
-        // A new consumer group per run: positions come from the checkpoint, never from the
-        // group, and a killed run's members need not time out first.
+        // Partitions are assigned by the source, not the group: a killed run's consumers need
+        // not time out first. The group names the job in the dead-letter topic.
         let source = KafkaSource::<Order>::json(kafka.clone(), spec.group.clone(), &[spec.input.as_str()])
             .start_from(StartFrom::Earliest)
+            .on_poison(PoisonPolicy::DeadLetter {
+                topic: spec.dead_letters.clone(),
+            })
             .exit_when_idle(Duration::from_secs(10));
         let sink = KafkaSink::new(
             kafka.clone(),
             spec.output.clone(),
             JsonRecord::keyed_by(|r: &Revenue| Some(r.product_id.clone())),
         );
+        // Aligned: no partition runs ahead of one that has not delivered yet, so the late
+        // orders are late whichever reader starts first.
         b.source(
             "orders",
             source,
             WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
-                .with_timestamps(|o: &Order| o.ts),
+                .with_timestamps(|o: &Order| o.ts)
+                .with_alignment(Duration::from_secs(60)),
         )
         .key_by("by_product", |o| o.product_id.clone())
         .window("revenue_1m", Windows::tumbling(Duration::from_secs(60)))
@@ -110,17 +172,17 @@ fn crash_child() {
     let report = job.run().expect("child job");
     let m = &report.metrics;
     eprintln!(
-        "child: read {} orders, {} late, wrote {} windows",
+        "child: read {} orders, {} late, {} dead-lettered, wrote {} windows",
         m.total("orders", "records_out"),
         m.total("revenue_1m", "late_records"),
+        m.total("orders", "dead_lettered"),
         m.total("revenue", "records_in")
     );
 }
 
 /// Starts the child on `spec`, aborting at `fail_point` if given.
-fn spawn(spec: &ChildSpec, run: usize, fail_point: Option<&str>) -> Child {
-    let mut spec = spec.clone();
-    spec.group = format!("{}-{run}", spec.group);
+fn spawn(spec: &ChildSpec, fail_point: Option<&str>) -> Child {
+    let spec = spec.clone();
     let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
     cmd.args([
         "crash_child",
@@ -225,14 +287,17 @@ fn check(results: &[Revenue], expected: &BTreeMap<(String, i64), i64>) -> usize 
         .iter()
         .filter_map(|(k, v)| seen.get(k).filter(|got| *got != v).map(|got| (k, *v, *got)))
         .collect();
-    let extra = seen.keys().filter(|k| !expected.contains_key(*k)).count();
+    let unexpected: Vec<_> = seen.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let extra = unexpected.len();
     assert!(
         missing.is_empty() && wrong.is_empty() && extra == 0,
-        "{} windows missing (first: {:?}), {} with a wrong sum (first (window, expected, got): {:?}), {extra} unexpected",
+        "{} windows missing (first: {:?}), {} with a wrong sum (first (window, expected, got): {:?}), \
+         {extra} unexpected (first: {:?})",
         missing.len(),
         missing.iter().take(3).collect::<Vec<_>>(),
         wrong.len(),
-        wrong.iter().take(3).collect::<Vec<_>>()
+        wrong.iter().take(3).collect::<Vec<_>>(),
+        unexpected.iter().take(3).collect::<Vec<_>>()
     );
     repeated
 }
@@ -242,25 +307,56 @@ fn scenario(brokers: &str, name: &str, input: &str) -> (ChildSpec, TempDir) {
     let config = KafkaConfig::new(brokers);
     let output = unique(&format!("{name}-out"));
     ensure_topic(&config, &output, 2).expect("output topic");
+    let dead_letters = unique(&format!("{name}-dlq"));
+    ensure_topic(&config, &dead_letters, 1).expect("dead-letter topic");
     let state = TempDir::new(name);
     let spec = ChildSpec {
         brokers: brokers.to_string(),
         input: input.to_string(),
         output,
+        dead_letters,
         state_dir: state.0.display().to_string(),
         group: unique(name),
     };
     (spec, state)
 }
 
-fn input_topic(brokers: &str, name: &str, orders: &[Order]) -> String {
+fn input_topic(brokers: &str, name: &str, input: &Input) -> String {
     let topic = unique(name);
     ensure_topic(&KafkaConfig::new(brokers), &topic, 4).expect("input topic");
-    // One record per batch: see `produce_batched` for the Tansu behaviour this avoids.
     let started = Instant::now();
-    produce_batched(brokers, &topic, &order_fixtures(orders, &[]), 1);
-    eprintln!("produced {} orders in {:?}", orders.len(), started.elapsed());
+    produce_batched(brokers, &topic, &input.fixtures, 500);
+    eprintln!(
+        "produced {} records ({} late, {} undecodable) in {:?}",
+        input.fixtures.len(),
+        input.late,
+        input.poison,
+        started.elapsed()
+    );
     topic
+}
+
+/// Every undecodable record reached the dead-letter topic, once.
+fn check_dead_letters(brokers: &str, spec: &ChildSpec, poison: usize) {
+    let dead = read_topic(brokers, &spec.dead_letters, usize::MAX, Duration::from_secs(10));
+    let mut origins: Vec<(String, String)> = dead
+        .iter()
+        .map(|d| {
+            let header = |k: &str| {
+                d.headers
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (header("sluice.partition"), header("sluice.offset"))
+        })
+        .collect();
+    let written = origins.len();
+    origins.sort();
+    origins.dedup();
+    assert_eq!(origins.len(), poison, "every undecodable record is dead-lettered");
+    assert_eq!(written, poison, "a record was dead-lettered twice");
 }
 
 /// A small deterministic random number generator (xorshift64*), so runs can be repeated.
@@ -276,7 +372,7 @@ impl Rng {
 }
 
 #[test]
-#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
 fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     let brokers = brokers();
     let count = std::env::var("SLUICE_CRASH_ORDERS")
@@ -287,14 +383,14 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
-    let orders = orders(count);
-    let expected = expected(&orders);
-    let input = input_topic(&brokers, "crash-in", &orders);
+    let made = input(count);
+    let expected = expected(&made.on_time);
+    let input = input_topic(&brokers, "crash-in", &made);
 
     // A clean run first: it must match, and it tells how long a run takes.
     let (clean, clean_state) = scenario(&brokers, "crash-clean", &input);
     let started = Instant::now();
-    let mut child = spawn(&clean, 0, None);
+    let mut child = spawn(&clean, None);
     let mut first_checkpoint = None;
     let status = loop {
         if let Some(status) = child.try_wait().expect("status") {
@@ -313,6 +409,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
         &read_all(&brokers, &clean.output, Duration::from_secs(5)),
         &expected,
     );
+    check_dead_letters(&brokers, &clean, made.poison);
     let work = total.saturating_sub(startup);
     eprintln!("clean run: {total:?} (first checkpoint after {startup:?})");
 
@@ -336,7 +433,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
         }
         // Each kill lands after the start-up, on average a tenth of the work further.
         let delay = startup + Duration::from_millis(rng.below((work.as_millis() as u64 / 5).max(1)));
-        let mut child = spawn(&spec, runs, None);
+        let mut child = spawn(&spec, None);
         runs += 1;
         let deadline = Instant::now() + delay;
         while Instant::now() < deadline && child.try_wait().expect("status").is_none() {
@@ -357,12 +454,13 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     if restoring > first_id {
         beyond_first += 1;
     }
-    let mut last = spawn(&spec, runs, None);
+    let mut last = spawn(&spec, None);
     let status = wait(&mut last, Duration::from_secs(900));
     assert!(status.success(), "the final run failed: {status}");
 
     let results = read_all(&brokers, &spec.output, Duration::from_secs(5));
     let repeated = check(&results, &expected);
+    check_dead_letters(&brokers, &spec, made.poison);
     eprintln!(
         "{kills} kills, {restores} restores ({beyond_first} from a checkpoint after the first), \
          {} windows, {repeated} written again after restarts",
@@ -375,13 +473,14 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
 }
 
 #[test]
-#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
 fn a_crash_in_each_checkpoint_step_recovers() {
     let brokers = brokers();
-    let orders = orders(150_000);
-    let expected = expected(&orders);
-    let input = input_topic(&brokers, "failpoint-in", &orders);
+    let made = input(150_000);
+    let expected = expected(&made.on_time);
+    let input = input_topic(&brokers, "failpoint-in", &made);
     for point in [
+        "after-first-ack",
         "after-snapshot",
         "after-manifest-write",
         "before-manifest-rename",
@@ -389,7 +488,7 @@ fn a_crash_in_each_checkpoint_step_recovers() {
     ] {
         let (spec, state) = scenario(&brokers, point, &input);
         // Crash while completing the third checkpoint.
-        let mut child = spawn(&spec, 0, Some(&format!("{point}:3")));
+        let mut child = spawn(&spec, Some(&format!("{point}:3")));
         let status = wait(&mut child, Duration::from_secs(600));
         assert!(!status.success(), "{point}: the child should have crashed");
         let restoring = latest_checkpoint(&state.0);
@@ -400,13 +499,14 @@ fn a_crash_in_each_checkpoint_step_recovers() {
             Some(2)
         };
         assert_eq!(restoring, expected_id, "{point}: newest complete checkpoint");
-        let mut child = spawn(&spec, 1, None);
+        let mut child = spawn(&spec, None);
         let status = wait(&mut child, Duration::from_secs(600));
         assert!(status.success(), "{point}: the restarted child failed: {status}");
         let repeated = check(
             &read_all(&brokers, &spec.output, Duration::from_secs(5)),
             &expected,
         );
+        check_dead_letters(&brokers, &spec, made.poison);
         eprintln!("{point}: recovered, {repeated} windows written again");
     }
 }

@@ -39,11 +39,20 @@ fn ecommerce_runs_to_a_report_without_servers() {
     assert!(out.contains("in-process broker"), "{out}");
     assert!(out.contains("Processed 60,000 records"), "{out}");
     assert!(out.contains("10 bad records dead-lettered"), "{out}");
+    // "Rows written: product_revenue_1m N, category_revenue_5m N, user_sessions N, conversions N"
+    let written = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Rows written: "))
+        .unwrap_or_else(|| panic!("no row counts in:\n{out}"));
+    for table in written.split(", ") {
+        let (name, rows) = table.rsplit_once(' ').expect("table and count");
+        let rows: u64 = rows.replace(',', "").parse().expect("a count");
+        assert!(rows > 0, "no rows in {name}:\n{out}");
+    }
     for part in [
         "Top products in the minute",
-        "category_revenue_5m",
-        "Sessions",
-        "Conversions",
+        "Sessions (user_sessions",
+        "Conversions (orders",
     ] {
         assert!(out.contains(part), "{part} missing:\n{out}");
     }

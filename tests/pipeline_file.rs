@@ -255,3 +255,63 @@ fn the_command_line_checks_files_points_at_lines_and_lists_checkpoints() {
     assert!(ok, "{err}");
     assert!(out.contains("\"checkpoint_id\""), "{out}");
 }
+
+/// A windowed pipeline over a topic whose partition 1 never receives a record, running until
+/// stopped. Returns the rows written once every order was read.
+fn rows_with_an_empty_partition(idle_timeout: Option<&str>) -> usize {
+    use common::kafka::produce_to_partitions;
+    use std::time::{Duration, Instant};
+    let s = setup("pipe-empty-partition");
+    s.kafka.create_topic("sparse", 2).expect("topic");
+    let records: Vec<(i32, Vec<u8>)> = s
+        .orders
+        .iter()
+        .map(|o| (0, serde_json::to_vec(o).expect("json")))
+        .collect();
+    produce_to_partitions(s.kafka.config().brokers(), "sparse", &records);
+    let idle = idle_timeout
+        .map(|t| format!("idle_timeout = \"{t}\"\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "name = \"sparse\"\nworkers = 2\n\n[source]\nbrokers = \"{}\"\ntopic = \"sparse\"\nkey = \"product_id\"\nevent_time = \"ts\"\n{idle}\n\
+         [window]\nkind = \"tumbling\"\nsize = \"1m\"\n\n\
+         [[aggregate]]\ncolumn = \"revenue_cents\"\nfunction = \"sum\"\nfield = \"price_cents * quantity\"\n\n\
+         [[aggregate]]\ncolumn = \"orders\"\nfunction = \"count\"\n\n\
+         [[aggregate]]\ncolumn = \"largest\"\nfunction = \"max\"\nfield = \"quantity\"\n\n{}",
+        s.kafka.config().brokers(),
+        s.sink("revenue")
+    );
+    let path = s.dir.0.join("sparse.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    let pipeline = Pipeline::load(&path).expect("valid pipeline");
+    let handle = pipeline.job().expect("job").start().expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handle.metrics().total("source", "records_out") < ORDERS {
+        assert!(Instant::now() < deadline, "the orders were never read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // With idleness, windows close once partition 1 has been caught up for the timeout.
+    if idle_timeout.is_some() {
+        while pipeline.sink_stats().rows_written() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no window closed although partition 1 is idle"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let written = pipeline.sink_stats().rows_written() as usize;
+    handle.stop();
+    handle.join().expect("stops");
+    written
+}
+
+#[test]
+fn a_partition_without_records_holds_windows_back_unless_it_may_go_idle() {
+    assert_eq!(
+        rows_with_an_empty_partition(None),
+        0,
+        "without idleness, the empty partition holds the watermark at its minimum"
+    );
+    assert!(rows_with_an_empty_partition(Some("1s")) > 0);
+}

@@ -67,6 +67,34 @@ pub fn produce_batched(brokers: &str, topic: &str, records: &[Fixture], per_batc
         .expect("all records acknowledged");
 }
 
+/// Produces each `(partition, payload)` to that partition of `topic` and waits until every one
+/// is acknowledged.
+pub fn produce_to_partitions(brokers: &str, topic: &str, records: &[(i32, Vec<u8>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (partition, payload) in records {
+        let mut pending = BaseRecord::<(), Vec<u8>>::to(topic)
+            .partition(*partition)
+            .payload(payload);
+        loop {
+            match producer.send(pending) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    pending = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all records acknowledged");
+}
+
 /// A record read back: payload and headers.
 #[derive(Debug, Clone)]
 pub struct ReadBack {
@@ -78,7 +106,7 @@ pub struct ReadBack {
 pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadBack> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("group.id", unique(&format!("reader-{topic}")))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
