@@ -41,7 +41,8 @@ pub enum RejectedRows {
     #[default]
     Fail,
     /// Write the row as JSON to a Kafka topic, with the table and the error in the headers
-    /// `sluice.table` and `sluice.error`, and go on.
+    /// `sluice.table` and `sluice.error`, and go on. A row that cannot be serialized at all
+    /// is written as `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
     DeadLetter {
         /// The cluster of the dead-letter topic.
         kafka: KafkaConfig,
@@ -372,15 +373,23 @@ impl<T: Serialize> CassandraWriter<T> {
     }
 }
 
+/// The row as JSON for the dead-letter topic. A row that does not serialize is described
+/// instead (its type and the serializer's error), so no dead-letter record goes out empty.
+fn dead_letter_payload<T: Serialize>(row: &T) -> String {
+    serde_json::to_string(row).unwrap_or_else(|e| {
+        let described = serde_json::json!({
+            "sluice.unserializable_row": {"type": type_name::<T>(), "error": e.to_string()}
+        });
+        described.to_string()
+    })
+}
+
 impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
     fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
         self.key.clear();
         let row = match self.layout.encode(&value, &mut self.key) {
             Ok(row) => row,
-            Err(e) => {
-                let json = || serde_json::to_string(&value).unwrap_or_default();
-                return self.reject(json, e);
-            }
+            Err(e) => return self.reject(|| dead_letter_payload(&value), e),
         };
         let timestamp = (self.timestamp)(&value, ts);
         if let Some(full) = self.batcher.add(&self.key, timestamp, row) {
@@ -414,6 +423,7 @@ mod tests {
     use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
     use scylla::value::CqlValue;
     use serde::Deserialize;
+    use serde::ser::Error as _;
 
     use super::*;
     use crate::cassandra::batcher::WriteBatch;
@@ -741,5 +751,44 @@ mod tests {
             "{err}"
         );
         assert!(dead_lettered(&mock).is_empty(), "rows were dead-lettered");
+    }
+
+    /// A row whose `Serialize` implementation fails.
+    #[derive(Debug, Clone)]
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(S::Error::custom("the sensor reading cannot be encoded"))
+        }
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_serialized_is_dead_lettered_with_its_error() {
+        let mock = MockCluster::new(1).unwrap();
+        let store = Arc::new(Store::default());
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Unserializable, ts| event_time_micros(ts)),
+            Some(dead_letter(&mock)),
+        );
+        w.write(Unserializable, 1).unwrap();
+        w.finish().unwrap();
+        let dead = dead_lettered(&mock);
+        assert_eq!(dead.len(), 1);
+        let (payload, headers) = &dead[0];
+        assert!(
+            header(headers, "sluice.error").contains("the sensor reading cannot be encoded"),
+            "{headers:?}"
+        );
+        let described: serde_json::Value = serde_json::from_str(payload)
+            .unwrap_or_else(|e| panic!("the payload is not JSON ({e}): {payload:?}"));
+        assert!(
+            described
+                .to_string()
+                .contains("the sensor reading cannot be encoded")
+                && described.to_string().contains("Unserializable"),
+            "{payload}"
+        );
     }
 }
