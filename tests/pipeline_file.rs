@@ -162,6 +162,53 @@ fn a_pass_through_pipeline_copies_mapped_fields() {
 }
 
 #[test]
+fn an_integer_sum_beyond_64_bits_fails_the_pipeline_naming_its_column() {
+    let s = setup("pipe-overflow");
+    s.kafka.create_topic("readings", 1).expect("topic");
+    let reading = |ts: i64, v: i64| {
+        let json = format!("{{\"sensor\":\"s-1\",\"ts\":{ts},\"v\":{v}}}");
+        (Some("s-1".to_string()), json.into_bytes())
+    };
+    produce(
+        s.kafka.config().brokers(),
+        "readings",
+        &[reading(1_000, i64::MAX), reading(2_000, i64::MAX)],
+    );
+    execute_cql(
+        &s.cql,
+        &["CREATE TABLE IF NOT EXISTS pipes.totals (sensor text, window_start timestamp, total double, PRIMARY KEY ((sensor), window_start))"],
+    )
+    .expect("table");
+    let text = format!(
+        "name = \"totals\"\n\n[source]\nbrokers = \"{}\"\ntopic = \"readings\"\nkey = \"sensor\"\nevent_time = \"ts\"\nexit_when_idle = \"2s\"\n\n\
+         [window]\nkind = \"tumbling\"\nsize = \"1m\"\n\n\
+         [[aggregate]]\ncolumn = \"total\"\nfunction = \"sum\"\nfield = \"v\"\n\n{}",
+        s.kafka.config().brokers(),
+        s.sink("totals")
+    );
+    let path = s.dir.0.join("totals.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    let pipeline = Pipeline::load(&path).expect("valid pipeline");
+    pipeline.connect().expect("table fits");
+    let err = pipeline
+        .job()
+        .expect("job")
+        .run()
+        .expect_err("an exact sum cannot be written")
+        .to_string();
+    assert!(
+        err.contains("'total'") && err.contains("18446744073709551614"),
+        "{err}"
+    );
+    let rows = read_rows::<(String, CqlTimestamp, f64)>(
+        &s.cql,
+        "SELECT sensor, window_start, total FROM pipes.totals",
+    )
+    .expect("read back");
+    assert!(rows.is_empty(), "a rounded sum was written: {rows:?}");
+}
+
+#[test]
 fn the_command_line_produces_generated_events() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let s = setup("pipe-produce");

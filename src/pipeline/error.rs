@@ -24,6 +24,20 @@ pub enum PipelineError {
         /// What is wrong.
         reason: String,
     },
+    /// An integer sum does not fit the 64 bits of a column (and a float would round it).
+    #[error(
+        "column '{column}' (key {key}, window starting at {window_start}): the integer sum {sum} does not fit 64 bits"
+    )]
+    SumOutOfRange {
+        /// The aggregate's column.
+        column: String,
+        /// The window's key, as JSON.
+        key: String,
+        /// Start of the window (epoch ms).
+        window_start: i64,
+        /// The exact sum.
+        sum: i128,
+    },
     /// The sink's store cannot be used.
     #[error(transparent)]
     Cassandra(#[from] CassandraError),

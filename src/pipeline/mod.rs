@@ -9,22 +9,24 @@
 mod aggregate;
 mod error;
 mod record;
+mod row;
 mod spec;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use aggregate::{Aggregates, Running};
+pub use aggregate::{Aggregates, Running, SumOutOfRange};
 pub use error::PipelineError;
 pub use record::{Decoded, Fields, KeyValue, Num};
 use serde_json::{Map, Value};
 use sluice_engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig, WatermarkStrategy};
 use sluice_operators::cassandra::{CassandraConfig, CassandraSink, SinkStats};
 use sluice_operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
-use sluice_operators::{KeyedStreamExt, StreamExt, WindowResult, Windows};
+use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
 pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
 
+use self::row::{RowNames, WindowRows};
 use crate::shop::OnBadRecord;
 
 /// A row written to the table: column → value.
@@ -186,7 +188,7 @@ impl Pipeline {
                 .window("window", windows)
                 .allowed_lateness(w.allowed_lateness.unwrap_or_default())
                 .aggregate(Aggregates(Arc::new(functions)))
-                .map("row", move |r| names.row(r))
+                .transform("row", "map", WindowRows(names))
                 .sink("table", sink.clone());
             Ok(())
         })?)
@@ -205,27 +207,4 @@ fn window_start_column(sink: &SinkSpec) -> String {
     sink.window_start_column
         .clone()
         .unwrap_or_else(|| "window_start".into())
-}
-
-/// Column names of a windowed row.
-struct RowNames {
-    key: String,
-    start: String,
-    end: Option<String>,
-    aggregates: Vec<String>,
-}
-
-impl RowNames {
-    fn row(&self, r: WindowResult<KeyValue, Vec<Value>>) -> Row {
-        let mut row = Row::new();
-        row.insert(self.key.clone(), r.key.to_json());
-        row.insert(self.start.clone(), Value::from(r.window.start));
-        if let Some(end) = &self.end {
-            row.insert(end.clone(), Value::from(r.window.end));
-        }
-        for (name, value) in self.aggregates.iter().zip(r.value) {
-            row.insert(name.clone(), value);
-        }
-        row
-    }
 }

@@ -58,23 +58,69 @@ impl fmt::Debug for Credentials {
 }
 
 /// TLS to the store (OpenSSL).
-#[derive(Debug, Clone, Default)]
+///
+/// By default the server's certificate must chain to a trusted CA (`verify_peer`) and name
+/// the address the driver connects to (`verify_hostname`; the driver reaches nodes by IP
+/// address, so the certificate needs that IP among its subject alternative names). Turning
+/// either off has to be done explicitly, and is logged at `warn` whenever a session is built.
+///
+/// ```
+/// use sluice_operators::cassandra::TlsConfig;
+/// let tls = TlsConfig::with_ca_file("/etc/cassandra/ca.pem");
+/// assert!(tls.verify_peer && tls.verify_hostname);
+/// // Certificates that name the nodes by DNS name only: still verified against the CA.
+/// let by_ca_only = TlsConfig { verify_hostname: false, ..tls };
+/// ```
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     /// PEM file of the certificate authorities to trust; the system's when `None`.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate and key for mutual TLS.
     pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Verify the server's certificate (default true).
+    /// Verify the server's certificate against the trusted CAs (default true). Without it any
+    /// certificate is accepted, and so is any name.
     pub verify_peer: bool,
+    /// Check that the server's certificate names the node's address (default true).
+    pub verify_hostname: bool,
 }
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_file: None,
+            client_cert: None,
+            verify_peer: true,
+            verify_hostname: true,
+        }
+    }
+}
+
+/// OpenSSL's `X509_V_ERR_HOSTNAME_MISMATCH` and `X509_V_ERR_IP_ADDRESS_MISMATCH`
+/// (`x509_vfy.h`), the only verification errors `verify_hostname: false` lets through.
+const NAME_MISMATCH: [std::ffi::c_int; 2] = [62, 64];
 
 impl TlsConfig {
     /// TLS verifying the server against the CAs in `ca_file`.
     pub fn with_ca_file(ca_file: impl Into<PathBuf>) -> Self {
         TlsConfig {
             ca_file: Some(ca_file.into()),
-            client_cert: None,
-            verify_peer: true,
+            ..TlsConfig::default()
+        }
+    }
+
+    /// Logs at `warn` what this configuration leaves unverified.
+    fn warn_if_weakened(&self, contact_points: &[String]) {
+        let nodes = contact_points.join(", ");
+        if !self.verify_peer {
+            tracing::warn!(
+                nodes,
+                "TLS peer verification is off: any server certificate is accepted"
+            );
+        } else if !self.verify_hostname {
+            tracing::warn!(
+                nodes,
+                "TLS hostname verification is off: a certificate from a trusted CA is accepted whatever node it names"
+            );
         }
     }
 
@@ -105,11 +151,17 @@ impl TlsConfig {
                     reason: format!("{}: {e}", key.display()),
                 })?;
         }
-        builder.set_verify(if self.verify_peer {
-            SslVerifyMode::PEER
+        if !self.verify_peer {
+            builder.set_verify(SslVerifyMode::NONE);
+        } else if self.verify_hostname {
+            builder.set_verify(SslVerifyMode::PEER);
         } else {
-            SslVerifyMode::NONE
-        });
+            // The driver has OpenSSL check each node's certificate against the node's IP
+            // address; accept a mismatch there and nothing else.
+            builder.set_verify_callback(SslVerifyMode::PEER, |verified, store| {
+                verified || NAME_MISMATCH.contains(&store.error().as_raw())
+            });
+        }
         Ok(builder.build())
     }
 }
@@ -291,6 +343,7 @@ impl CassandraConfig {
             builder = builder.user(c.user.clone(), c.password.clone());
         }
         if let Some(tls) = &self.tls {
+            tls.warn_if_weakened(&self.contact_points);
             builder = builder.tls_context(Some(tls.context()?));
         }
         builder
@@ -327,5 +380,155 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("contact_points"), "{err}");
+    }
+
+    #[test]
+    fn tls_verifies_the_peer_by_default() {
+        let tls = TlsConfig::default();
+        assert!(tls.verify_peer && tls.verify_hostname, "{tls:?}");
+        let context = tls.context().unwrap();
+        assert_eq!(context.verify_mode(), SslVerifyMode::PEER);
+    }
+
+    mod handshake {
+        use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::BigNum;
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::pkey::{PKey, Private};
+        use openssl::ssl::{Ssl, SslAcceptor};
+        use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+        use openssl::x509::{X509, X509NameBuilder};
+
+        use super::*;
+
+        const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+        fn key() -> PKey<Private> {
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+            PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+        }
+
+        /// A certificate for `key`, signed by `issuer` (self-signed CA when `None`), naming
+        /// `name` (an IP address or a DNS name) as its subject alternative name.
+        fn certificate(key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, name: &str) -> X509 {
+            let mut subject = X509NameBuilder::new().unwrap();
+            subject.append_entry_by_text("CN", name).unwrap();
+            let subject = subject.build();
+            let mut b = X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            let serial = BigNum::from_u32(rand::random::<u32>()).unwrap();
+            b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+            b.set_subject_name(&subject).unwrap();
+            b.set_issuer_name(issuer.map_or(&*subject, |(ca, _)| ca.subject_name()))
+                .unwrap();
+            b.set_pubkey(key).unwrap();
+            b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+            b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+            match issuer {
+                None => {
+                    let ca = BasicConstraints::new().critical().ca().build().unwrap();
+                    b.append_extension(ca).unwrap();
+                }
+                Some((ca, _)) => {
+                    let mut san = SubjectAlternativeName::new();
+                    if name.parse::<IpAddr>().is_ok() {
+                        san.ip(name);
+                    } else {
+                        san.dns(name);
+                    }
+                    let san = san.build(&b.x509v3_context(Some(ca), None)).unwrap();
+                    b.append_extension(san).unwrap();
+                }
+            }
+            b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256())
+                .unwrap();
+            b.build()
+        }
+
+        /// A CA, written to a PEM file in a fresh directory.
+        struct Ca {
+            cert: X509,
+            key: PKey<Private>,
+            file: PathBuf,
+        }
+
+        impl Ca {
+            fn new(dir: &std::path::Path, name: &str) -> Ca {
+                let key = key();
+                let cert = certificate(&key, None, name);
+                let file = dir.join(format!("{name}.pem"));
+                std::fs::write(&file, cert.to_pem().unwrap()).unwrap();
+                Ca { cert, key, file }
+            }
+        }
+
+        /// Whether a client with `tls` completes a handshake with a server presenting a
+        /// certificate from `ca` that names `name`, connecting by IP as the driver does.
+        fn handshake(tls: &TlsConfig, ca: &Ca, name: &str) -> Result<(), String> {
+            let key = key();
+            let cert = certificate(&key, Some((&ca.cert, &ca.key)), name);
+            let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+            acceptor.set_private_key(&key).unwrap();
+            acceptor.set_certificate(&cert).unwrap();
+            let acceptor = acceptor.build();
+            let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                let (tcp, _) = listener.accept().unwrap();
+                let _ = acceptor.accept(tcp);
+            });
+            let context = tls.context().map_err(|e| e.to_string())?;
+            let mut ssl = Ssl::new(&context).unwrap();
+            // What the driver does for every connection to a node.
+            ssl.param_mut().set_ip(addr.ip()).unwrap();
+            let outcome = ssl
+                .connect(TcpStream::connect(addr).unwrap())
+                .map(drop)
+                .map_err(|e| e.to_string());
+            server.join().unwrap();
+            outcome
+        }
+
+        #[test]
+        fn the_default_checks_the_ca_and_the_name_and_either_check_can_be_turned_off() {
+            let dir = std::env::temp_dir().join(format!("sluice-tls-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let trusted = Ca::new(&dir, "trusted-ca");
+            let unknown = Ca::new(&dir, "unknown-ca");
+            let strict = TlsConfig::with_ca_file(&trusted.file);
+            let any_name = TlsConfig {
+                verify_hostname: false,
+                ..strict.clone()
+            };
+            let anything = TlsConfig {
+                verify_peer: false,
+                ..strict.clone()
+            };
+
+            assert_eq!(handshake(&strict, &trusted, "127.0.0.1"), Ok(()));
+            let wrong_name = handshake(&strict, &trusted, "db.example.invalid");
+            assert!(
+                wrong_name
+                    .as_ref()
+                    .is_err_and(|e| e.contains("IP address mismatch")),
+                "{wrong_name:?}"
+            );
+            let wrong_ca = handshake(&strict, &unknown, "127.0.0.1");
+            assert!(wrong_ca.is_err(), "a certificate from an unknown CA was accepted");
+
+            assert_eq!(handshake(&any_name, &trusted, "db.example.invalid"), Ok(()));
+            let wrong_ca = handshake(&any_name, &unknown, "db.example.invalid");
+            assert!(
+                wrong_ca.is_err(),
+                "without the name check, the CA is still checked"
+            );
+
+            assert_eq!(handshake(&anything, &unknown, "db.example.invalid"), Ok(()));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -43,13 +43,23 @@ pub enum CassandraError {
         /// Why.
         reason: String,
     },
-    /// The store rejected a write for good (retrying cannot help).
+    /// The store refused one row's values for good (retrying cannot help; other rows are
+    /// unaffected).
     #[error("table {table}: the store rejected the row with key {key}: {reason}")]
     Rejected {
         /// `keyspace.table`.
         table: String,
         /// The row's partition key values.
         key: String,
+        /// What the store said.
+        reason: String,
+    },
+    /// The store refuses writes to the table whatever the row holds (no permission, bad
+    /// credentials, table or keyspace gone): the sink stops at once, without retrying.
+    #[error("table {table}: the store refuses writes: {reason}")]
+    Refused {
+        /// `keyspace.table`.
+        table: String,
         /// What the store said.
         reason: String,
     },

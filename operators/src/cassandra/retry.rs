@@ -38,58 +38,93 @@ impl Backoff {
     }
 }
 
-/// What to do about a failed write.
+/// What a failed write concerns, and so what the sink does about it. The class travels
+/// with the store's message from the driver to the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
-    /// Transient (timeout, overload, node unreachable): the same idempotent write may succeed later.
+    /// Transient (timeout, overload, unavailable replicas, node unreachable): the same
+    /// idempotent write may succeed later, so it is retried with backoff until the retry limit.
     Retryable(String),
-    /// The store refuses this write (invalid value, schema mismatch, no permission): retrying
-    /// cannot help.
-    Rejected(String),
+    /// The store refuses this row's values (an empty key, a value it cannot take); other rows
+    /// are unaffected, so the row goes to the `RejectedRows` policy.
+    RowRejected(String),
+    /// The store refuses writes to the table whatever the row (no permission, bad
+    /// credentials, table or keyspace gone, a statement it no longer accepts): neither
+    /// retrying nor setting rows aside can help, so the job fails at once.
+    Systemic(String),
 }
 
-/// Sorts a driver error into retryable and permanent.
+/// Words of an invalid-request message that concern the table or keyspace rather than the
+/// row (Cassandra and ScyllaDB wordings, lower case).
+const SCHEMA_MESSAGES: [&str; 6] = [
+    "unconfigured table",
+    "does not exist",
+    "undefined column",
+    "unknown identifier",
+    "unknown column",
+    "no keyspace",
+];
+
+/// Sorts a driver error into retryable, row rejected and systemic.
 pub(crate) fn classify(error: &ExecutionError) -> Failure {
-    let text = error.to_string();
-    let retryable = match error {
+    let class: fn(String) -> Failure = match error {
         ExecutionError::RequestTimeout(_)
         | ExecutionError::EmptyPlan
         | ExecutionError::ConnectionPoolError(_)
         | ExecutionError::SchemaAgreementError(_)
         | ExecutionError::MetadataError(_)
-        | ExecutionError::UseKeyspaceError(_) => true,
-        ExecutionError::PrepareError(e) => matches!(
-            e,
-            PrepareError::ConnectionPoolError(
-                ConnectionPoolError::Broken { .. } | ConnectionPoolError::Initializing
-            ) | PrepareError::AllAttemptsFailed { .. }
-        ),
-        ExecutionError::LastAttemptError(e) => attempt_retryable(e),
-        _ => false,
+        | ExecutionError::UseKeyspaceError(_) => Failure::Retryable,
+        ExecutionError::PrepareError(PrepareError::ConnectionPoolError(
+            ConnectionPoolError::Broken { .. } | ConnectionPoolError::Initializing,
+        )) => Failure::Retryable,
+        // Preparing failed on every connection: worth retrying if the nodes were
+        // unreachable; otherwise it concerns the statement, never a row.
+        ExecutionError::PrepareError(PrepareError::AllAttemptsFailed { first_attempt }) => {
+            match attempt_class(first_attempt)(String::new()) {
+                Failure::Retryable(_) => Failure::Retryable,
+                _ => Failure::Systemic,
+            }
+        }
+        // Values that do not serialize, or too many or too large for one request, are the
+        // rows' doing (a refused batch is then retried row by row).
+        ExecutionError::BadQuery(_) => Failure::RowRejected,
+        ExecutionError::LastAttemptError(e) => attempt_class(e),
+        _ => Failure::Systemic,
     };
-    if retryable {
-        Failure::Retryable(text)
-    } else {
-        Failure::Rejected(text)
-    }
+    class(error.to_string())
 }
 
-fn attempt_retryable(error: &RequestAttemptError) -> bool {
+fn attempt_class(error: &RequestAttemptError) -> fn(String) -> Failure {
     match error {
-        RequestAttemptError::DbError(db, _) => matches!(
-            db,
+        RequestAttemptError::DbError(db, message) => match db {
             DbError::Overloaded
-                | DbError::IsBootstrapping
-                | DbError::Unavailable { .. }
-                | DbError::WriteTimeout { .. }
-                | DbError::ReadTimeout { .. }
-                | DbError::WriteFailure { .. }
-                | DbError::RateLimitReached { .. }
-                | DbError::TruncateError
-                | DbError::ServerError
-        ),
-        RequestAttemptError::UnableToAllocStreamId | RequestAttemptError::BrokenConnectionError(_) => true,
-        _ => false,
+            | DbError::IsBootstrapping
+            | DbError::Unavailable { .. }
+            | DbError::WriteTimeout { .. }
+            | DbError::ReadTimeout { .. }
+            | DbError::WriteFailure { .. }
+            | DbError::RateLimitReached { .. }
+            | DbError::TruncateError
+            | DbError::ServerError => Failure::Retryable,
+            DbError::Invalid => {
+                let message = message.to_lowercase();
+                if SCHEMA_MESSAGES.iter().any(|m| message.contains(m)) {
+                    Failure::Systemic
+                } else {
+                    Failure::RowRejected
+                }
+            }
+            // Unauthorized, bad credentials, a configuration or syntax error, a protocol
+            // error, codes this driver does not know: nothing about the row.
+            _ => Failure::Systemic,
+        },
+        RequestAttemptError::UnableToAllocStreamId | RequestAttemptError::BrokenConnectionError(_) => {
+            Failure::Retryable
+        }
+        RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_) => {
+            Failure::RowRejected
+        }
+        _ => Failure::Systemic,
     }
 }
 
@@ -114,19 +149,60 @@ mod tests {
         assert!(delays.iter().any(|d| *d != delays[0]), "jitter varies the delay");
     }
 
+    fn db(error: DbError, message: &str) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, message.into()))
+    }
+
     #[test]
-    fn timeouts_and_overload_are_retried_invalid_rows_are_not() {
-        let overloaded = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            DbError::Overloaded,
-            "busy".into(),
+    fn timeouts_and_overload_are_retried() {
+        assert!(matches!(
+            classify(&db(DbError::Overloaded, "busy")),
+            Failure::Retryable(_)
         ));
-        assert!(matches!(classify(&overloaded), Failure::Retryable(_)));
+        let unavailable = DbError::Unavailable {
+            consistency: scylla::statement::Consistency::LocalQuorum,
+            required: 2,
+            alive: 1,
+        };
+        assert!(matches!(classify(&db(unavailable, "")), Failure::Retryable(_)));
         let timeout = ExecutionError::RequestTimeout(Duration::from_secs(1));
         assert!(matches!(classify(&timeout), Failure::Retryable(_)));
-        let invalid = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            DbError::Invalid,
-            "unknown column".into(),
-        ));
-        assert!(matches!(classify(&invalid), Failure::Rejected(m) if m.contains("unknown column")));
+    }
+
+    #[test]
+    fn a_refused_value_rejects_the_row_a_refused_table_is_systemic() {
+        for message in [
+            "Key may not be empty",
+            "Invalid null value in condition for column window_start",
+            "Batch too large",
+        ] {
+            let class = classify(&db(DbError::Invalid, message));
+            assert!(
+                matches!(&class, Failure::RowRejected(m) if m.contains(message)),
+                "{class:?}"
+            );
+        }
+        let systemic = [
+            (DbError::Invalid, "unconfigured table product_revenue_1m"),
+            (DbError::Invalid, "Keyspace 'shop' does not exist"),
+            (DbError::Invalid, "Undefined column name orders"),
+            (
+                DbError::Unauthorized,
+                "User app has no MODIFY permission on <table shop.t>",
+            ),
+            (
+                DbError::AuthenticationError,
+                "Provided username app and/or password are incorrect",
+            ),
+            (DbError::ConfigError, "Cannot write to a materialized view"),
+            (DbError::Other(0x1234), "a code this driver does not know"),
+        ];
+        for (error, message) in systemic {
+            let class = classify(&db(error, message));
+            assert!(
+                matches!(&class, Failure::Systemic(m) if m.contains(message)),
+                "{class:?}"
+            );
+        }
     }
 }

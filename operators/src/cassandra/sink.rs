@@ -31,15 +31,18 @@ pub fn event_time_micros(ts: Timestamp) -> i64 {
     ts.saturating_mul(1000).saturating_add(999)
 }
 
-/// What happens to a row the store refuses for good (a value it rejects, a missing
-/// partition key). Timeouts and overload are retried, never routed here.
+/// What happens to a row that cannot be written because of its own values (a value the
+/// column or the store refuses, a missing partition key). Never routed here: timeouts,
+/// overload and unreachable nodes (retried) and failures that concern the table rather than
+/// the row, such as no permission or a missing table or keyspace (the job fails).
 #[derive(Debug, Clone, Default)]
 pub enum RejectedRows {
     /// Stop the job with an error naming the table and the row's key (default).
     #[default]
     Fail,
     /// Write the row as JSON to a Kafka topic, with the table and the error in the headers
-    /// `sluice.table` and `sluice.error`, and go on.
+    /// `sluice.table` and `sluice.error`, and go on. A row that cannot be serialized at all
+    /// is written as `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
     DeadLetter {
         /// The cluster of the dead-letter topic.
         kafka: KafkaConfig,
@@ -69,11 +72,15 @@ pub enum RejectedRows {
 /// or delete to these rows with a wall-clock timestamp (as `cqlsh` and most drivers do by
 /// default) is far above these timestamps and shadows every later write of the sink.
 ///
-/// **Failures.** Timeouts, overload and unreachable nodes are retried with exponential
-/// backoff and jitter (statements are idempotent); the request keeps its slot meanwhile, so
-/// an unreachable store backpressures the job. A write failing for longer than the retry limit
-/// fails the job (which restarts from its last checkpoint under a restart strategy). Rows the
-/// store refuses for good go to the [`RejectedRows`] policy.
+/// **Failures.** Each failed write is classed as retryable, a rejected row or systemic.
+/// Timeouts, overload, unavailable replicas and unreachable nodes are retried with
+/// exponential backoff and jitter (statements are idempotent); the request keeps its slot
+/// meanwhile, so an unreachable store backpressures the job. A write failing for longer than
+/// the retry limit fails the job (which restarts from its last checkpoint under a restart
+/// strategy). Failures that concern the table rather than the row (no permission, bad
+/// credentials, a missing table, keyspace or column) fail the job at once, naming the table
+/// and the store's reason. Rows whose own values the store refuses go to the
+/// [`RejectedRows`] policy.
 ///
 /// **Checkpoints.** At a barrier the sink sends everything it holds and waits until every
 /// write is acknowledged, so a checkpoint never completes with writes outstanding: results
@@ -366,15 +373,23 @@ impl<T: Serialize> CassandraWriter<T> {
     }
 }
 
+/// The row as JSON for the dead-letter topic. A row that does not serialize is described
+/// instead (its type and the serializer's error), so no dead-letter record goes out empty.
+fn dead_letter_payload<T: Serialize>(row: &T) -> String {
+    serde_json::to_string(row).unwrap_or_else(|e| {
+        let described = serde_json::json!({
+            "sluice.unserializable_row": {"type": type_name::<T>(), "error": e.to_string()}
+        });
+        described.to_string()
+    })
+}
+
 impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
     fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
         self.key.clear();
         let row = match self.layout.encode(&value, &mut self.key) {
             Ok(row) => row,
-            Err(e) => {
-                let json = || serde_json::to_string(&value).unwrap_or_default();
-                return self.reject(json, e);
-            }
+            Err(e) => return self.reject(|| dead_letter_payload(&value), e),
         };
         let timestamp = (self.timestamp)(&value, ts);
         if let Some(full) = self.batcher.add(&self.key, timestamp, row) {
@@ -401,8 +416,14 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message as _};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::{Offset, TopicPartitionList};
+    use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
     use scylla::value::CqlValue;
     use serde::Deserialize;
+    use serde::ser::Error as _;
 
     use super::*;
     use crate::cassandra::batcher::WriteBatch;
@@ -432,7 +453,11 @@ mod tests {
         revenue_cents: i64,
     }
 
-    fn writer(target: Arc<Recording>, timestamp: WriteTimestampFn<Row>) -> CassandraWriter<Row> {
+    fn writer<T: Data + Serialize>(
+        target: Arc<dyn WriteTarget>,
+        timestamp: WriteTimestampFn<T>,
+        dead_letter: Option<DeadLetterWriter>,
+    ) -> CassandraWriter<T> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -453,7 +478,7 @@ mod tests {
         });
         let dispatcher = Dispatcher::new(
             runtime.handle().clone(),
-            target.clone(),
+            Arc::clone(&target),
             "shop.t".into(),
             Backoff::default(),
             4,
@@ -465,7 +490,7 @@ mod tests {
             max_pending_rows: 1_000,
             dispatcher,
             timestamp,
-            dead_letter: None,
+            dead_letter,
             key: Vec::new(),
             _connection: Arc::new(Connection {
                 runtime,
@@ -525,7 +550,11 @@ mod tests {
     #[test]
     fn a_replay_writes_the_same_cells_with_the_same_timestamps() {
         let target = Arc::new(Recording::default());
-        let mut w = writer(Arc::clone(&target), Arc::new(|_, ts| event_time_micros(ts)));
+        let mut w = writer(
+            Arc::clone(&target) as _,
+            Arc::new(|_, ts| event_time_micros(ts)),
+            None,
+        );
         write_all(&mut w);
         let mut first = std::mem::take(&mut *target.0.lock().unwrap());
         write_all(&mut w);
@@ -546,13 +575,14 @@ mod tests {
         // would carry `WindowResult::write_timestamp` along.
         let stamps: Vec<(i64, i64)> = results.iter().map(|r| (r.value, r.write_timestamp())).collect();
         let mut w = writer(
-            Arc::clone(&target),
+            Arc::clone(&target) as _,
             Arc::new(move |row: &Row, _| {
                 stamps
                     .iter()
                     .find(|(v, _)| *v == row.revenue_cents)
                     .map_or(0, |s| s.1)
             }),
+            None,
         );
         write_all(&mut w);
         let seen = target.0.lock().unwrap();
@@ -568,5 +598,197 @@ mod tests {
             "the final result wins over every early one"
         );
         assert_eq!(ts_of(40), 60_000 * 1000 - 1);
+    }
+
+    /// Acknowledges rows, refuses those with an empty partition key as Cassandra does, or
+    /// answers `every_write` to every write.
+    #[derive(Default)]
+    struct Store {
+        every_write: Option<(DbError, &'static str)>,
+        written: Mutex<Vec<Vec<Option<CqlValue>>>>,
+    }
+
+    impl WriteTarget for Store {
+        fn write<'a>(&'a self, batch: &'a WriteBatch) -> WriteFuture<'a> {
+            Box::pin(async move {
+                let refusal = |error: &DbError, message: &str| {
+                    ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                        error.clone(),
+                        message.to_string(),
+                    ))
+                };
+                if let Some((error, message)) = &self.every_write {
+                    return Err(refusal(error, message));
+                }
+                let empty_key = Some(CqlValue::Text(String::new()));
+                if batch.rows.iter().any(|r| r.values[0] == empty_key) {
+                    return Err(refusal(&DbError::Invalid, "Key may not be empty"));
+                }
+                let mut written = self.written.lock().unwrap();
+                written.extend(batch.rows.iter().map(|r| r.values.clone()));
+                Ok(())
+            })
+        }
+    }
+
+    fn rows() -> Vec<Row> {
+        ["p-1", "", "p-2"]
+            .into_iter()
+            .enumerate()
+            .map(|(n, product)| Row {
+                product_id: product.into(),
+                window_start: 60_000 * n as i64,
+                revenue_cents: 100 + n as i64,
+            })
+            .collect()
+    }
+
+    fn dead_letter(
+        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    ) -> DeadLetterWriter {
+        mock.create_topic("rejected", 1, 1).unwrap();
+        DeadLetterWriter::open(&KafkaConfig::new(mock.bootstrap_servers()), "rejected").unwrap()
+    }
+
+    /// The records of the one-partition dead-letter topic: payload and headers.
+    fn dead_lettered(
+        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    ) -> Vec<(String, Vec<(String, String)>)> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "dead-letter-reader")
+            .create()
+            .unwrap();
+        let timeout = Duration::from_secs(10);
+        let (_, high) = consumer.fetch_watermarks("rejected", 0, timeout).unwrap();
+        let mut partitions = TopicPartitionList::new();
+        partitions
+            .add_partition_offset("rejected", 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&partitions).unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        while (out.len() as i64) < high {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dead-letter records missing"
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message.unwrap();
+            let headers = message.headers().map_or_else(Vec::new, |h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_string(), value.into_owned())
+                    })
+                    .collect()
+            });
+            let payload = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            out.push((payload, headers));
+        }
+        out
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], key: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_row_the_store_refuses_goes_to_the_dead_letter_topic_and_the_rest_are_written() {
+        let mock = MockCluster::new(1).unwrap();
+        let store = Arc::new(Store::default());
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Row, ts| event_time_micros(ts)),
+            Some(dead_letter(&mock)),
+        );
+        for row in rows() {
+            w.write(row, 1).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(store.written.lock().unwrap().len(), 2);
+        let dead = dead_lettered(&mock);
+        assert_eq!(dead.len(), 1);
+        let (payload, headers) = &dead[0];
+        assert_eq!(
+            payload,
+            r#"{"product_id":"","window_start":60000,"revenue_cents":101}"#
+        );
+        assert_eq!(header(headers, "sluice.table"), "shop.t");
+        assert!(
+            header(headers, "sluice.error").contains("Key may not be empty"),
+            "{headers:?}"
+        );
+    }
+
+    #[test]
+    fn a_store_refusing_every_write_fails_the_job_instead_of_dead_lettering_rows() {
+        let mock = MockCluster::new(1).unwrap();
+        let store = Arc::new(Store {
+            every_write: Some((
+                DbError::Unauthorized,
+                "User app has no MODIFY permission on <table shop.t> or any of its parents",
+            )),
+            ..Store::default()
+        });
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Row, ts| event_time_micros(ts)),
+            Some(dead_letter(&mock)),
+        );
+        let outcome = rows()
+            .into_iter()
+            .try_for_each(|row| w.write(row, 1))
+            .and_then(|()| w.on_checkpoint(CheckpointId(1)));
+        let err = outcome.expect_err("the job fails").to_string();
+        assert!(
+            err.contains("shop.t") && err.contains("no MODIFY permission"),
+            "{err}"
+        );
+        assert!(dead_lettered(&mock).is_empty(), "rows were dead-lettered");
+    }
+
+    /// A row whose `Serialize` implementation fails.
+    #[derive(Debug, Clone)]
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(S::Error::custom("the sensor reading cannot be encoded"))
+        }
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_serialized_is_dead_lettered_with_its_error() {
+        let mock = MockCluster::new(1).unwrap();
+        let store = Arc::new(Store::default());
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Unserializable, ts| event_time_micros(ts)),
+            Some(dead_letter(&mock)),
+        );
+        w.write(Unserializable, 1).unwrap();
+        w.finish().unwrap();
+        let dead = dead_lettered(&mock);
+        assert_eq!(dead.len(), 1);
+        let (payload, headers) = &dead[0];
+        assert!(
+            header(headers, "sluice.error").contains("the sensor reading cannot be encoded"),
+            "{headers:?}"
+        );
+        let described: serde_json::Value = serde_json::from_str(payload)
+            .unwrap_or_else(|e| panic!("the payload is not JSON ({e}): {payload:?}"));
+        assert!(
+            described
+                .to_string()
+                .contains("the sensor reading cannot be encoded")
+                && described.to_string().contains("Unserializable"),
+            "{payload}"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use scylla::client::session::Session;
@@ -223,9 +223,12 @@ struct Request {
     shared: Arc<Shared>,
 }
 
+/// Why a batch was not written.
 enum Outcome {
+    /// The store refused the rows' values: they go to the rejected-rows policy.
     Rejected(String),
-    GaveUp(Duration, String),
+    /// The sink fails: the store refuses the table, or retries ran out.
+    Failed(CassandraError),
 }
 
 impl Request {
@@ -250,14 +253,14 @@ impl Request {
                         Err(Outcome::Rejected(reason)) => {
                             rejected.extend(single.rows.into_iter().map(|row| (row, reason.clone())));
                         }
-                        Err(Outcome::GaveUp(spent, reason)) => {
-                            failure = Some(self.gave_up(spent, reason));
+                        Err(Outcome::Failed(e)) => {
+                            failure = Some(e);
                             break;
                         }
                     }
                 }
             }
-            Err(Outcome::GaveUp(spent, reason)) => failure = Some(self.gave_up(spent, reason)),
+            Err(Outcome::Failed(e)) => failure = Some(e),
         }
         self.stats
             .rejected_rows
@@ -270,14 +273,6 @@ impl Request {
         }
         drop(progress);
         self.shared.changed.notify_all();
-    }
-
-    fn gave_up(&self, spent: Duration, reason: String) -> CassandraError {
-        CassandraError::GaveUp {
-            table: self.table.to_string(),
-            seconds: spent.as_secs(),
-            reason,
-        }
     }
 
     /// Writes `batch`, retrying retryable failures with backoff until the retry limit.
@@ -301,10 +296,20 @@ impl Request {
                     return Ok(());
                 }
                 Err(e) => match classify(&e) {
-                    Failure::Rejected(reason) => return Err(Outcome::Rejected(reason)),
+                    Failure::RowRejected(reason) => return Err(Outcome::Rejected(reason)),
+                    Failure::Systemic(reason) => {
+                        return Err(Outcome::Failed(CassandraError::Refused {
+                            table: self.table.to_string(),
+                            reason,
+                        }));
+                    }
                     Failure::Retryable(reason) => {
                         if started.elapsed() >= self.backoff.give_up_after {
-                            return Err(Outcome::GaveUp(started.elapsed(), reason));
+                            return Err(Outcome::Failed(CassandraError::GaveUp {
+                                table: self.table.to_string(),
+                                seconds: started.elapsed().as_secs(),
+                                reason,
+                            }));
                         }
                         if attempt == 0 {
                             tracing::warn!(table = %self.table, error = %reason, "write failed, retrying with backoff");
@@ -324,6 +329,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     use scylla::errors::{DbError, RequestAttemptError};
     use scylla::value::CqlValue;
@@ -343,11 +349,13 @@ mod tests {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "injected".into()))
     }
 
-    /// Fails the first `transient` attempts, refuses batches holding `poison` or larger than
-    /// `max_bytes` (as Cassandra's batch size limit does), optionally waits for a permit.
+    /// Fails the first `transient` attempts, answers `every_write` to every write, refuses
+    /// batches holding `poison` or larger than `max_bytes` (as Cassandra's batch size limit
+    /// does), optionally waits for a permit.
     #[derive(Default)]
     struct Faulty {
         transient: AtomicUsize,
+        every_write: Option<(DbError, &'static str)>,
         poison: Option<i64>,
         max_bytes: Option<usize>,
         gate: Option<Arc<Semaphore>>,
@@ -383,6 +391,12 @@ mod tests {
                         1 => ExecutionError::RequestTimeout(Duration::from_secs(1)),
                         _ => db_error(DbError::IsBootstrapping),
                     });
+                }
+                if let Some((error, message)) = &self.every_write {
+                    return Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                        error.clone(),
+                        (*message).to_string(),
+                    )));
                 }
                 if self.max_bytes.is_some_and(|max| batch.bytes > max) {
                     return Err(db_error(DbError::Invalid));
@@ -549,5 +563,43 @@ mod tests {
         d.send(batch(1, [1])).unwrap();
         let err = d.wait_idle().unwrap_err().to_string();
         assert!(err.contains("shop.t") && err.contains("giving up"), "{err}");
+    }
+
+    #[test]
+    fn a_store_refusing_every_write_fails_the_sink_without_rejecting_rows() {
+        let refusals = [
+            (
+                DbError::Unauthorized,
+                "User app has no MODIFY permission on <table shop.t> or any of its parents",
+            ),
+            (
+                DbError::AuthenticationError,
+                "Provided username app and/or password are incorrect",
+            ),
+            (DbError::Invalid, "unconfigured table t"),
+            (DbError::Invalid, "Keyspace shop does not exist"),
+        ];
+        for (error, message) in refusals {
+            let rt = runtime();
+            let target = Arc::new(Faulty {
+                every_write: Some((error.clone(), message)),
+                ..Faulty::default()
+            });
+            // A retry loop would outlast the test: these failures must not be retried.
+            let d = dispatcher(&rt, Arc::clone(&target), 4, Duration::from_secs(600));
+            d.send(batch(1, [1, 2, 3])).unwrap();
+            let err = d.wait_idle().expect_err("the sink fails").to_string();
+            assert!(
+                err.contains("shop.t") && err.contains(message),
+                "{error:?}: {err}"
+            );
+            assert!(d.take_rejected().is_empty(), "{error:?}: rows were rejected");
+            assert_eq!(d.stats.rejected_rows(), 0, "{error:?}");
+            assert_eq!(
+                target.seen.lock().unwrap().len(),
+                1,
+                "{error:?}: written again (retried or split into rows)"
+            );
+        }
     }
 }

@@ -4,6 +4,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Turns a Kafka record's key and payload into a value; an `Err` is a poison record.
+///
+/// The formats here ([`Json`], [`Bincode`], [`RawBytes`], [`Utf8`]) refuse a record without
+/// a payload (a Kafka tombstone) with "record has no payload (tombstone)".
 pub trait RecordDeserializer<T>: Send + Sync + 'static {
     /// Decodes one record.
     ///
@@ -21,8 +24,13 @@ where
     }
 }
 
+/// The payload, or the bad-record reason for a record without one. Kafka marks a deleted
+/// key with such a record (a tombstone); none of these formats has a value for "deleted",
+/// so it goes to the source's bad-record policy instead of becoming an empty value. A
+/// payload of zero bytes is not a tombstone. To handle tombstones as values, deserialize
+/// with a closure over `Option<&[u8]>`.
 fn payload_of(payload: Option<&[u8]>) -> Result<&[u8], String> {
-    payload.ok_or_else(|| "record has no payload".to_string())
+    payload.ok_or_else(|| "record has no payload (tombstone)".to_string())
 }
 
 /// The payload is JSON for `T` (serde_json).
@@ -47,23 +55,25 @@ impl<T: DeserializeOwned> RecordDeserializer<T> for Bincode {
     }
 }
 
-/// The raw payload bytes.
+/// The raw payload bytes. A record without a payload (a tombstone) is a bad record, as in
+/// every format here; an empty payload is an empty value.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawBytes;
 
 impl RecordDeserializer<Vec<u8>> for RawBytes {
     fn deserialize(&self, _key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Vec<u8>, String> {
-        Ok(payload.unwrap_or_default().to_vec())
+        Ok(payload_of(payload)?.to_vec())
     }
 }
 
-/// The payload as UTF-8 text.
+/// The payload as UTF-8 text. A record without a payload (a tombstone) is a bad record, as
+/// in every format here; an empty payload is an empty string.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Utf8;
 
 impl RecordDeserializer<String> for Utf8 {
     fn deserialize(&self, _key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<String, String> {
-        String::from_utf8(payload.unwrap_or_default().to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
+        String::from_utf8(payload_of(payload)?.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 }
 
@@ -117,7 +127,7 @@ mod tests {
         let bad: Result<Vec<u32>, _> = Json.deserialize(None, Some(b"[1,"));
         assert!(bad.unwrap_err().starts_with("invalid JSON"));
         let none: Result<u32, _> = Json.deserialize(None, None);
-        assert_eq!(none.unwrap_err(), "record has no payload");
+        assert_eq!(none.unwrap_err(), "record has no payload (tombstone)");
         let bytes = bincode::serde::encode_to_vec((7u8, "x"), bincode::config::standard()).unwrap();
         let back: (u8, String) = Bincode.deserialize(None, Some(&bytes)).unwrap();
         assert_eq!(back, (7, "x".to_string()));
@@ -134,5 +144,21 @@ mod tests {
         let (key, payload) = ser.serialize(&("k".to_string(), 1)).unwrap();
         assert_eq!(key.as_deref(), Some(&b"k"[..]));
         assert_eq!(payload, b"[\"k\",1]");
+    }
+
+    #[test]
+    fn a_tombstone_is_a_bad_record_in_every_format() {
+        let tombstone = "record has no payload (tombstone)";
+        let key = Some(&b"p-7"[..]);
+        let raw = RecordDeserializer::<Vec<u8>>::deserialize(&RawBytes, key, None);
+        assert_eq!(raw.unwrap_err(), tombstone);
+        assert_eq!(Utf8.deserialize(key, None).unwrap_err(), tombstone);
+        let json = RecordDeserializer::<Vec<u32>>::deserialize(&Json, key, None);
+        assert_eq!(json.unwrap_err(), tombstone);
+        let bincode = RecordDeserializer::<u32>::deserialize(&Bincode, key, None);
+        assert_eq!(bincode.unwrap_err(), tombstone);
+        // An empty payload is a value, not a tombstone.
+        assert_eq!(RawBytes.deserialize(key, Some(b"")), Ok(Vec::new()));
+        assert_eq!(Utf8.deserialize(key, Some(b"")), Ok(String::new()));
     }
 }
