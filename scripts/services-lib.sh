@@ -130,6 +130,9 @@ def bind_all(ports):
     try:
         for port in ports:
             s = socket.socket()
+            # A port the service held until just now may linger in TIME_WAIT; the JVMs bind
+            # with SO_REUSEADDR, so it is free for them.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             sockets.append(s)
         return [s.getsockname()[1] for s in sockets]

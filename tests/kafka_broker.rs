@@ -1,13 +1,13 @@
-//! End-to-end Kafka tests against a real Kafka-protocol broker (Tansu, started by
-//! `scripts/test.sh`, or any Kafka cluster): set `SLUICE_KAFKA_BROKERS`. The broker-restart
-//! test starts its own Tansu (`SLUICE_TANSU_BIN`) with SQLite storage so it can restart it.
+//! End-to-end Kafka tests against a real Apache Kafka broker (started by `scripts/test.sh`, or
+//! any Kafka cluster): set `SLUICE_KAFKA_BROKERS`. The broker-restart test starts a broker of
+//! its own through `scripts/services.sh`, in a state directory of its own, so it can stop and
+//! start it mid-run.
 //!
 //! They are ignored by plain `cargo test` and fail loudly when run without a broker.
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
@@ -19,7 +19,7 @@ use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_to
 use sluice::prelude::*;
 
 #[test]
-#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
 fn windowed_job_on_a_real_broker_matches_batch() {
     let brokers = brokers();
     let config = KafkaConfig::new(&brokers);
@@ -39,7 +39,7 @@ fn windowed_job_on_a_real_broker_matches_batch() {
 }
 
 #[test]
-#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts Tansu)"]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
 fn poison_policies_on_a_real_broker() {
     let brokers = brokers();
     let config = KafkaConfig::new(&brokers);
@@ -79,64 +79,46 @@ fn poison_policies_on_a_real_broker() {
     assert_eq!(dead, vec![b"poison-a".to_vec(), b"poison-b".to_vec()]);
 }
 
-/// A Tansu broker of the test's own, on a free loopback port, with SQLite storage so it
-/// keeps its data across a restart.
+/// A Kafka broker of the test's own, started and stopped with `scripts/services.sh` in a
+/// state directory of its own; its data and ports survive a stop.
 struct OwnBroker {
-    child: Option<Child>,
-    port: u16,
     dir: std::path::PathBuf,
+    brokers: String,
 }
 
 impl OwnBroker {
+    fn services(dir: &std::path::Path, command: &str) -> String {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
+        let out = Command::new(script)
+            .args([command, "kafka"])
+            .env("SLUICE_SERVICES_DIR", dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/services.sh");
+        assert!(out.status.success(), "scripts/services.sh {command} kafka failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn start(dir: &std::path::Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut broker = OwnBroker {
-            child: None,
-            port,
+        let printed = Self::services(dir, "start");
+        let brokers = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("export SLUICE_KAFKA_BROKERS="))
+            .expect("the script prints the broker address")
+            .to_string();
+        OwnBroker {
             dir: dir.to_path_buf(),
-        };
-        broker.spawn();
-        broker
-    }
-
-    fn spawn(&mut self) {
-        let bin = std::env::var("SLUICE_TANSU_BIN").expect("SLUICE_TANSU_BIN must name the tansu binary");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // Tansu resolves SQLite paths against its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
+            brokers,
         }
     }
 
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    fn stop(&self) {
+        Self::services(&self.dir, "stop");
     }
 
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    fn restart(&self) {
+        let printed = Self::services(&self.dir, "start");
+        assert!(printed.contains(&self.brokers), "the broker came back elsewhere: {printed}");
     }
 }
 
@@ -147,11 +129,11 @@ impl Drop for OwnBroker {
 }
 
 #[test]
-#[ignore = "needs the tansu binary: SLUICE_TANSU_BIN (scripts/test.sh installs it)"]
+#[ignore = "starts a Kafka broker of its own: needs Java (scripts/test.sh installs it)"]
 fn broker_restart_mid_run_loses_and_duplicates_nothing() {
-    let dir = TempDir::new("tansu-restart");
-    let mut broker = OwnBroker::start(&dir.0);
-    let brokers = broker.brokers();
+    let dir = TempDir::new("kafka-restart");
+    let broker = OwnBroker::start(&dir.0);
+    let brokers = broker.brokers.clone();
     let config = KafkaConfig::new(&brokers).set("reconnect.backoff.max.ms", "500");
     let topic = unique("restart");
     ensure_topic(&config, &topic, 2).expect("topic");
@@ -164,9 +146,13 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
         .expect("job starts");
     let started = Instant::now();
     while handle.metrics().total("slow", "records_in") < 500 {
+        if handle.is_finished() {
+            panic!("the job ended early: {:?}", handle.join().map(|r| r.metrics.snapshot()));
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "the job made no progress"
+            "the job made no progress: {:?}",
+            handle.metrics().snapshot()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -176,8 +162,7 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
         at_stop < 3_000,
         "the restart came after the input was read ({at_stop} orders)"
     );
-    std::thread::sleep(Duration::from_secs(2));
-    broker.spawn();
+    broker.restart();
     let report = handle.join().expect("the job survives the restart");
     assert_eq!(report.metrics.total("slow", "records_in"), 3_000);
     let mut rows = out.take();
@@ -197,7 +182,8 @@ fn slow_revenue_job(
     Job::new(JobConfig::new("restart").workers(2), move |b| {
         let source = KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
             .max_queued_kbytes(64)
-            .exit_when_idle(Duration::from_secs(8));
+            // Longer than the broker takes to stop and start again.
+            .exit_when_idle(Duration::from_secs(45));
         b.source(
             "orders",
             source,
