@@ -203,3 +203,131 @@ fn slow_revenue_job(
     })
     .expect("valid job")
 }
+
+#[test]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
+fn slow_downstream_does_not_get_a_group_member_evicted_on_a_real_broker() {
+    let brokers = brokers();
+    let topic = unique("slow");
+    ensure_topic(&KafkaConfig::new(&brokers), &topic, 2).expect("topic");
+    let orders = orders(400);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[]));
+    common::kafka_jobs::assert_not_evicted_under_backpressure(&brokers, &topic, 400);
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
+fn a_group_member_joining_and_leaving_mid_run_loses_and_repeats_nothing() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let brokers = brokers();
+    let topic = unique("rebalance");
+    // Members notice a rebalance at their next heartbeat.
+    let config = KafkaConfig::new(&brokers)
+        .set("heartbeat.interval.ms", "200")
+        .set("session.timeout.ms", "6000");
+    ensure_topic(&config, &topic, 4).expect("topic");
+    let orders = orders(3_000);
+    produce(&brokers, &topic, &order_fixtures(&orders, &[]));
+    let group = unique("rebalance-group");
+    let out = CollectSink::new();
+    let (t, g, sink) = (topic.clone(), group.clone(), out.clone());
+    let job = Job::new(JobConfig::new("rebalance").workers(2), move |b| {
+        b.source(
+            "orders",
+            KafkaSource::<Order>::json(config.clone(), g.clone(), &[t.as_str()])
+                .group_assignment()
+                .exit_when_idle(Duration::from_secs(10)),
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+                .with_timestamps(|o: &Order| o.ts),
+        )
+        .map("slow", |o: Order| {
+            std::thread::sleep(Duration::from_millis(2));
+            o.order_id
+        })
+        .sink("ids", sink.clone());
+        Ok(())
+    })
+    .expect("valid job");
+    let handle = job.start().expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while handle.metrics().total("slow", "records_in") < 500 {
+        assert!(Instant::now() < deadline && !handle.is_finished(), "the job made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another member joins the group, takes partitions for a while (reading some records,
+    // committing nothing), and leaves: the job's readers give partitions up and get them back.
+    let other: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("heartbeat.interval.ms", "200")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    other.subscribe(&[topic.as_str()]).expect("subscribe");
+    while other.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(Instant::now() < deadline, "the member never got partitions");
+        other.poll(Duration::from_millis(50));
+    }
+    let revoked = handle.metrics().total("orders", "partitions_revoked");
+    assert!(revoked > 0, "the job gave no partition up");
+    for _ in 0..20 {
+        other.poll(Duration::from_millis(50));
+    }
+    other.unsubscribe();
+    drop(other);
+    let report = handle.join().expect("the job runs through both rebalances");
+    let mut ids = out.take();
+    let read = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), read, "orders were read twice");
+    let mut expected: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "orders were lost");
+    assert!(report.metrics.total("orders", "partitions_revoked") >= revoked);
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
+fn the_kafka_sink_writes_every_record_with_its_key() {
+    use sluice::operators::kafka::{JsonRecord, KafkaSink};
+
+    let brokers = brokers();
+    let topic = unique("sink");
+    let config = KafkaConfig::new(&brokers);
+    ensure_topic(&config, &topic, 3).expect("topic");
+    let out_topic = topic.clone();
+    Job::new(JobConfig::new("to-kafka").workers(2), move |b| {
+        b.source(
+            "numbers",
+            GeneratorSource::new(4, Some(250), |p, i| (format!("k{}", i % 7), i * 4 + u64::from(p.0))),
+            WatermarkStrategy::processing_time(),
+        )
+        .sink(
+            "kafka",
+            KafkaSink::new(
+                config.clone(),
+                out_topic.clone(),
+                JsonRecord::keyed_by(|r: &(String, u64)| Some(r.0.clone())),
+            ),
+        );
+        Ok(())
+    })
+    .expect("valid job")
+    .run()
+    .expect("runs");
+    let written = read_topic(&brokers, &topic, 1_000, Duration::from_secs(30));
+    let mut values: Vec<u64> = written
+        .iter()
+        .map(|r| {
+            let (key, value) = serde_json::from_slice::<(String, u64)>(&r.payload).expect("json");
+            assert_eq!(r.key.as_deref(), Some(key.as_str()), "each record keyed by its key");
+            value
+        })
+        .collect();
+    values.sort();
+    assert_eq!(values, (0..1_000).collect::<Vec<_>>());
+}

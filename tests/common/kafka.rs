@@ -98,6 +98,7 @@ pub fn produce_to_partitions(brokers: &str, topic: &str, records: &[(i32, Vec<u8
 /// A record read back: payload and headers.
 #[derive(Debug, Clone)]
 pub struct ReadBack {
+    pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
@@ -130,6 +131,7 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration
                 })
                 .unwrap_or_default();
             out.push(ReadBack {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,
             });
