@@ -15,7 +15,9 @@ use common::{Event, TempDir};
 use serde::{Deserialize, Serialize};
 use sluice::engine::{CheckpointConfig, EngineError};
 use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{CassandraConfig, CassandraSink, Consistency, TableSchema, execute_cql, read_rows};
+use sluice::operators::cassandra::{
+    CassandraConfig, CassandraSink, Consistency, TableSchema, execute_cql, read_rows,
+};
 use sluice::prelude::*;
 use sluice::testing::{JobHarness, TestInput};
 
@@ -28,7 +30,8 @@ struct CountRow {
 }
 
 fn node() -> String {
-    std::env::var("SLUICE_CASSANDRA").expect("SLUICE_CASSANDRA must name a Cassandra node (scripts/test.sh starts one)")
+    std::env::var("SLUICE_CASSANDRA")
+        .expect("SLUICE_CASSANDRA must name a Cassandra node (scripts/test.sh starts one)")
 }
 
 fn keyspace(tag: &str) -> String {
@@ -46,7 +49,10 @@ fn count_sink(config: &CassandraConfig) -> CassandraSink<CountRow> {
 fn counts(config: &CassandraConfig) -> BTreeMap<(String, i64), i64> {
     read_rows::<(String, CqlTimestamp, i64)>(
         config,
-        &format!("SELECT key, window_start, events FROM {}.counts", config.keyspace()),
+        &format!(
+            "SELECT key, window_start, events FROM {}.counts",
+            config.keyspace()
+        ),
     )
     .expect("read back")
     .into_iter()
@@ -89,7 +95,9 @@ fn expected_counts(events: u64, keys: u64) -> BTreeMap<(String, i64), i64> {
     let mut rows = BTreeMap::new();
     for n in 0..events {
         let ts = (n * 100) as i64;
-        *rows.entry((format!("k{}", n % keys), ts - ts % 1_000)).or_default() += 1;
+        *rows
+            .entry((format!("k{}", n % keys), ts - ts % 1_000))
+            .or_default() += 1;
     }
     rows
 }
@@ -99,7 +107,9 @@ fn expected_counts(events: u64, keys: u64) -> BTreeMap<(String, i64), i64> {
 fn rows_written_with_a_ttl_expire() {
     let config = CassandraConfig::new([node()], keyspace("ttl"));
     let sink = count_sink(&config).ttl(Duration::from_secs(3));
-    counting_job("ttl", 200, 4, Duration::ZERO, sink).run().expect("runs");
+    counting_job("ttl", 200, 4, Duration::ZERO, sink)
+        .run()
+        .expect("runs");
     let ttls: Vec<Option<i32>> = read_rows::<(Option<i32>,)>(
         &config,
         &format!("SELECT TTL(events) FROM {}.counts", config.keyspace()),
@@ -109,7 +119,10 @@ fn rows_written_with_a_ttl_expire() {
     .map(|(t,)| t)
     .collect();
     assert_eq!(ttls.len(), expected_counts(200, 4).len());
-    assert!(ttls.iter().all(|t| t.is_some_and(|t| (1..=3).contains(&t))), "{ttls:?}");
+    assert!(
+        ttls.iter().all(|t| t.is_some_and(|t| (1..=3).contains(&t))),
+        "{ttls:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !counts(&config).is_empty() {
         assert!(Instant::now() < deadline, "rows outlived their TTL");
@@ -143,12 +156,18 @@ fn batches_stay_within_one_partition_and_below_the_size_warning() {
     // Many rows per partition and timestamp: the sink batches them.
     let sink = count_sink(&config);
     let stats = sink.stats();
-    counting_job("batches", 20_000, 3, Duration::ZERO, sink).run().expect("runs");
+    counting_job("batches", 20_000, 3, Duration::ZERO, sink)
+        .run()
+        .expect("runs");
     assert_eq!(counts(&config), expected_counts(20_000, 3));
     assert!(stats.rows_written() > 0);
     // The node warns of neither a batch across partitions nor an oversized one.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(warnings_in(&log, from), "", "the node warned about the sink's batches");
+    assert_eq!(
+        warnings_in(&log, from),
+        "",
+        "the node warned about the sink's batches"
+    );
     // What such a warning looks like: a batch across eleven partitions.
     let ks = config.keyspace().to_string();
     let mut batch = String::from("BEGIN UNLOGGED BATCH ");
@@ -161,7 +180,10 @@ fn batches_stay_within_one_partition_and_below_the_size_warning() {
     execute_cql(&config, &[&batch]).expect("a batch across partitions");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !warnings_in(&log, from).contains("Unlogged batch covering") {
-        assert!(Instant::now() < deadline, "the node's log shows no batch warnings at all");
+        assert!(
+            Instant::now() < deadline,
+            "the node's log shows no batch warnings at all"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -179,15 +201,19 @@ fn a_consistency_level_the_cluster_cannot_meet_fails_the_job_as_cassandra_says()
     )
     .expect("keyspace");
     // Two replicas wanted, one node: LOCAL_QUORUM (2) cannot be met, ONE can.
-    let config = admin
-        .clone()
-        .consistency(Consistency::LocalQuorum)
-        .retry(Duration::from_millis(50), Duration::from_millis(200), Duration::from_secs(3));
+    let config = admin.clone().consistency(Consistency::LocalQuorum).retry(
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+        Duration::from_secs(3),
+    );
     let err = counting_job("quorum", 100, 2, Duration::ZERO, count_sink(&config))
         .run()
         .expect_err("the writes cannot reach their consistency level");
     let text = err.to_string();
-    assert!(text.contains("LOCAL_QUORUM") || text.contains("LocalQuorum"), "{text}");
+    assert!(
+        text.contains("LOCAL_QUORUM") || text.contains("LocalQuorum"),
+        "{text}"
+    );
     let one = admin.consistency(Consistency::One);
     counting_job("one", 100, 2, Duration::ZERO, count_sink(&one))
         .run()
@@ -206,7 +232,10 @@ fn a_table_dropped_mid_run_fails_the_job_naming_it() {
         .expect("starts");
     let deadline = Instant::now() + Duration::from_secs(60);
     while stats.rows_written() < 20 {
-        assert!(Instant::now() < deadline && !handle.is_finished(), "no rows written");
+        assert!(
+            Instant::now() < deadline && !handle.is_finished(),
+            "no rows written"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     execute_cql(&config, &[&format!("DROP TABLE {}.counts", config.keyspace())]).expect("drop");
@@ -232,7 +261,10 @@ impl OwnNode {
             .stderr(Stdio::inherit())
             .output()
             .expect("run scripts/services.sh");
-        assert!(out.status.success(), "scripts/services.sh {command} cassandra failed");
+        assert!(
+            out.status.success(),
+            "scripts/services.sh {command} cassandra failed"
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -255,7 +287,10 @@ impl OwnNode {
 
     fn restart(&self) {
         let printed = Self::services(&self.dir, "start");
-        assert!(printed.contains(&self.addr), "the node came back elsewhere: {printed}");
+        assert!(
+            printed.contains(&self.addr),
+            "the node came back elsewhere: {printed}"
+        );
     }
 }
 
@@ -271,7 +306,11 @@ fn a_node_stopped_for_twenty_seconds_slows_the_job_and_loses_nothing() {
     let dir = TempDir::new("cassandra-outage");
     let node = OwnNode::start(&dir.0);
     let config = CassandraConfig::new([node.addr.clone()], keyspace("outage"))
-        .retry(Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(300))
+        .retry(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            Duration::from_secs(300),
+        )
         .request_timeout(Duration::from_secs(2));
     let sink = count_sink(&config);
     let stats = sink.stats();
@@ -281,7 +320,10 @@ fn a_node_stopped_for_twenty_seconds_slows_the_job_and_loses_nothing() {
         .expect("starts");
     let deadline = Instant::now() + Duration::from_secs(120);
     while stats.rows_written() < 200 {
-        assert!(Instant::now() < deadline && !handle.is_finished(), "no rows written before the outage");
+        assert!(
+            Instant::now() < deadline && !handle.is_finished(),
+            "no rows written before the outage"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     node.stop();
@@ -292,11 +334,17 @@ fn a_node_stopped_for_twenty_seconds_slows_the_job_and_loses_nothing() {
     let written_during = stats.rows_written() - written_at_stop;
     node.restart();
     let report = handle.join().expect("the job rides out the outage");
-    assert_eq!(written_during, 0, "nothing is acknowledged while the node is down");
+    assert_eq!(
+        written_during, 0,
+        "nothing is acknowledged while the node is down"
+    );
     assert!(stats.retries() > 0, "writes were retried");
     // Backpressure: the job stopped reading instead of buffering the rest of the input.
     let total = report.metrics.total("events", "records_out");
-    assert!(read_during < total / 2, "read {read_during} of {total} while the node was down");
+    assert!(
+        read_during < total / 2,
+        "read {read_during} of {total} while the node was down"
+    );
     assert_eq!(counts(&config), expected_counts(events, keys));
 }
 
@@ -349,7 +397,11 @@ fn a_window_final_before_a_crash_is_not_mixed_with_a_late_record_after_it() {
     input.end_all();
     h.finish().expect("ends");
     let rows = counts(&config);
-    assert_eq!(rows.get(&("k".to_string(), 0)), Some(&4), "window [0, 1 s) kept its final count");
+    assert_eq!(
+        rows.get(&("k".to_string(), 0)),
+        Some(&4),
+        "window [0, 1 s) kept its final count"
+    );
     assert_eq!(rows.get(&("k".to_string(), 1_000)), Some(&2));
     assert_eq!(rows.get(&("k".to_string(), 2_000)), Some(&2));
 }

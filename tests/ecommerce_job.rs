@@ -240,14 +240,20 @@ fn unreachable_services_give_one_clear_line() {
     assert!(error.contains("connect") && !error.contains('\n'), "{error}");
 }
 
+/// The main job as a user runs it against real servers (`scripts/services.sh start`, then
+/// `--brokers` and `--cassandra`).
 #[test]
-#[ignore = "needs a Kafka broker: run scripts/test.sh"]
-fn against_a_kafka_broker_with_checkpoints_the_tables_match_a_batch_computation() {
+#[ignore = "needs Kafka and Cassandra: run scripts/test.sh"]
+fn against_real_kafka_and_cassandra_with_checkpoints_the_tables_match_a_batch_computation() {
     let dir = TempDir::new("ecommerce");
     let topic = unique("shop-orders");
+    let cassandra = std::env::var("SLUICE_CASSANDRA")
+        .expect("SLUICE_CASSANDRA must name a Cassandra node (scripts/test.sh starts one)");
+    let keyspace = unique("shop").replace('-', "_");
     let settings = ShopSettings {
         brokers: Some(brokers()),
-        keyspace: unique("shop").replace('-', "_"),
+        cassandra: Some(cassandra.clone()),
+        keyspace: keyspace.clone(),
         orders_topic: topic.clone(),
         page_views_topic: format!("{topic}-views"),
         group: unique("shop-group"),
@@ -265,4 +271,24 @@ fn against_a_kafka_broker_with_checkpoints_the_tables_match_a_batch_computation(
     assert!(!checkpoints.is_empty(), "the run took checkpoints");
     let summary: ShopReport = shop.report(5, 6).expect("report");
     assert_eq!(summary.rows[3], tables[3].len() as u64);
+    // The tables as a user looks at them where no cqlsh is installed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "cql",
+            "--cassandra",
+            &cassandra,
+            &format!(
+                "SELECT product_id, window_start, revenue_cents FROM {keyspace}.product_revenue_1m LIMIT 3"
+            ),
+        ])
+        .output()
+        .expect("run sluice cql");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.starts_with(" product_id"), "{printed}");
+    assert!(printed.contains("(3 rows)"), "{printed}");
 }

@@ -118,7 +118,10 @@ impl OwnBroker {
 
     fn restart(&self) {
         let printed = Self::services(&self.dir, "start");
-        assert!(printed.contains(&self.brokers), "the broker came back elsewhere: {printed}");
+        assert!(
+            printed.contains(&self.brokers),
+            "the broker came back elsewhere: {printed}"
+        );
     }
 }
 
@@ -147,7 +150,10 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let started = Instant::now();
     while handle.metrics().total("slow", "records_in") < 500 {
         if handle.is_finished() {
-            panic!("the job ended early: {:?}", handle.join().map(|r| r.metrics.snapshot()));
+            panic!(
+                "the job ended early: {:?}",
+                handle.join().map(|r| r.metrics.snapshot())
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -253,7 +259,10 @@ fn a_group_member_joining_and_leaving_mid_run_loses_and_repeats_nothing() {
     let handle = job.start().expect("starts");
     let deadline = Instant::now() + Duration::from_secs(120);
     while handle.metrics().total("slow", "records_in") < 500 {
-        assert!(Instant::now() < deadline && !handle.is_finished(), "the job made no progress");
+        assert!(
+            Instant::now() < deadline && !handle.is_finished(),
+            "the job made no progress"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Another member joins the group, takes partitions for a while (reading some records,
@@ -303,7 +312,9 @@ fn the_kafka_sink_writes_every_record_with_its_key() {
     Job::new(JobConfig::new("to-kafka").workers(2), move |b| {
         b.source(
             "numbers",
-            GeneratorSource::new(4, Some(250), |p, i| (format!("k{}", i % 7), i * 4 + u64::from(p.0))),
+            GeneratorSource::new(4, Some(250), |p, i| {
+                (format!("k{}", i % 7), i * 4 + u64::from(p.0))
+            }),
             WatermarkStrategy::processing_time(),
         )
         .sink(
@@ -324,7 +335,11 @@ fn the_kafka_sink_writes_every_record_with_its_key() {
         .iter()
         .map(|r| {
             let (key, value) = serde_json::from_slice::<(String, u64)>(&r.payload).expect("json");
-            assert_eq!(r.key.as_deref(), Some(key.as_str()), "each record keyed by its key");
+            assert_eq!(
+                r.key.as_deref(),
+                Some(key.as_str()),
+                "each record keyed by its key"
+            );
             value
         })
         .collect();

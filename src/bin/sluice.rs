@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sluice::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice::engine::{list_checkpoints, show_manifest};
+use sluice::operators::cassandra::{CassandraConfig, query_text};
 use sluice::operators::kafka::KafkaConfig;
 use sluice::pipeline::Pipeline;
 use sluice::producer::JsonProducer;
@@ -68,6 +69,14 @@ enum Command {
         /// Partitions of topics it creates.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+    },
+    /// Run a CQL statement against Cassandra and print its rows (where no cqlsh is at hand).
+    Cql {
+        /// A Cassandra node.
+        #[arg(long, value_name = "HOST:PORT", env = "SLUICE_CASSANDRA")]
+        cassandra: String,
+        /// The statement, e.g. "SELECT * FROM shop.product_revenue_1m LIMIT 10".
+        statement: String,
     },
     /// List or show a job's checkpoints.
     Checkpoints {
@@ -136,6 +145,7 @@ fn main() {
             };
             produce_events(&brokers, kind, &spec)
         }
+        Command::Cql { cassandra, statement } => cql(&cassandra, &statement),
         Command::Checkpoints { command } => match command {
             CheckpointCommand::List { state_dir } => list(&state_dir),
             CheckpointCommand::Show { state_dir, id } => show(&state_dir, id),
@@ -187,6 +197,49 @@ fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
         thousands(m.total("source", "dead_lettered")),
         thousands(m.total_all("late_records")),
     );
+    Ok(())
+}
+
+fn cql(cassandra: &str, statement: &str) -> anyhow::Result<()> {
+    // No keyspace of its own: statements name their tables in full.
+    let config = CassandraConfig::new([cassandra.to_string()], "system");
+    let table = query_text(&config, statement)?;
+    if table.columns.is_empty() {
+        println!("done");
+        return Ok(());
+    }
+    let widths: Vec<usize> = (0..table.columns.len())
+        .map(|i| {
+            table
+                .rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([table.columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    println!("{}", line(&table.columns));
+    println!(
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    for row in &table.rows {
+        println!("{}", line(row));
+    }
+    println!("\n({} rows)", table.rows.len());
     Ok(())
 }
 

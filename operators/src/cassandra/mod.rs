@@ -27,7 +27,7 @@ pub use embedded::EmbeddedCql;
 pub use error::CassandraError;
 pub use mapping::CqlType;
 pub use prometheus::render_sink_stats;
-pub use read::{execute_cql, read_rows};
+pub use read::{TextTable, execute_cql, query_text, read_rows};
 pub use schema::TableSchema;
 pub use sink::{CassandraSink, RejectedRows, WriteTimestampFn, event_time_micros};
 pub use writer::SinkStats;

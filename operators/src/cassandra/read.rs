@@ -56,3 +56,51 @@ pub fn execute_cql(config: &CassandraConfig, cql: &[&str]) -> Result<(), Cassand
         Ok(())
     })
 }
+
+/// The result of a statement as text: column names and each row's values (`null` for none),
+/// for showing a table to a person (`sluice cql`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextTable {
+    /// The columns' names.
+    pub columns: Vec<String>,
+    /// The rows, one string per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Runs `cql` and returns its columns and rows as text (a `SELECT`), or an empty table (any
+/// other statement), reading page by page.
+///
+/// # Errors
+/// When the store cannot be reached or the statement fails.
+pub fn query_text(config: &CassandraConfig, cql: &str) -> Result<TextTable, CassandraError> {
+    let runtime = driver_runtime("sluice-cql-client")?;
+    let failed = |reason: String| CassandraError::Statement {
+        what: cql.to_string(),
+        reason,
+    };
+    runtime.block_on(async {
+        let session = config.connect().await?;
+        let pager = session
+            .query_iter(cql, &[])
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut rows = pager
+            .rows_stream::<scylla::value::Row>()
+            .map_err(|e| failed(e.to_string()))?;
+        let columns = rows.column_specs().iter().map(|c| c.name().to_string()).collect();
+        let mut table = TextTable {
+            columns,
+            rows: Vec::new(),
+        };
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(|e| failed(e.to_string()))?;
+            table.rows.push(
+                row.columns
+                    .iter()
+                    .map(|v| v.as_ref().map_or_else(|| "null".to_string(), |v| v.to_string()))
+                    .collect(),
+            );
+        }
+        Ok(table)
+    })
+}
