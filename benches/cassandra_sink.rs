@@ -3,10 +3,12 @@
 //! a raw scylla loop writing the same rows with the same prepared insert, write timestamps,
 //! consistency and number of requests in flight, into the same store, in the same run.
 //!
-//! The store is the in-memory CQL server (`kassandra`) in its own process, so the CPU time
-//! reported is the client's alone; each measurement runs in its own process too (peak RSS per
-//! process). The store executes one request at a time, so both sides measure mostly the
-//! store: the ratio says how much the sink costs on top of the driver.
+//! The store is a real Apache Cassandra node: the one `SLUICE_CASSANDRA` names
+//! (`scripts/bench.sh` starts one), else one this program starts with `scripts/services.sh`
+//! and stops at the end. Each measurement runs in a process of its own, so its CPU time and
+//! peak RSS are the client's alone, and writes a keyspace of its own, dropped before and after.
+//! The node shares the machine's cores with the client: CPU seconds per million rows are the
+//! fairest comparison, and both are printed.
 //!
 //! ```text
 //! cargo bench --bench cassandra_sink
@@ -20,7 +22,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::cql::{RevenueRow, TABLE, raw_insert_loop, revenue_rows, schema, start_store, table_checksum};
+use common::cql::{
+    RevenueRow, TABLE, cassandra_version, drop_keyspace, raw_insert_loop, revenue_rows, schema,
+    table_checksum,
+};
+use common::services::Service;
 use common::{Measurement, cpu_seconds, peak_rss_bytes};
 use serde::{Deserialize, Serialize};
 use sluice::datagen::OrderGenerator;
@@ -47,9 +53,6 @@ struct Args {
     /// Internal: the store's address.
     #[arg(long, hide = true)]
     store: Option<String>,
-    /// Internal: serve the store in this process.
-    #[arg(long, hide = true)]
-    serve_store: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -67,24 +70,22 @@ struct Result {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.serve_store {
-        return common::cql::serve_store();
-    }
     if let Some(kind) = &args.child {
         let store = args.store.as_deref().context("--store is required")?;
         let result = run_child(kind, store, &args)?;
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
-    let (_store, addr) = start_store()?;
-    compare(&args, &addr)
+    let store = Service::cassandra()?;
+    compare(&args, &store.addr)
 }
 
 fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
+    let version = cassandra_version(addr);
     println!(
-        "settings: store = in-memory CQL server (kassandra) in its own process at {addr}; scylla driver, \
-         prepared INSERT, write timestamp = window end, consistency ONE, {} requests in flight, 1 worker",
-        args.in_flight
+        "settings: store = {} node at {addr}; scylla driver, prepared INSERT, write timestamp = \
+         window end, consistency ONE, {} requests in flight, 1 worker",
+        version, args.in_flight
     );
     let mut sink = Vec::new();
     let mut raw = Vec::new();
@@ -101,20 +102,35 @@ fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
         );
     }
     let rate = |r: &Result| r.rows as f64 / r.measurement.seconds;
+    // CPU seconds per million rows is CPU microseconds per row.
     let cpu_per_row = |r: &Result| r.measurement.cpu_seconds * 1e6 / r.rows as f64;
     let ratio = rate(&sink) / rate(&raw);
     println!(
-        "{:<12} {:>8} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9} {:>10}",
-        "measurement", "rows", "rows/s", "ratio", "CPU us/row", "p50 us", "p99 us", "p99.9 us", "peak RSS"
+        "{:<12} {:>8} {:>12} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+        "measurement",
+        "rows",
+        "rows/s",
+        "ratio",
+        "CPU s/M",
+        "CPU ratio",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "peak RSS"
     );
-    for (name, r, ratio) in [("raw scylla", &raw, 1.0), ("sluice sink", &sink, ratio)] {
+    let cpu_ratio = cpu_per_row(&sink) / cpu_per_row(&raw);
+    for (name, r, ratio, cpu_ratio) in [
+        ("raw scylla", &raw, 1.0, 1.0),
+        ("sluice sink", &sink, ratio, cpu_ratio),
+    ] {
         println!(
-            "{:<12} {:>8} {:>12.0} {:>7.2}x {:>14.1} {:>9} {:>9} {:>9} {:>6.1} MiB",
+            "{:<12} {:>8} {:>12.0} {:>7.2}x {:>10.1} {:>9.2}x {:>9} {:>9} {:>9} {:>6.1} MiB",
             name,
             r.rows,
             rate(r),
             ratio,
             cpu_per_row(r),
+            cpu_ratio,
             r.p50_us,
             r.p99_us,
             r.p999_us,
@@ -133,8 +149,10 @@ fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
             "ratio": (ratio * 1000.0).round() / 1000.0,
             "engine_cpu_seconds": (sink.measurement.cpu_seconds * 1000.0).round() / 1000.0,
             "baseline_cpu_seconds": (raw.measurement.cpu_seconds * 1000.0).round() / 1000.0,
-            "engine_cpu_us_per_row": (cpu_per_row(&sink) * 10.0).round() / 10.0,
-            "baseline_cpu_us_per_row": (cpu_per_row(&raw) * 10.0).round() / 10.0,
+            "engine_cpu_seconds_per_million": (cpu_per_row(&sink) * 10.0).round() / 10.0,
+            "baseline_cpu_seconds_per_million": (cpu_per_row(&raw) * 10.0).round() / 10.0,
+            "cpu_ratio": (cpu_ratio * 1000.0).round() / 1000.0,
+            "cassandra": version,
             "peak_rss_bytes": sink.measurement.peak_rss_bytes,
             "baseline_peak_rss_bytes": raw.measurement.peak_rss_bytes,
             "p50_us": sink.p50_us,
@@ -180,11 +198,12 @@ fn rows(events: u64) -> Vec<(RevenueRow, i64)> {
 }
 
 fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
-    let keyspace = format!("bench_{kind}_{}", args.runs);
+    let keyspace = format!("bench_{kind}_{}_{}", args.runs, std::process::id());
     let config = CassandraConfig::new([store], &keyspace)
         .schema_metadata(false)
         .consistency(sluice::operators::cassandra::Consistency::One)
         .max_in_flight(args.in_flight);
+    drop_keyspace(&config)?;
     let rows = rows(args.events);
     let n = rows.len() as u64;
     let sink = CassandraSink::<RevenueRow>::new(config.clone(), TABLE).create_table_if_missing(schema());
@@ -219,6 +238,7 @@ fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
         other => bail!("unknown measurement {other}"),
     };
     let checksum = table_checksum(&config)?;
+    drop_keyspace(&config)?;
     if checksum.rows != n {
         bail!("{kind}: the table holds {} rows, {n} were written", checksum.rows);
     }

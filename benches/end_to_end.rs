@@ -1,6 +1,6 @@
-//! End-to-end benchmark: orders pre-loaded into a Tansu topic (JSON, 4 partitions) → a Sluice
-//! job (Kafka source → key_by product → 1-minute tumbling revenue, orders and units →
-//! `CassandraSink`) → the in-memory CQL store, against the two halves done by hand in the same
+//! End-to-end benchmark: orders pre-loaded into a topic (JSON, 4 partitions) of a real Apache
+//! Kafka broker → a Sluice job (Kafka source → key_by product → 1-minute tumbling revenue,
+//! orders and units → `CassandraSink`) → a real Apache Cassandra node, against the two halves done by hand in the same
 //! run: a raw rdkafka loop consuming, parsing and aggregating the same topic on one thread, and
 //! a raw scylla loop inserting the same rows. The target is the engine at ≥ 0.8× the slower
 //! of the two.
@@ -10,15 +10,21 @@
 //! out. The engine's clock runs from its first record read to the last expected row written;
 //! the raw Kafka loop's from its first record to its last; the raw CQL loop's over its
 //! inserts. The table the engine wrote is compared with the batch computation before any
-//! number is printed. Each measurement runs in its own process (CPU time, peak RSS); the store
-//! runs in another.
+//! number is printed. Each measurement runs in its own process (CPU time, peak RSS) and writes a
+//! keyspace of its own, dropped afterwards.
+//!
+//! Broker, node and job share the machine's cores, so wall-clock ratios say little; the figure
+//! to compare is CPU seconds per million orders of the job against those of the two raw loops
+//! together (printed last).
 //!
 //! ```text
 //! cargo bench --bench end_to_end
 //! cargo bench --bench end_to_end -- --events 1000000 --workers 1,2 --runs 3 --in-flight 64
 //! ```
 //!
-//! The broker binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
+//! The servers are those `SLUICE_KAFKA_BROKERS` and `SLUICE_CASSANDRA` name
+//! (`scripts/bench.sh` starts both), else ones this program starts with `scripts/services.sh`
+//! and stops at the end.
 
 mod common;
 
@@ -27,9 +33,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::cql::{
-    RevenueRow, TABLE, raw_insert_loop, revenue_rows, rows_checksum, schema, start_store, table_checksum,
+    RevenueRow, TABLE, cassandra_version, drop_keyspace, raw_insert_loop, revenue_rows, rows_checksum,
+    schema, table_checksum,
 };
-use common::tansu::{CONSUMER_SETTINGS, preload, raw_consume_loop, start_broker};
+use common::kafka::{CONSUMER_SETTINGS, preload, raw_consume_loop};
+use common::services::{Service, kafka_version};
 use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::operators::cassandra::{CassandraConfig, CassandraSink, Consistency};
@@ -40,7 +48,6 @@ use sluice::shop::{ProductRevenue, product_revenue};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const TOPIC: &str = "e2e-orders";
 const PARTITIONS: i32 = 4;
 const MARKER: &str = "marker";
 
@@ -54,22 +61,19 @@ struct Args {
     /// Internal: bootstrap servers of a child.
     #[arg(long, hide = true)]
     brokers: Option<String>,
+    /// Internal: the topic of a child.
+    #[arg(long, hide = true)]
+    topic: Option<String>,
     /// Internal: the store's address.
     #[arg(long, hide = true)]
     store: Option<String>,
     /// Internal: which run this is (each writes its own keyspace).
     #[arg(long, hide = true, default_value_t = 0)]
     run: usize,
-    /// Internal: serve the store in this process.
-    #[arg(long, hide = true)]
-    serve_store: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.serve_store {
-        return common::cql::serve_store();
-    }
     match args.harness.child.as_deref() {
         Some(kind) => child(kind, &args),
         None => parent(&args),
@@ -102,14 +106,22 @@ fn marker(events: u64) -> Order {
 
 fn parent(args: &Args) -> anyhow::Result<()> {
     let events = args.harness.events;
-    let (_store, store) = start_store()?;
-    let (_broker, brokers) = start_broker()?;
-    let records = preload(&brokers, TOPIC, PARTITIONS, orders(events), Some(&marker(events)))?;
+    let (cassandra, kafka) = (Service::cassandra()?, Service::kafka()?);
+    let (store, brokers) = (cassandra.addr.as_str(), kafka.addr.as_str());
+    // A topic of this run's own: the broker may outlive the benchmark.
+    let topic = format!(
+        "e2e-orders-{}-{}",
+        std::process::id(),
+        sluice::engine::now_millis()
+    );
+    let records = preload(brokers, &topic, PARTITIONS, orders(events), Some(&marker(events)))?;
     let rows = revenue_rows(orders(events));
     println!(
-        "end_to_end: {events} orders ({} revenue rows) on a Tansu broker, topic of {PARTITIONS} partitions → \
-         in-memory CQL server (kassandra) in its own process",
-        rows.len()
+        "end_to_end: {events} orders ({} revenue rows) on an {} broker at {brokers}, topic of \
+         {PARTITIONS} partitions → an {} node at {store}",
+        rows.len(),
+        kafka_version(),
+        cassandra_version(store)
     );
     println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
     println!("  parsing:     serde_json::from_slice::<Order> of the payload");
@@ -131,8 +143,9 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         args.harness.workers.iter().map(|w| (*w, Vec::new())).collect();
     for run in 0..args.harness.runs.max(1) {
         let extra = Extra {
-            brokers: &brokers,
-            store: &store,
+            brokers,
+            topic: &topic,
+            store,
             events,
             run,
             in_flight: args.in_flight,
@@ -184,19 +197,27 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         &cql,
         common::rate(&cql) / common::rate(baseline),
     );
+    // The job does both loops' work: its CPU per order against theirs together.
+    let raw_cpu = common::cpu_per_million(&kafka) + common::cpu_per_million(&cql);
     let mut lines = Vec::new();
+    let mut cpu_lines = Vec::new();
     for (workers, all) in engine {
         let m = per_order(&median(all));
         let ratio = common::rate(&m) / common::rate(baseline);
         common::print_row("sluice end to end", workers, &m, ratio);
-        lines.push(common::json_line(
-            "end_to_end",
-            "revenue_1m_to_cql",
-            workers,
-            &m,
-            baseline,
-            ratio,
+        let cpu_ratio = common::cpu_per_million(&m) / raw_cpu;
+        cpu_lines.push(format!(
+            "CPU s per million orders, {workers} worker(s): sluice {:.2}, the raw loops together {raw_cpu:.2}: {cpu_ratio:.2}x",
+            common::cpu_per_million(&m)
         ));
+        let mut line = common::json_line("end_to_end", "revenue_1m_to_cql", workers, &m, baseline, ratio);
+        line["raw_loops_cpu_seconds_per_million"] = serde_json::json!((raw_cpu * 100.0).round() / 100.0);
+        line["cpu_ratio"] = serde_json::json!((cpu_ratio * 1000.0).round() / 1000.0);
+        lines.push(line);
+    }
+    println!();
+    for line in cpu_lines {
+        println!("{line}");
     }
     common::print_target_and_lines(&lines, "the slower raw loop", 0.8);
     Ok(())
@@ -205,6 +226,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
 /// What every measurement process is told.
 struct Extra<'a> {
     brokers: &'a str,
+    topic: &'a str,
     store: &'a str,
     events: u64,
     run: usize,
@@ -223,6 +245,8 @@ fn measure(kind: &str, workers: usize, extra: &Extra<'_>) -> anyhow::Result<Meas
         &[
             "--brokers",
             extra.brokers,
+            "--topic",
+            extra.topic,
             "--store",
             extra.store,
             "--events",
@@ -242,14 +266,16 @@ fn median(mut all: Vec<Measurement>) -> Measurement {
 
 fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     let brokers = args.brokers.as_deref().context("--brokers is required")?;
+    let topic = args.topic.as_deref().context("--topic is required")?;
     let store = args.store.as_deref().context("--store is required")?;
     let workers = args.harness.workers.first().copied().unwrap_or(1);
     let events = args.harness.events;
-    let keyspace = format!("e2e_{kind}_{workers}_{}", args.run);
+    let keyspace = format!("e2e_{kind}_{workers}_{}_{}", args.run, std::process::id());
     let config = CassandraConfig::new([store], &keyspace)
         .schema_metadata(false)
         .consistency(Consistency::One)
         .max_in_flight(args.in_flight);
+    drop_keyspace(&config)?;
     let group = format!(
         "bench-{kind}-{}-{}",
         std::process::id(),
@@ -259,7 +285,7 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
         "kafka" => {
             let expected = events + PARTITIONS as u64;
             let cpu0 = cpu_seconds();
-            let (read, seconds) = raw_consume_loop(brokers, TOPIC, &group, expected)?;
+            let (read, seconds) = raw_consume_loop(brokers, topic, &group, expected)?;
             let checksum = Checksum {
                 orders: read,
                 ..Checksum::default()
@@ -277,11 +303,12 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
         }
         "engine" => {
             let rows = revenue_rows(orders(events)).len() as u64;
-            let (seconds, cpu) = engine(brokers, &group, config.clone(), workers, rows)?;
+            let (seconds, cpu) = engine(brokers, topic, &group, config.clone(), workers, rows)?;
             (seconds, cpu, table_checksum(&config)?)
         }
         other => bail!("unknown measurement {other}"),
     };
+    drop_keyspace(&config)?;
     let m = Measurement {
         events,
         seconds,
@@ -297,6 +324,7 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
 /// and the CPU seconds of the process over the run.
 fn engine(
     brokers: &str,
+    topic: &str,
     group: &str,
     cql: CassandraConfig,
     workers: usize,
@@ -310,12 +338,12 @@ fn engine(
     // The session and the table check happen before the clock starts, as for the raw loop.
     sink.connect()?;
     let stats = sink.stats();
-    let group = group.to_string();
+    let (group, topic) = (group.to_string(), topic.to_string());
     let job = Job::new(JobConfig::new("end_to_end").workers(workers), move |b| {
         let orders = b
             .source(
                 "orders",
-                KafkaSource::<Order>::json(kafka.clone(), group.clone(), &[TOPIC]),
+                KafkaSource::<Order>::json(kafka.clone(), group.clone(), &[topic.as_str()]),
                 WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
                     .with_timestamps(|o: &Order| o.ts),
             )

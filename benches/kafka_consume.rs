@@ -1,5 +1,5 @@
-//! Kafka consume benchmark: a topic pre-loaded with orders (JSON, 4 partitions) on a Tansu
-//! broker this program starts, read by a Sluice job (Kafka source → key_by product → 1-minute
+//! Kafka consume benchmark: a topic pre-loaded with orders (JSON, 4 partitions) on a real
+//! Apache Kafka broker, read by a Sluice job (Kafka source → key_by product → 1-minute
 //! tumbling revenue, output discarded) and, in the same run, by a raw rdkafka consumer loop
 //! that deserializes and aggregates the same way on one thread, with the same librdkafka
 //! settings (printed). Each measurement runs in its own process; time runs from the first
@@ -10,7 +10,10 @@
 //! cargo bench --bench kafka_consume -- --events 2000000 --workers 1,2 --runs 3
 //! ```
 //!
-//! The broker binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
+//! The broker is the one `SLUICE_KAFKA_BROKERS` names (`scripts/bench.sh` starts one), else one
+//! this program starts with `scripts/services.sh` and stops at the end. It shares the cores
+//! with the consumer, so CPU seconds per million records (the consumer process's) are printed
+//! beside the rates.
 
 mod common;
 
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::tansu::{CONSUMER_SETTINGS, WINDOW_MS, preload, raw_consume_loop, start_broker};
+use common::kafka::{CONSUMER_SETTINGS, WINDOW_MS, preload, raw_consume_loop};
+use common::services::{Service, kafka_version};
 use common::{
     Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate,
 };
@@ -29,7 +33,6 @@ use sluice::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const TOPIC: &str = "bench-orders";
 const PARTITIONS: i32 = 4;
 
 #[derive(Parser, Debug)]
@@ -39,6 +42,9 @@ struct Args {
     /// Internal: bootstrap servers of a child.
     #[arg(long, hide = true)]
     brokers: Option<String>,
+    /// Internal: the topic a child reads.
+    #[arg(long, hide = true)]
+    topic: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,18 +62,26 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parent(args: &Args) -> anyhow::Result<()> {
-    let (_broker, brokers) = start_broker()?;
+    let broker = Service::kafka()?;
+    let brokers = broker.addr.clone();
+    // A topic of this run's own: the broker may outlive the benchmark.
+    let topic = format!(
+        "bench-orders-{}-{}",
+        std::process::id(),
+        sluice::engine::now_millis()
+    );
     let generator = OrderGenerator::default();
     preload(
         &brokers,
-        TOPIC,
+        &topic,
         PARTITIONS,
         (0..args.harness.events).map(|n| generator.nth(n)),
         None,
     )?;
     println!(
-        "kafka_consume: {} orders on a Tansu broker, topic of {PARTITIONS} partitions",
-        args.harness.events
+        "kafka_consume: {} orders on an {} broker at {brokers}, topic of {PARTITIONS} partitions",
+        args.harness.events,
+        kafka_version()
     );
     println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
     println!("  parsing:     serde_json::from_slice::<Order> of the payload");
@@ -76,10 +90,15 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         "  timing:      first record to the last, median of {} runs\n",
         args.harness.runs
     );
-    let extra = ["--brokers", brokers.as_str(), "--events"];
     let events = args.harness.events.to_string();
-    let mut extra: Vec<&str> = extra.to_vec();
-    extra.push(&events);
+    let extra = [
+        "--brokers",
+        brokers.as_str(),
+        "--topic",
+        topic.as_str(),
+        "--events",
+        &events,
+    ];
     let raw = median("raw", 1, &extra, args.harness.runs)?;
     print_header();
     print_row("raw rdkafka loop", 1, &raw, 1.0);
@@ -110,6 +129,7 @@ fn parent(args: &Args) -> anyhow::Result<()> {
 
 fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     let brokers = args.brokers.clone().context("--brokers is required")?;
+    let topic = args.topic.clone().context("--topic is required")?;
     let workers = args.harness.workers.first().copied().unwrap_or(1);
     let group = format!(
         "bench-{kind}-{}-{}",
@@ -118,10 +138,10 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
     );
     let (read, events, seconds) = match kind {
         "raw" => {
-            let (read, seconds) = raw_consume_loop(&brokers, TOPIC, &group, args.harness.events)?;
+            let (read, seconds) = raw_consume_loop(&brokers, &topic, &group, args.harness.events)?;
             (read, read, seconds)
         }
-        "engine" => engine(&brokers, &group, args.harness.events, workers)?,
+        "engine" => engine(&brokers, &topic, &group, args.harness.events, workers)?,
         other => bail!("unknown measurement {other}"),
     };
     let m = Measurement {
@@ -139,16 +159,22 @@ fn child(kind: &str, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Returns (records read, records timed, seconds).
-fn engine(brokers: &str, group: &str, expected: u64, workers: usize) -> anyhow::Result<(u64, u64, f64)> {
+fn engine(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    expected: u64,
+    workers: usize,
+) -> anyhow::Result<(u64, u64, f64)> {
     let mut config = KafkaConfig::new(brokers);
     for (k, v) in CONSUMER_SETTINGS {
         config = config.set(k, v);
     }
-    let group = group.to_string();
+    let (group, topic) = (group.to_string(), topic.to_string());
     let job = Job::new(JobConfig::new("kafka_consume").workers(workers), move |b| {
         b.source(
             "orders",
-            KafkaSource::<Order>::json(config.clone(), group.clone(), &[TOPIC]),
+            KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()]),
             WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
                 .with_timestamps(|o: &Order| o.ts),
         )

@@ -10,21 +10,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_prerequisites
 
-# A state directory of this run's own: the servers start empty and are removed afterwards.
-SLUICE_SERVICES_DIR="$(mktemp -d -t sluice-services.XXXXXX)"
-export SLUICE_SERVICES_DIR
-services=()
-[ -z "${SLUICE_KAFKA_BROKERS:-}" ] && services+=(kafka)
-[ -z "${SLUICE_CASSANDRA:-}" ] && services+=(cassandra)
-cleanup() {
-    if [ ${#services[@]} -gt 0 ]; then
-        scripts/services.sh stop "${services[@]}" || true
-    fi
-    rm -rf "$SLUICE_SERVICES_DIR"
-}
-trap cleanup EXIT
-if [ ${#services[@]} -gt 0 ]; then
-    eval "$(scripts/services.sh start "${services[@]}")"
-fi
+start_run_services
 log "running the test suite (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA)"
 cargo test --workspace -- --include-ignored "$@"

@@ -1,26 +1,25 @@
-//! Where Kafka partitions start after a restore, and what reaches the consumer group, against
-//! librdkafka's in-process mock cluster (a stand-in: groups, commits and offsets work).
+//! Where Kafka partitions start after a restore, and what reaches the consumer group, on a real
+//! Kafka broker (`SLUICE_KAFKA_BROKERS`; `scripts/test.sh` starts one).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::kafka::{produce_to_partitions, unique};
+use common::kafka::{brokers, produce_to_partitions, unique};
 use common::{Event, TempDir};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sluice::engine::{CheckpointConfig, PartitionId, SourcePosition};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, StartFrom};
+use sluice::operators::kafka::{KafkaConfig, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
 use sluice::testing::{CaptureSink, JobHarness};
 
-fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    mock.create_topic(topic, partitions, 1).expect("topic");
-    mock
+/// Creates `topic` with `partitions` partitions on the broker; returns the broker's address.
+fn create_topic(topic: &str, partitions: i32) -> String {
+    let brokers = brokers();
+    ensure_topic(&KafkaConfig::new(&brokers), topic, partitions).expect("topic");
+    brokers
 }
 
 fn event(i: i64) -> Vec<u8> {
@@ -74,10 +73,10 @@ fn wait_assigned(h: &JobHarness, partitions: u64) {
 }
 
 #[test]
+#[ignore = "needs a Kafka broker: run scripts/test.sh"]
 fn a_partition_that_delivered_nothing_before_a_checkpoint_restarts_where_it_was() {
     let topic = unique("quiet-partition");
-    let mock = cluster(&topic, 2);
-    let brokers = mock.bootstrap_servers();
+    let brokers = create_topic(&topic, 2);
     let dir = TempDir::new("quiet-partition");
     let source = KafkaSource::<Event>::json(KafkaConfig::new(&brokers), unique("g"), &[topic.as_str()])
         .start_from(StartFrom::Latest);
@@ -112,10 +111,10 @@ fn a_partition_that_delivered_nothing_before_a_checkpoint_restarts_where_it_was(
 }
 
 #[test]
+#[ignore = "needs a Kafka broker: run scripts/test.sh"]
 fn a_restored_offset_wins_over_start_at() {
     let topic = unique("start-at");
-    let mock = cluster(&topic, 1);
-    let brokers = mock.bootstrap_servers();
+    let brokers = create_topic(&topic, 1);
     let dir = TempDir::new("start-at");
     produce_to_partitions(
         &brokers,
@@ -149,10 +148,10 @@ fn a_restored_offset_wins_over_start_at() {
 }
 
 #[test]
+#[ignore = "needs a Kafka broker: run scripts/test.sh"]
 fn more_workers_than_partitions_close_windows_while_the_topic_is_open() {
     let topic = unique("spare-workers");
-    let mock = cluster(&topic, 2);
-    let brokers = mock.bootstrap_servers();
+    let brokers = create_topic(&topic, 2);
     let counts = CaptureSink::<WindowResult<String, u64>>::new();
     let (config, group, sink) = (KafkaConfig::new(&brokers), unique("g"), counts.clone());
     let t = topic.clone();
@@ -192,10 +191,10 @@ fn more_workers_than_partitions_close_windows_while_the_topic_is_open() {
 }
 
 #[test]
+#[ignore = "needs a Kafka broker: run scripts/test.sh"]
 fn a_rebalance_commits_nothing_a_checkpoint_does_not_cover() {
     let topic = unique("handover");
-    let mock = cluster(&topic, 2);
-    let brokers = mock.bootstrap_servers();
+    let brokers = create_topic(&topic, 2);
     let group = unique("g");
     produce_to_partitions(
         &brokers,

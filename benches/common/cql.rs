@@ -1,30 +1,25 @@
-//! The revenue table the Cassandra benchmarks write, the store they write it to (the
-//! in-memory CQL server in a process of its own, so a measurement's CPU time is the client's
-//! alone) and the raw scylla insert loop they compare against.
+//! The revenue table the Cassandra benchmarks write, a keyspace of a measurement's own, and the
+//! raw scylla insert loop they compare against.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use sluice::datagen::Order;
 use sluice::operators::cassandra::scylla::client::session::Session;
 use sluice::operators::cassandra::scylla::client::session_builder::SessionBuilder;
 use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{CassandraConfig, Consistency, TableSchema, event_time_micros, read_rows};
+use sluice::operators::cassandra::{
+    CassandraConfig, Consistency, TableSchema, event_time_micros, execute_cql, read_rows,
+};
 use tokio::sync::Semaphore;
 
-use super::{Checksum, KillOnDrop, cpu_seconds};
+use super::{Checksum, cpu_seconds};
 
 /// The table's name.
 pub const TABLE: &str = "product_revenue_1m";
-
-/// The flag that makes a benchmark binary serve the store (see [`start_store`]).
-pub const SERVE_STORE: &str = "--serve-store";
 
 /// A row of `product_revenue_1m`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,30 +93,26 @@ pub fn table_checksum(config: &CassandraConfig) -> anyhow::Result<Checksum> {
     Ok(checksum)
 }
 
-/// Starts the store: this benchmark binary again with [`SERVE_STORE`], which it must answer
-/// with [`serve_store`]; returns the process and the address it printed.
-pub fn start_store() -> anyhow::Result<(KillOnDrop, String)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg(SERVE_STORE)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the store process")?;
-    let stdout = child.stdout.take().context("store stdout")?;
-    let store = KillOnDrop(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line.trim().to_string();
-    if addr.is_empty() {
-        bail!("the store process printed no address");
-    }
-    Ok((store, addr))
+/// The node's own version, e.g. "Apache Cassandra 5.0.9".
+pub fn cassandra_version(addr: &str) -> String {
+    let config = CassandraConfig::new([addr], "system");
+    read_rows::<(String,)>(&config, "SELECT release_version FROM system.local")
+        .ok()
+        .and_then(|rows| rows.into_iter().next())
+        .map_or_else(
+            || "Apache Cassandra ?".into(),
+            |(v,)| format!("Apache Cassandra {v}"),
+        )
 }
 
-/// Serves the in-memory CQL store in this process until killed, printing its address first.
-pub fn serve_store() -> anyhow::Result<()> {
-    let store = sluice::operators::cassandra::EmbeddedCql::start()?;
-    println!("{}", store.addr());
-    store.serve_forever()
+/// Drops `config`'s keyspace if it exists: a measurement starts with an empty table and leaves
+/// nothing behind on a Cassandra node that outlives the benchmark.
+pub fn drop_keyspace(config: &CassandraConfig) -> anyhow::Result<()> {
+    execute_cql(
+        config,
+        &[&format!("DROP KEYSPACE IF EXISTS {}", config.keyspace())],
+    )?;
+    Ok(())
 }
 
 /// Writes `rows` with prepared inserts, `in_flight` at a time, each with the row's write

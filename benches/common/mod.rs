@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cql;
-pub mod tansu;
+pub mod kafka;
+pub mod services;
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -187,21 +188,27 @@ pub fn rate(m: &Measurement) -> f64 {
     m.events as f64 / m.seconds
 }
 
+/// CPU seconds per million events: on shared cores a fairer figure than the rate.
+pub fn cpu_per_million(m: &Measurement) -> f64 {
+    m.cpu_seconds * 1e6 / m.events.max(1) as f64
+}
+
 pub fn print_header() {
     println!(
-        "{:<22} {:>8} {:>14} {:>8} {:>10} {:>12}",
-        "measurement", "workers", "events/s", "ratio", "cpu s", "peak RSS"
+        "{:<22} {:>8} {:>14} {:>8} {:>10} {:>10} {:>12}",
+        "measurement", "workers", "events/s", "ratio", "cpu s", "cpu s/M", "peak RSS"
     );
 }
 
 pub fn print_row(name: &str, workers: usize, m: &Measurement, ratio: f64) {
     println!(
-        "{:<22} {:>8} {:>14.0} {:>7.2}x {:>10.2} {:>9.1} MiB",
+        "{:<22} {:>8} {:>14.0} {:>7.2}x {:>10.2} {:>10.2} {:>9.1} MiB",
         name,
         workers,
         rate(m),
         ratio,
         m.cpu_seconds,
+        cpu_per_million(m),
         m.peak_rss_bytes as f64 / (1 << 20) as f64
     );
 }
@@ -224,6 +231,9 @@ pub fn json_line(
         "baseline_events_per_sec": rate(baseline).round(),
         "ratio": (ratio * 1000.0).round() / 1000.0,
         "engine_cpu_seconds": (engine.cpu_seconds * 1000.0).round() / 1000.0,
+        "baseline_cpu_seconds": (baseline.cpu_seconds * 1000.0).round() / 1000.0,
+        "engine_cpu_seconds_per_million": (cpu_per_million(engine) * 100.0).round() / 100.0,
+        "baseline_cpu_seconds_per_million": (cpu_per_million(baseline) * 100.0).round() / 100.0,
         "peak_rss_bytes": engine.peak_rss_bytes,
         "baseline_peak_rss_bytes": baseline.peak_rss_bytes,
     })

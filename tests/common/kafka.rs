@@ -33,15 +33,10 @@ pub fn produce(brokers: &str, topic: &str, records: &[Fixture]) {
 
 /// Produces `records` to `topic` in record batches of at most `per_batch` records and waits
 /// until every one is acknowledged.
-///
-/// Tansu 0.6 answers a fetch that starts inside a record batch with the *next* batch, so a
-/// consumer that resumes mid-batch (after a rebalance or a restore) never sees the rest of
-/// that batch. Real Kafka returns the containing batch. Tests that resume mid-topic produce
-/// one record per batch, which makes every offset a batch start.
 pub fn produce_batched(brokers: &str, topic: &str, records: &[Fixture], per_batch: usize) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", if per_batch == 1 { "0" } else { "5" })
+        .set("linger.ms", "5")
         .set("batch.num.messages", per_batch.to_string())
         .create()
         .expect("producer");

@@ -1,10 +1,8 @@
-//! A Tansu broker for one benchmark run, and orders pre-loaded into it.
+//! Orders pre-loaded into a Kafka topic, the consumer settings every Kafka benchmark uses, and
+//! the raw rdkafka loop they compare against.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use hashbrown::HashMap;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,43 +11,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rustc_hash::FxBuildHasher;
 use sluice::datagen::Order;
 use sluice::operators::kafka::{KafkaConfig, ensure_topic};
-
-use super::KillOnDrop;
-
-/// Starts Tansu with in-memory storage on a free loopback port; returns it and its address.
-/// The binary comes from `SLUICE_TANSU_BIN` or the cache `scripts/test.sh` fills.
-pub fn start_broker() -> anyhow::Result<(KillOnDrop, String)> {
-    let bin = std::env::var("SLUICE_TANSU_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/sluice/tansu-0.6.0/bin/tansu")
-    });
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!("cannot start the Tansu broker {bin} (run scripts/test.sh once to install it)")
-        })?;
-    let broker = KillOnDrop(child);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("the Tansu broker did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((broker, format!("127.0.0.1:{port}")))
-}
 
 /// Creates `topic` with `partitions` partitions and produces `orders` into it as JSON keyed
 /// by product, then `marker` (if any) into every partition, e.g. to move every partition's
