@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
 fn compare(args: &Args, addr: &str) -> anyhow::Result<()> {
     let version = cassandra_version(addr);
     println!(
-        "settings: store = {} node at {addr}; scylla driver, prepared INSERT, write timestamp = \
+        "settings: store = a node ({}) at {addr}; scylla driver, prepared INSERT, write timestamp = \
          window end, consistency ONE, {} requests in flight, 1 worker",
         version, args.in_flight
     );

@@ -36,7 +36,7 @@ use common::cql::{
     RevenueRow, TABLE, cassandra_version, drop_keyspace, raw_insert_loop, revenue_rows, rows_checksum,
     schema, table_checksum,
 };
-use common::kafka::{CONSUMER_SETTINGS, preload, raw_consume_loop};
+use common::kafka::{CONSUMER_SETTINGS, RunTopic, preload, raw_consume_loop};
 use common::services::{Service, kafka_version};
 use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
 use sluice::datagen::{Order, OrderGenerator};
@@ -106,21 +106,17 @@ fn marker(events: u64) -> Order {
 
 fn parent(args: &Args) -> anyhow::Result<()> {
     let events = args.harness.events;
-    let (cassandra, kafka) = (Service::cassandra()?, Service::kafka()?);
+    let (kafka, cassandra) = (Service::kafka()?, Service::cassandra()?);
     let (store, brokers) = (cassandra.addr.as_str(), kafka.addr.as_str());
-    // A topic of this run's own: the broker may outlive the benchmark.
-    let topic = format!(
-        "e2e-orders-{}-{}",
-        std::process::id(),
-        sluice::engine::now_millis()
-    );
+    let run_topic = RunTopic::new(brokers, "e2e-orders");
+    let topic = run_topic.name.clone();
     let records = preload(brokers, &topic, PARTITIONS, orders(events), Some(&marker(events)))?;
     let rows = revenue_rows(orders(events));
     println!(
-        "end_to_end: {events} orders ({} revenue rows) on an {} broker at {brokers}, topic of \
-         {PARTITIONS} partitions → an {} node at {store}",
+        "end_to_end: {events} orders ({} revenue rows) on a broker ({}) at {brokers}, topic of \
+         {PARTITIONS} partitions → a node ({}) at {store}",
         rows.len(),
-        kafka_version(),
+        kafka_version(&kafka),
         cassandra_version(store)
     );
     println!("  librdkafka:  {CONSUMER_SETTINGS:?}");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::kafka::{CONSUMER_SETTINGS, WINDOW_MS, preload, raw_consume_loop};
+use common::kafka::{CONSUMER_SETTINGS, RunTopic, WINDOW_MS, preload, raw_consume_loop};
 use common::services::{Service, kafka_version};
 use common::{
     Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate,
@@ -64,12 +64,8 @@ fn main() -> anyhow::Result<()> {
 fn parent(args: &Args) -> anyhow::Result<()> {
     let broker = Service::kafka()?;
     let brokers = broker.addr.clone();
-    // A topic of this run's own: the broker may outlive the benchmark.
-    let topic = format!(
-        "bench-orders-{}-{}",
-        std::process::id(),
-        sluice::engine::now_millis()
-    );
+    let run_topic = RunTopic::new(&brokers, "bench-orders");
+    let topic = run_topic.name.clone();
     let generator = OrderGenerator::default();
     preload(
         &brokers,
@@ -79,9 +75,9 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         None,
     )?;
     println!(
-        "kafka_consume: {} orders on an {} broker at {brokers}, topic of {PARTITIONS} partitions",
+        "kafka_consume: {} orders on a broker ({}) at {brokers}, topic of {PARTITIONS} partitions",
         args.harness.events,
-        kafka_version()
+        kafka_version(&broker)
     );
     println!("  librdkafka:  {CONSUMER_SETTINGS:?}");
     println!("  parsing:     serde_json::from_slice::<Order> of the payload");

@@ -35,8 +35,9 @@ ensure_build_prerequisites() {
 
 # Starts the Kafka broker and the Cassandra node a run needs (those SLUICE_KAFKA_BROKERS and
 # SLUICE_CASSANDRA do not already name) with scripts/services.sh, in a state directory of the
-# run's own, and exports their addresses; they are stopped and their data removed when the
-# calling script exits.
+# run's own, and exports their addresses. When the calling script exits they are stopped, and
+# so is every server a test or benchmark started there for itself (own-*), even one whose
+# process died; then the directory is removed. Sets the EXIT trap.
 RUN_SERVICES=()
 start_run_services() {
     SLUICE_SERVICES_DIR="$(mktemp -d -t sluice-services.XXXXXX)"
@@ -45,11 +46,17 @@ start_run_services() {
     [ -z "${SLUICE_CASSANDRA:-}" ] && RUN_SERVICES+=(cassandra)
     trap stop_run_services EXIT
     if [ ${#RUN_SERVICES[@]} -gt 0 ]; then
-        eval "$(scripts/services.sh start "${RUN_SERVICES[@]}")"
+        local exports
+        exports="$(scripts/services.sh start "${RUN_SERVICES[@]}")"
+        eval "$exports"
     fi
 }
 
 stop_run_services() {
+    local own
+    for own in "$SLUICE_SERVICES_DIR"/own-*; do
+        [ -d "$own" ] && SLUICE_SERVICES_DIR="$own" scripts/services.sh stop >/dev/null 2>&1 || true
+    done
     if [ ${#RUN_SERVICES[@]} -gt 0 ]; then
         scripts/services.sh stop "${RUN_SERVICES[@]}" || true
     fi

@@ -291,4 +291,20 @@ fn against_real_kafka_and_cassandra_with_checkpoints_the_tables_match_a_batch_co
     );
     assert!(printed.starts_with(" product_id"), "{printed}");
     assert!(printed.contains("(3 rows)"), "{printed}");
+    // Header, rule, three rows: each a row of the table as the driver read it.
+    let rows: Vec<Vec<&str>> = printed
+        .lines()
+        .skip(2)
+        .take(3)
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    for row in &rows {
+        let revenue: i64 = row[2].parse().expect("revenue printed as a number");
+        assert!(
+            tables[0]
+                .iter()
+                .any(|((product, _), values)| product == row[0] && values[0] == revenue),
+            "{row:?} is not a row of product_revenue_1m"
+        );
+    }
 }

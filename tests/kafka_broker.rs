@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
 use common::kafka::{brokers, order_fixtures, orders, produce, read_topic, unique};
 use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
+use common::services::OwnService;
 use sluice::datagen::Order;
 use sluice::engine::EngineError;
 use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
@@ -79,64 +78,11 @@ fn poison_policies_on_a_real_broker() {
     assert_eq!(dead, vec![b"poison-a".to_vec(), b"poison-b".to_vec()]);
 }
 
-/// A Kafka broker of the test's own, started and stopped with `scripts/services.sh` in a
-/// state directory of its own; its data and ports survive a stop.
-struct OwnBroker {
-    dir: std::path::PathBuf,
-    brokers: String,
-}
-
-impl OwnBroker {
-    fn services(dir: &std::path::Path, command: &str) -> String {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
-        let out = Command::new(script)
-            .args([command, "kafka"])
-            .env("SLUICE_SERVICES_DIR", dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/services.sh");
-        assert!(out.status.success(), "scripts/services.sh {command} kafka failed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn start(dir: &std::path::Path) -> Self {
-        let printed = Self::services(dir, "start");
-        let brokers = printed
-            .lines()
-            .find_map(|l| l.strip_prefix("export SLUICE_KAFKA_BROKERS="))
-            .expect("the script prints the broker address")
-            .to_string();
-        OwnBroker {
-            dir: dir.to_path_buf(),
-            brokers,
-        }
-    }
-
-    fn stop(&self) {
-        Self::services(&self.dir, "stop");
-    }
-
-    fn restart(&self) {
-        let printed = Self::services(&self.dir, "start");
-        assert!(
-            printed.contains(&self.brokers),
-            "the broker came back elsewhere: {printed}"
-        );
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[test]
 #[ignore = "starts a Kafka broker of its own: needs Java (scripts/test.sh installs it)"]
 fn broker_restart_mid_run_loses_and_duplicates_nothing() {
-    let dir = TempDir::new("kafka-restart");
-    let broker = OwnBroker::start(&dir.0);
-    let brokers = broker.brokers.clone();
+    let broker = OwnService::start("kafka").expect("a broker of the test's own");
+    let brokers = broker.addr.clone();
     let config = KafkaConfig::new(&brokers).set("reconnect.backoff.max.ms", "500");
     let topic = unique("restart");
     ensure_topic(&config, &topic, 2).expect("topic");
@@ -162,13 +108,13 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    broker.stop();
+    broker.stop().expect("stop the broker");
     let at_stop = handle.metrics().total("slow", "records_in");
     assert!(
         at_stop < 3_000,
         "the restart came after the input was read ({at_stop} orders)"
     );
-    broker.restart();
+    broker.restart().expect("restart the broker");
     let report = handle.join().expect("the job survives the restart");
     assert_eq!(report.metrics.total("slow", "records_in"), 3_000);
     let mut rows = out.take();

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -64,6 +66,46 @@ pub fn preload(
         started.elapsed().as_secs_f64()
     );
     Ok(produced)
+}
+
+/// A topic of one benchmark run, deleted when dropped: the input should not outlive the run
+/// on a broker that does.
+pub struct RunTopic {
+    brokers: String,
+    /// The topic's name.
+    pub name: String,
+}
+
+impl RunTopic {
+    /// A name no other run uses, starting with `prefix`; the topic is created by [`preload`].
+    pub fn new(brokers: &str, prefix: &str) -> Self {
+        RunTopic {
+            brokers: brokers.to_string(),
+            name: format!("{prefix}-{}-{}", std::process::id(), sluice::engine::now_millis()),
+        }
+    }
+
+    fn delete(&self) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in runtime.block_on(admin.delete_topics(&[&self.name], &options))? {
+            result.map_err(|(name, code)| anyhow::anyhow!("cannot delete topic {name}: {code}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunTopic {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete() {
+            eprintln!("{e}");
+        }
+    }
 }
 
 /// librdkafka settings of the engine's consumers and the raw loop alike.

@@ -1,20 +1,25 @@
 //! The Kafka broker and the Cassandra node a benchmark measures against: those
 //! `SLUICE_KAFKA_BROKERS` and `SLUICE_CASSANDRA` name (`scripts/bench.sh` starts both), else
-//! ones of the benchmark's own, started with `scripts/services.sh` in a state directory of
-//! their own and stopped when the benchmark ends.
+//! ones of the benchmark's own, started with `scripts/services.sh` and stopped when the
+//! benchmark ends (interrupted with Ctrl-C, it leaves them running: `scripts/services.sh
+//! stop` in the state directory it printed stops them).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-/// A service the benchmark uses; stops it on drop if the benchmark started it.
+#[path = "../../tests/common/services.rs"]
+mod own;
+
+/// A service the benchmark uses; stopped on drop if the benchmark started it.
 pub struct Service {
-    name: &'static str,
-    /// The state directory, if this benchmark started the service.
-    started: Option<PathBuf>,
+    _own: Option<own::OwnService>,
     /// Where it listens.
     pub addr: String,
+    /// Whether `scripts/services.sh` started it (this benchmark or `scripts/bench.sh`): then its
+    /// version is the one the script pins.
+    pub from_script: bool,
 }
 
 fn script() -> PathBuf {
@@ -24,32 +29,21 @@ fn script() -> PathBuf {
 impl Service {
     fn reach(name: &'static str, env: &str) -> anyhow::Result<Service> {
         if let Ok(addr) = std::env::var(env) {
+            let from_script = std::env::var_os("SLUICE_SERVICES_DIR")
+                .is_some_and(|dir| Path::new(&dir).join(name).join("pid").exists());
             return Ok(Service {
-                name,
-                started: None,
+                _own: None,
                 addr,
+                from_script,
             });
         }
-        let dir = std::env::temp_dir().join(format!("sluice-bench-{name}-{}", std::process::id()));
-        let out = Command::new(script())
-            .args(["start", name])
-            .env("SLUICE_SERVICES_DIR", &dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run scripts/services.sh to start {name}"))?;
-        if !out.status.success() {
-            bail!("{name} did not start (scripts/services.sh start {name})");
-        }
-        let printed = String::from_utf8_lossy(&out.stdout);
-        let addr = printed
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("export {env}=")))
-            .with_context(|| format!("scripts/services.sh printed no {env}"))?
-            .to_string();
+        let own = own::OwnService::start(name)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{env} is not set and {name} did not start"))?;
         Ok(Service {
-            name,
-            started: Some(dir),
-            addr,
+            addr: own.addr.clone(),
+            _own: Some(own),
+            from_script: true,
         })
     }
 
@@ -64,22 +58,12 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(dir) = self.started.take() {
-            let _ = Command::new(script())
-                .args(["stop", self.name])
-                .env("SLUICE_SERVICES_DIR", &dir)
-                .stdout(Stdio::null())
-                .status();
-            let _ = std::fs::remove_dir_all(dir);
-        }
+/// The broker's version, e.g. "Apache Kafka 4.4.0": the one `scripts/services.sh` pins if it
+/// started the broker (a broker does not tell clients its version), else unknown.
+pub fn kafka_version(broker: &Service) -> String {
+    if !broker.from_script {
+        return "Kafka, version unknown".into();
     }
-}
-
-/// The Kafka version `scripts/services.sh` pins, e.g. "Apache Kafka 4.4.0" (a broker does not
-/// tell its version to clients).
-pub fn kafka_version() -> String {
     let version = Command::new("bash")
         .arg("-c")
         .arg(format!(

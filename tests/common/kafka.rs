@@ -6,6 +6,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sluice::datagen::{Order, OrderGenerator};
 
 /// A record to produce: key, payload.
@@ -98,38 +99,76 @@ pub struct ReadBack {
     pub headers: Vec<(String, String)>,
 }
 
-/// Reads `topic` from the beginning until `expected` records arrived or `timeout` passed.
+/// Reads every partition of `topic` from the beginning (assigned directly: no group join to
+/// wait for) until `expected` records arrived and the reader has reached the end of every
+/// partition, so records beyond `expected` (duplicates) are read too; or until `timeout`.
 pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<ReadBack> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique(&format!("reader-{topic}")))
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
     let started = Instant::now();
+    let partitions: Vec<i32> = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("topic metadata");
+        let found: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !found.is_empty() || started.elapsed() > timeout {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let at_end = |consumer: &BaseConsumer| {
+        let position = consumer.position().expect("position");
+        partitions.iter().all(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                .expect("watermarks");
+            match position.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(next)) => next >= high,
+                _ => high == 0,
+            }
+        })
+    };
     let mut out = Vec::new();
-    while out.len() < expected && started.elapsed() < timeout {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|x| {
-                            (
-                                x.key.to_string(),
-                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(ReadBack {
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                payload: m.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
+    while started.elapsed() < timeout {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(ReadBack {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None if out.len() >= expected && at_end(&consumer) => break,
+            None => {}
         }
     }
     out

@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod kafka_jobs;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -97,10 +97,26 @@ pub fn query_text(config: &CassandraConfig, cql: &str) -> Result<TextTable, Cass
             table.rows.push(
                 row.columns
                     .iter()
-                    .map(|v| v.as_ref().map_or_else(|| "null".to_string(), |v| v.to_string()))
+                    .map(|v| v.as_ref().map_or_else(|| "null".to_string(), shown))
                     .collect(),
             );
         }
         Ok(table)
     })
+}
+
+/// A value as cqlsh shows it: text without CQL's quotes, everything else as the driver
+/// formats it, less the quotes around timestamps and dates.
+fn shown(value: &scylla::value::CqlValue) -> String {
+    use scylla::value::CqlValue;
+    match value {
+        CqlValue::Text(s) | CqlValue::Ascii(s) => s.clone(),
+        other => {
+            let text = other.to_string();
+            match text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+                Some(inner) => inner.to_string(),
+                None => text,
+            }
+        }
+    }
 }
