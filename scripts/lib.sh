@@ -33,17 +33,18 @@ ensure_build_prerequisites() {
     ensure_apt_packages build-essential pkg-config zlib1g-dev libclang-dev libssl-dev python3
 }
 
-# Starts the Kafka broker and the Cassandra node a run needs (those SLUICE_KAFKA_BROKERS and
-# SLUICE_CASSANDRA do not already name) with scripts/services.sh, in a state directory of the
-# run's own, and exports their addresses. When the calling script exits they are stopped, and
+# Starts the services a run needs ("$@", default both Kafka and Cassandra; those
+# SLUICE_KAFKA_BROKERS and SLUICE_CASSANDRA already name are not started) with
+# scripts/services.sh, in a state directory of the run's own, and exports their addresses. When the calling script exits they are stopped, and
 # so is every server a test or benchmark started there for itself (own-*), even one whose
 # process died; then the directory is removed. Sets the EXIT trap.
 RUN_SERVICES=()
 start_run_services() {
     SLUICE_SERVICES_DIR="$(mktemp -d -t sluice-services.XXXXXX)"
     export SLUICE_SERVICES_DIR
-    [ -z "${SLUICE_KAFKA_BROKERS:-}" ] && RUN_SERVICES+=(kafka)
-    [ -z "${SLUICE_CASSANDRA:-}" ] && RUN_SERVICES+=(cassandra)
+    local wanted=" ${*:-kafka cassandra} "
+    [[ "$wanted" == *" kafka "* && -z "${SLUICE_KAFKA_BROKERS:-}" ]] && RUN_SERVICES+=(kafka)
+    [[ "$wanted" == *" cassandra "* && -z "${SLUICE_CASSANDRA:-}" ]] && RUN_SERVICES+=(cassandra)
     trap stop_run_services EXIT
     if [ ${#RUN_SERVICES[@]} -gt 0 ]; then
         local exports
