@@ -426,7 +426,8 @@ cassandra_launch() {
     # As root (which may lock any amount of memory) Cassandra's mlockall would pin the whole
     # heap in RAM; without the capability it only logs that it could not.
     local no_mlock=()
-    if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
+    # (Dropping it needs CAP_SETPCAP, which a locked-down container may lack: then skip.)
+    if [ "$(id -u)" -eq 0 ] && setpriv --bounding-set=-ipc_lock -- true >/dev/null 2>&1; then
         no_mlock=(setpriv --bounding-set=-ipc_lock --)
     fi
     MALLOC_ARENA_MAX=4 services_spawn "$dir" "${no_mlock[@]}" "$CASSANDRA_JAVA" "${options[@]}" \
