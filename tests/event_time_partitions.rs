@@ -230,6 +230,46 @@ fn without_idleness_a_quiet_partition_holds_windows_back() {
     );
 }
 
+#[test]
+fn when_the_partition_holding_the_minimum_goes_idle_last_the_windows_still_close() {
+    for workers in [1, 2] {
+        let input = TestInput::new(2);
+        let counts = Counts::new();
+        let idle = Duration::from_secs(1);
+        let mut h = counting_job("idle-last", workers, &input, &counts, 1_000, 0, Some(idle));
+        h.start().expect("starts");
+        for i in 0..10 {
+            input.push(0, Event::new("busy", i * 1_000, 1));
+        }
+        h.advance(Duration::from_millis(600)).expect("advances");
+        // Partition 1 delivers late and far behind: it holds the minimum, at 500.
+        input.push(1, Event::new("quiet", 500, 1));
+        h.settle().expect("settles");
+        // Partition 0 (at 9 000) goes idle first; partition 1 still holds every window back.
+        h.advance(Duration::from_millis(600)).expect("advances");
+        assert!(
+            counts.is_empty(),
+            "workers = {workers}: partition 1 at 500 holds the windows back"
+        );
+        // Then partition 1 goes idle too: nothing will move the minimum any more, so the
+        // watermark moves to the largest of the idle partitions' (9 000).
+        h.advance(Duration::from_millis(600)).expect("advances");
+        let closed: Vec<(String, i64)> = counts
+            .values()
+            .into_iter()
+            .map(|w| (w.key, w.window.start))
+            .collect();
+        assert_eq!(
+            closed.len(),
+            10,
+            "workers = {workers}: windows [0, 9 s) of busy and [0, 1 s) of quiet: {closed:?}"
+        );
+        input.end_all();
+        h.finish().expect("ends");
+        assert_eq!(counts.len(), 11);
+    }
+}
+
 /// Orders one day behind the rest in the second half of partition 0, which a single reader
 /// reads before partitions 1–3 deliver anything (as a broker that serves one partition at a
 /// time makes it). Returns (late records, records beyond their partition's bound, windows of

@@ -223,6 +223,10 @@ where
             Combined::Unchanged => Ok(()),
             Combined::Advanced(wm) | Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
+            Combined::IdleAt(wm) => {
+                self.out.watermark(wm)?;
+                self.out.idle()
+            }
         }
     }
 

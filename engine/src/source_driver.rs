@@ -194,6 +194,11 @@ impl<T: Data> DriverCore<T> {
             }
             Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
+            Combined::IdleAt(wm) => {
+                self.counters.watermark.set(wm.0);
+                self.out.watermark(wm)?;
+                self.out.idle()
+            }
         }
     }
 

@@ -30,6 +30,10 @@ impl<T: Data> Union<T> {
             Combined::Unchanged => Ok(()),
             Combined::Advanced(wm) | Combined::Resumed(wm) => self.out.watermark(wm),
             Combined::Idle => self.out.idle(),
+            Combined::IdleAt(wm) => {
+                self.out.watermark(wm)?;
+                self.out.idle()
+            }
         }
     }
 }

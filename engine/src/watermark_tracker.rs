@@ -18,6 +18,10 @@ pub enum Combined {
     Advanced(Watermark),
     /// Every input that has not ended is idle: downstream should not wait for this point.
     Idle,
+    /// The last active input went idle: the combined watermark first moved forward to the
+    /// largest watermark of the idle inputs (no input will advance it any more, so none holds
+    /// it back), then the point is idle as with [`Combined::Idle`].
+    IdleAt(Watermark),
     /// After [`Combined::Idle`], an input is active again without moving the watermark:
     /// downstream must wait for this point again, at this watermark.
     Resumed(Watermark),
@@ -150,7 +154,25 @@ impl WatermarkTracker {
                     return Combined::Unchanged;
                 }
                 self.idle = true;
-                return Combined::Idle;
+                // As Flink's watermark valve does: once every input is idle, none will move
+                // the minimum, so the largest of their watermarks holds nothing back. Without
+                // this, an input that went idle while holding the minimum (e.g. a partition
+                // that never delivered) would keep the point at that minimum for good.
+                let largest = self
+                    .inputs
+                    .iter()
+                    .filter_map(|p| match *p {
+                        InputProgress::Idle(w) => Some(w),
+                        _ => None,
+                    })
+                    .max();
+                return match largest {
+                    Some(w) if w > self.current => {
+                        self.current = w;
+                        Combined::IdleAt(w)
+                    }
+                    _ => Combined::Idle,
+                };
             }
             None => Watermark::MAX,
         };
@@ -188,6 +210,20 @@ mod tests {
         assert_eq!(t.current(), Watermark(100));
         assert_eq!(t.update(1, Watermark(120)), Combined::Unchanged);
         assert_eq!(t.update(0, Watermark(130)), Combined::Advanced(Watermark(120)));
+    }
+
+    #[test]
+    fn when_every_input_is_idle_the_largest_watermark_holds_nothing_back() {
+        let mut t = WatermarkTracker::new(2);
+        // Input 0 is ahead, input 1 never reported: the minimum is input 1's.
+        assert_eq!(t.update(0, Watermark(100)), Combined::Unchanged);
+        // Input 0 goes idle first: input 1 still holds the minimum.
+        assert_eq!(t.set_idle(0), Combined::Unchanged);
+        // Then input 1: nothing will move the minimum any more.
+        assert_eq!(t.set_idle(1), Combined::IdleAt(Watermark(100)));
+        assert_eq!(t.current(), Watermark(100));
+        // Input 1 comes back behind: the watermark does not go back.
+        assert_eq!(t.update(1, Watermark(40)), Combined::Resumed(Watermark(100)));
     }
 
     #[test]
