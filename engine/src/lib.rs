@@ -62,8 +62,8 @@ pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus};
 pub use push::{Barrier, Control, Data, Output, Push};
 pub use sink::{Sink, SinkFactory};
 pub use source::{
-    BadRecordPolicy, PollStatus, RecordLocation, Source, SourceBatch, SourceContext, SourceItem,
-    SourcePosition, SourceReader,
+    BadRecordPolicy, DescribeLocation, PollStatus, RecordLocation, Source, SourceBatch, SourceContext,
+    SourceItem, SourcePosition, SourceReader,
 };
 pub use stream::{KeyedStream, Stream};
 pub use time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis, now_millis};

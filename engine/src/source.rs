@@ -38,50 +38,67 @@ impl std::str::FromStr for BadRecordPolicy {
     }
 }
 
-/// Where a record came from, for error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RecordLocation {
-    /// A line of a file.
-    File {
-        /// The file's path.
-        path: String,
-        /// 1-based line number.
-        line: u64,
-    },
-    /// A Kafka record.
-    Kafka {
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// Offset.
-        offset: i64,
-    },
-    /// The n-th record of a source partition.
-    Index {
-        /// Partition.
-        partition: PartitionId,
-        /// 0-based index in the partition.
-        index: u64,
-    },
+/// How a connector words a [`RecordLocation`], e.g. "topic orders partition 3 offset 17".
+pub type DescribeLocation = fn(&RecordLocation, &mut fmt::Formatter<'_>) -> fmt::Result;
+
+/// Where a record came from, for error messages and dead letters: what the source reads (a
+/// topic, a file), the partition of it, the record's position there (an offset, a line, an
+/// index), and how the connector words that. The engine knows no connector: it only shows a
+/// location.
+#[derive(Clone)]
+pub struct RecordLocation {
+    /// What the source reads, as its connector names it: a topic, a file's path; empty for a
+    /// source without a name for it.
+    pub source: Arc<str>,
+    /// The partition, numbered as the connector numbers it (a Kafka partition, a file split).
+    pub partition: u32,
+    /// The record's position in the partition: an offset, a 1-based line, a 0-based index.
+    pub position: u64,
+    describe: DescribeLocation,
+}
+
+impl RecordLocation {
+    /// A location a connector describes with `describe`.
+    pub fn new(source: Arc<str>, partition: u32, position: u64, describe: DescribeLocation) -> Self {
+        RecordLocation {
+            source,
+            partition,
+            position,
+            describe,
+        }
+    }
+
+    /// The `index`-th record (from 0) of a source partition, for sources that have no
+    /// position of their own: "partition 2 record 17".
+    pub fn index(partition: PartitionId, index: u64) -> Self {
+        RecordLocation::new(Arc::from(""), partition.0, index, |l, f| {
+            write!(f, "partition {} record {}", l.partition, l.position)
+        })
+    }
 }
 
 impl fmt::Display for RecordLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecordLocation::File { path, line } => write!(f, "{path}:{line}"),
-            RecordLocation::Kafka {
-                topic,
-                partition,
-                offset,
-            } => write!(f, "topic {topic} partition {partition} offset {offset}"),
-            RecordLocation::Index { partition, index } => {
-                write!(f, "partition {partition} record {index}")
-            }
-        }
+        (self.describe)(self, f)
     }
 }
+
+impl fmt::Debug for RecordLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordLocation({self})")
+    }
+}
+
+impl PartialEq for RecordLocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.partition == other.partition
+            && self.position == other.position
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for RecordLocation {}
 
 /// How far a source reader has read: the next offset of every partition it owns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

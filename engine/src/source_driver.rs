@@ -233,7 +233,7 @@ impl<T: Data> DriverCore<T> {
                 let index = p.records;
                 p.records += 1;
                 if !(0..=MAX_EVENT_TIMESTAMP).contains(&ts) {
-                    let location = location.unwrap_or(RecordLocation::Index { partition, index });
+                    let location = location.unwrap_or_else(|| RecordLocation::index(partition, index));
                     return self.bad_record(&location, format!("event timestamp {ts} is out of range"));
                 }
                 // Records of a partition given up are handed on without moving its watermark:

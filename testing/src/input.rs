@@ -278,10 +278,7 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
                 p.said_caught_up = false;
             }
             for entry in entries {
-                let location = RecordLocation::Index {
-                    partition: p.id,
-                    index: p.next as u64,
-                };
+                let location = RecordLocation::index(p.id, p.next as u64);
                 p.next += 1;
                 emitted = true;
                 match entry {

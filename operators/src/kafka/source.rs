@@ -621,10 +621,19 @@ impl<T: Data> ReaderState<T> {
             }
             None => self.positions.push((id, next)),
         }
-        let location = || RecordLocation::Kafka {
-            topic: Arc::clone(&self.topics[ti]),
-            partition: m.partition(),
-            offset: m.offset(),
+        let location = || {
+            RecordLocation::new(
+                Arc::clone(&self.topics[ti]),
+                m.partition().max(0) as u32,
+                m.offset().max(0) as u64,
+                |l, f| {
+                    write!(
+                        f,
+                        "topic {} partition {} offset {}",
+                        l.source, l.partition, l.position
+                    )
+                },
+            )
         };
         match self.format.deserialize(m.key(), m.payload()) {
             Ok(value) => {

@@ -214,10 +214,12 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
                 Ok(value) => batch.record(split.id, value, None),
                 Err(e) => {
                     let line = line_number(&mut self.line_cache, &split.file, offset).map_err(io_error)?;
-                    let location = RecordLocation::File {
-                        path: split.file.display().to_string(),
+                    let location = RecordLocation::new(
+                        split.file.display().to_string().into(),
+                        split.id.0,
                         line,
-                    };
+                        |l, f| write!(f, "{}:{}", l.source, l.position),
+                    );
                     batch.bad_record(split.id, location, e.to_string());
                 }
             }
