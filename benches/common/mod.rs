@@ -239,23 +239,22 @@ pub fn json_line(
     })
 }
 
-/// User plus system CPU time of this process, from /proc (100 ticks per second on Linux).
-pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
+/// This process's own resource usage (getrusage), if the kernel tells it.
+fn usage() -> Option<nix::sys::resource::Usage> {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()
 }
 
-/// Peak resident set size of this process.
+/// User plus system CPU time of this process.
+pub fn cpu_seconds() -> f64 {
+    usage().map_or(0.0, |u| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(u.user_time()) + seconds(u.system_time())
+    })
+}
+
+/// Peak resident set size of this process (Linux reports it in KiB).
 pub fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    usage().map_or(0, |u| u.max_rss().max(0) as u64 * 1024)
 }
 
 /// Target directory for generated benchmark data.
