@@ -1,0 +1,105 @@
+//! What the readers of one source share (who is idle, how many partitions each holds), and
+//! the end of a bounded read once every reader has been idle long enough.
+
+use super::*;
+
+/// What the readers of one source know together, to decide that the input is finished: every
+/// partition of the topics is assigned to some reader (each reader publishes the size of its
+/// current assignment), no rebalance happened for the idle time, and every reader has been
+/// idle for it.
+pub(super) struct GroupProgress {
+    pub(super) idle: Vec<AtomicBool>,
+    pub(super) assigned: Vec<std::sync::atomic::AtomicUsize>,
+    /// Partitions of the subscribed topics, from the metadata (read when first needed).
+    pub(super) total_partitions: std::sync::OnceLock<usize>,
+    pub(super) last_rebalance: Mutex<Instant>,
+}
+
+impl GroupProgress {
+    pub(super) fn rebalanced(&self) {
+        *self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    pub(super) fn settled_for(&self, limit: Duration) -> bool {
+        let assigned: usize = self.assigned.iter().map(|a| a.load(Ordering::SeqCst)).sum();
+        let covered = self
+            .total_partitions
+            .get()
+            .is_some_and(|total| assigned >= *total);
+        covered
+            && self
+                .last_rebalance
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= limit
+    }
+}
+
+/// Number of partitions of each of `topics`, or `None` if the metadata cannot be read or a
+/// topic does not exist (yet).
+pub(super) fn count_partitions(
+    consumer: &BaseConsumer<ReaderContext>,
+    topics: &[Arc<str>],
+) -> Option<Vec<i32>> {
+    let mut counts = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
+            .ok()?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == &**topic)?
+            .partitions()
+            .len();
+        if partitions == 0 {
+            return None;
+        }
+        counts.push(i32::try_from(partitions).ok()?);
+    }
+    Some(counts)
+}
+
+impl<T: Data> ReaderState<T> {
+    /// Ends the input once every reader of the source has been idle long enough.
+    pub(super) fn idle_exit(
+        &mut self,
+        consumer: &BaseConsumer<ReaderContext>,
+        batch: &mut SourceBatch<'_, T>,
+    ) -> Result<bool, BoxError> {
+        let Some(limit) = self.exit_when_idle else {
+            return Ok(false);
+        };
+        if self.votes.total_partitions.get().is_none() {
+            // Without the partition count nothing proves every partition is being read.
+            match count_partitions(consumer, &self.topics) {
+                Some(counts) => {
+                    let _ = self
+                        .votes
+                        .total_partitions
+                        .set(counts.iter().sum::<i32>() as usize);
+                }
+                None => return Ok(false),
+            }
+        }
+        let idle = self.last_record.elapsed() >= limit;
+        self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
+        let source_idle =
+            idle && self.votes.settled_for(limit) && self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst));
+        // One quiet source of a join must not end while the other is still being read.
+        if !self.job_idle.vote(source_idle) || !source_idle {
+            return Ok(false);
+        }
+        if let Some(dlq) = &self.dead_letter {
+            dlq.flush()?;
+        }
+        for (topic, partition) in std::mem::take(&mut self.assigned) {
+            if let Some(ti) = self.topic_index(&topic) {
+                batch.partition_end(partition_id(ti, partition));
+            }
+        }
+        self.finished = true;
+        Ok(true)
+    }
+}

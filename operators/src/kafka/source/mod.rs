@@ -1,0 +1,301 @@
+//! The Kafka source: its options and policies here; partition ids and start offsets in
+//! `partition`, assignment and rebalance callbacks in `rebalance`, group progress and the idle
+//! exit in `group`, the reader in `reader`.
+
+mod group;
+mod partition;
+mod reader;
+mod rebalance;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use sluice_engine::{
+    BadRecordPolicy, BoxError, Counter, Data, IdleVote, Message, PartitionId, PollStatus, RecordLocation,
+    Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
+};
+
+use super::config::KafkaConfig;
+use super::context;
+use super::dead_letter::{DeadLetterWriter, PoisonRecord};
+use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
+use super::format::{Json, RecordDeserializer};
+use super::gaps::OffsetGaps;
+pub use super::start::StartFrom;
+use super::start::{StartKind, StartOffsets, resolve};
+
+use group::{GroupProgress, count_partitions};
+use partition::{add_starts, partition_id, split_partition_id};
+use reader::{Counters, KafkaReader, ReaderState};
+use rebalance::{ReaderContext, Rebalanced};
+
+/// Most records a busy reader polls ahead (one per keep-alive tick) to stay in its group.
+pub(super) const MAX_STASH: usize = 1_024;
+
+/// What a Kafka source does with a record its format cannot decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PoisonPolicy {
+    /// Stop the job; the error names topic, partition and offset.
+    #[default]
+    Fail,
+    /// Skip it, counted in the source's `bad_records_skipped` metric.
+    Skip,
+    /// Write it unchanged to this topic (created if missing), with the error and its topic,
+    /// partition and offset as headers (`sluice.error`, `sluice.topic`, `sluice.partition`,
+    /// `sluice.offset`); counted in `dead_lettered`.
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+    },
+}
+
+/// Reads Kafka topics with one consumer per worker. By default the source spreads the
+/// partitions over its workers itself (partition *i* of the topics' partitions, in order, goes
+/// to worker *i* mod workers), as a job's checkpoints hold every partition's offset anyway: no
+/// group rebalance can stall the job or move a partition between workers mid-stream (which
+/// could let the watermark pass records still to be read). With
+/// [`KafkaSource::group_assignment`] the consumer group assigns them instead and rebalances
+/// them when members come and go. The group id names the job to the brokers either way: offsets
+/// of completed checkpoints are committed to it for lag monitoring, never automatically.
+///
+/// Each worker's consumer polls without blocking from the worker's loop, decodes each record
+/// in place and hands it downstream. While downstream is too busy, the worker pauses its
+/// partitions and keeps polling, so the group does not evict it; memory is bounded by
+/// `queued.max.messages.kbytes` (set with [`KafkaSource::max_queued_kbytes`]).
+///
+/// Partition ids are `topic index << 20 | partition`, the topic index being the position
+/// of the topic in [`KafkaSource::new`]'s list.
+pub struct KafkaSource<T> {
+    config: KafkaConfig,
+    group: String,
+    topics: Vec<String>,
+    format: Arc<dyn RecordDeserializer<T>>,
+    poison: PoisonPolicy,
+    start: StartFrom,
+    start_offsets: SourcePosition,
+    exit_when_idle: Option<Duration>,
+    max_queued_kbytes: u32,
+    assignment: Assignment,
+}
+
+/// Who assigns partitions to the source's consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Assignment {
+    /// The source, round robin over its workers.
+    Static,
+    /// The consumer group.
+    Group,
+}
+
+impl<T> Clone for KafkaSource<T> {
+    fn clone(&self) -> Self {
+        KafkaSource {
+            config: self.config.clone(),
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            format: Arc::clone(&self.format),
+            poison: self.poison.clone(),
+            start: self.start,
+            start_offsets: self.start_offsets.clone(),
+            exit_when_idle: self.exit_when_idle,
+            max_queued_kbytes: self.max_queued_kbytes,
+            assignment: self.assignment,
+        }
+    }
+}
+
+impl<T: Data> KafkaSource<T> {
+    /// Reads `topics` in consumer group `group`, decoding records with `format`.
+    pub fn new(
+        config: KafkaConfig,
+        group: impl Into<String>,
+        topics: &[&str],
+        format: impl RecordDeserializer<T>,
+    ) -> Self {
+        KafkaSource {
+            config,
+            group: group.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            format: Arc::new(format),
+            poison: PoisonPolicy::Fail,
+            start: StartFrom::default(),
+            start_offsets: SourcePosition::default(),
+            exit_when_idle: None,
+            max_queued_kbytes: 16 * 1024,
+            assignment: Assignment::Static,
+        }
+    }
+
+    /// Reads JSON payloads.
+    pub fn json(config: KafkaConfig, group: impl Into<String>, topics: &[&str]) -> Self
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        Self::new(config, group, topics, Json)
+    }
+
+    /// What to do with records that cannot be decoded (default: fail).
+    pub fn on_poison(mut self, policy: PoisonPolicy) -> Self {
+        self.poison = policy;
+        self
+    }
+
+    /// Where partitions without an engine-given position start.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Starts the partitions named in `position` at its offsets (e.g. from a checkpoint).
+    pub fn start_at(mut self, position: SourcePosition) -> Self {
+        self.start_offsets = position;
+        self
+    }
+
+    /// Ends the input once every partition of the topics is assigned, no rebalance happened
+    /// and no worker received a record for `idle`, as if the topics had ended: open windows
+    /// are emitted. (Brokers' end offsets are not used: some report them low.) In a job with
+    /// several sources, it waits until every other source is idle too (or has ended): a quiet
+    /// side of a join does not end while the other side is still being read. A source without
+    /// an idle limit never counts as idle.
+    pub fn exit_when_idle(mut self, idle: Duration) -> Self {
+        self.exit_when_idle = Some(idle);
+        self
+    }
+
+    /// Lets the consumer group assign the partitions (subscription) instead of the source:
+    /// partitions added to the topics while the job runs are then picked up, at the price of
+    /// rebalances, during which reading stops and partitions may change workers.
+    pub fn group_assignment(mut self) -> Self {
+        self.assignment = Assignment::Group;
+        self
+    }
+
+    /// Bytes librdkafka may prefetch per consumer, in KiB (default 16 MiB).
+    pub fn max_queued_kbytes(mut self, kbytes: u32) -> Self {
+        self.max_queued_kbytes = kbytes.max(1);
+        self
+    }
+
+    fn consumer_config(&self) -> rdkafka::ClientConfig {
+        let reset = match self.start {
+            StartFrom::CommittedOrLatest | StartFrom::Latest => "latest",
+            StartFrom::CommittedOrEarliest | StartFrom::Earliest => "earliest",
+        };
+        let queued = self.max_queued_kbytes.to_string();
+        self.config.client_config(&[
+            ("group.id", self.group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", reset),
+            ("fetch.wait.max.ms", "10"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("queued.max.messages.kbytes", queued.as_str()),
+            // End-of-partition events say a partition is caught up (for idleness).
+            ("enable.partition.eof", "true"),
+        ])
+    }
+}
+
+impl<T: Data> Source for KafkaSource<T> {
+    type Item = T;
+
+    fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
+        let offsets = ctx.shared(StartOffsets::default);
+        add_starts(&offsets, &self.topics, &self.start_offsets, StartKind::Configured);
+        let workers = ctx.workers;
+        let context_votes = ctx.shared(|| GroupProgress {
+            idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            assigned: (0..workers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            total_partitions: std::sync::OnceLock::new(),
+            last_rebalance: Mutex::new(Instant::now()),
+        });
+        let context = ReaderContext {
+            start: self.start,
+            progress: Arc::clone(&context_votes),
+            assigned: ctx.gauge("assigned_partitions"),
+            worker: ctx.worker.0,
+            offsets,
+            failure: Mutex::new(None),
+            events: Mutex::new(Vec::new()),
+            has_events: AtomicBool::new(false),
+        };
+        let consumer: BaseConsumer<ReaderContext> =
+            self.consumer_config().create_with_context(context).map_err(|e| {
+                Message(format!(
+                    "cannot create a Kafka consumer for {}: {e}",
+                    self.config.brokers()
+                ))
+            })?;
+        if self.assignment == Assignment::Group {
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
+        }
+        let dead_letter = match &self.poison {
+            PoisonPolicy::DeadLetter { topic } => {
+                // What an earlier run of this job wrote is not written again.
+                let written = ctx
+                    .shared(DeadLetterLog::default)
+                    .get_or_scan(|| already_dead_lettered(&self.config, topic, &self.group, &self.topics))?;
+                Some(
+                    DeadLetterWriter::open(&self.config, topic)?
+                        .for_group(&self.group)
+                        .skipping(written),
+                )
+            }
+            _ => None,
+        };
+        let votes = Arc::clone(&context_votes);
+        Ok(Box::new(KafkaReader {
+            consumer,
+            state: ReaderState {
+                topics: self.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+                format: Arc::clone(&self.format),
+                poison: self.poison.clone(),
+                dead_letter,
+                positions: Vec::new(),
+                assigned: Vec::new(),
+                stash: VecDeque::new(),
+                exit_when_idle: self.exit_when_idle,
+                last_record: Instant::now(),
+                votes,
+                job_idle: ctx.idle_vote(),
+                awaiting_partitions: self.assignment == Assignment::Static,
+                assignment_known: false,
+                gaps: OffsetGaps::new(ctx),
+                next_assignment_try: Instant::now(),
+                assignment_tries: 0,
+                worker: ctx.worker.0,
+                workers,
+                finished: false,
+                counters: Counters {
+                    dead_lettered: ctx.counter("dead_lettered"),
+                    revoked: ctx.counter("partitions_revoked"),
+                    max_poll_exceeded: ctx.counter("max_poll_exceeded"),
+                },
+            },
+        }))
+    }
+
+    fn bad_record_policy(&self) -> BadRecordPolicy {
+        match self.poison {
+            PoisonPolicy::Fail => BadRecordPolicy::Fail,
+            // Dead-lettering happens in the reader; what reaches the engine (unusable
+            // timestamps) is skipped and counted.
+            PoisonPolicy::Skip | PoisonPolicy::DeadLetter { .. } => BadRecordPolicy::Skip,
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The reader of one worker: polls the consumer, hands records on, tracks positions.
+
+use super::*;
+
+pub(super) struct Counters {
+    pub(super) dead_lettered: Arc<Counter>,
+    pub(super) revoked: Arc<Counter>,
+    pub(super) max_poll_exceeded: Arc<Counter>,
+}
+
+pub(super) struct KafkaReader<T> {
+    pub(super) consumer: BaseConsumer<ReaderContext>,
+    pub(super) state: ReaderState<T>,
+}
+
+/// Everything but the consumer, so records borrowed from the consumer can be handled.
+pub(super) struct ReaderState<T> {
+    pub(super) topics: Vec<Arc<str>>,
+    pub(super) format: Arc<dyn RecordDeserializer<T>>,
+    pub(super) poison: PoisonPolicy,
+    pub(super) dead_letter: Option<DeadLetterWriter>,
+    /// Next offset per partition, for the engine.
+    pub(super) positions: Vec<(PartitionId, u64)>,
+    pub(super) assigned: Vec<(String, i32)>,
+    /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
+    pub(super) stash: VecDeque<OwnedMessage>,
+    pub(super) exit_when_idle: Option<Duration>,
+    pub(super) last_record: Instant,
+    pub(super) votes: Arc<GroupProgress>,
+    /// Whether every source of the job is idle too.
+    pub(super) job_idle: IdleVote,
+    /// Whether this reader still has to take its share of the partitions (static assignment).
+    pub(super) awaiting_partitions: bool,
+    /// Whether the reader has been given its partitions (possibly none).
+    pub(super) assignment_known: bool,
+    /// Offsets skipped or read twice.
+    pub(super) gaps: OffsetGaps,
+    pub(super) next_assignment_try: Instant,
+    pub(super) assignment_tries: u32,
+    pub(super) worker: usize,
+    pub(super) workers: usize,
+    pub(super) finished: bool,
+    pub(super) counters: Counters,
+}
+
+impl<T: Data> ReaderState<T> {
+    pub(super) fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| &**t == topic)
+    }
+
+    /// Topic and partition of `id`, if this reader is assigned it now.
+    pub(super) fn owned(&self, id: PartitionId) -> Option<(&str, i32)> {
+        let (ti, partition) = split_partition_id(id);
+        let topic = self.topics.get(ti)?;
+        self.assigned
+            .iter()
+            .any(|(t, p)| **t == **topic && *p == partition)
+            .then_some((&**topic, partition))
+    }
+
+    pub(super) fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceBatch<'_, T>) {
+        if !context.has_events.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let events = std::mem::take(&mut *context.events.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in events {
+            match event {
+                Rebalanced::Assigned(partitions) => {
+                    self.votes.rebalanced();
+                    self.assignment_known = true;
+                    for (topic, partition, start) in partitions {
+                        if let Some(ti) = self.topic_index(&topic) {
+                            let id = partition_id(ti, partition);
+                            batch.partition_start(id);
+                            // Every assigned partition has a position from the start, so a
+                            // checkpoint records where it stands before it delivers anything.
+                            let start = start.max(0) as u64;
+                            match self.positions.iter_mut().find(|(p, _)| *p == id) {
+                                Some(entry) => entry.1 = start,
+                                None => self.positions.push((id, start)),
+                            }
+                        }
+                        if !self.assigned.contains(&(topic.clone(), partition)) {
+                            self.assigned.push((topic, partition));
+                        }
+                    }
+                    self.last_record = Instant::now();
+                }
+                Rebalanced::Revoked(partitions) => {
+                    self.votes.rebalanced();
+                    self.assignment_known = true;
+                    for (topic, partition) in partitions {
+                        if let Some(ti) = self.topic_index(&topic) {
+                            batch.partition_revoked(partition_id(ti, partition));
+                            self.counters.revoked.inc();
+                        }
+                        self.assigned.retain(|p| p.0 != topic || p.1 != partition);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle<M: rdkafka::message::Message>(
+        &mut self,
+        m: &M,
+        batch: &mut SourceBatch<'_, T>,
+    ) -> Result<(), BoxError> {
+        // With one topic there is nothing to look up (and reading the name costs a UTF-8 check).
+        let ti = if self.topics.len() == 1 {
+            0
+        } else {
+            match self.topic_index(m.topic()) {
+                Some(ti) => ti,
+                None => return Ok(()),
+            }
+        };
+        let id = partition_id(ti, m.partition());
+        let next = (m.offset() + 1).max(0) as u64;
+        match self.positions.iter_mut().find(|(p, _)| *p == id) {
+            Some(entry) => {
+                let expected = entry.1;
+                entry.1 = next;
+                if expected != m.offset() as u64 {
+                    self.gaps
+                        .note(&self.topics[ti], m.partition(), expected, m.offset());
+                }
+            }
+            None => self.positions.push((id, next)),
+        }
+        let location = || {
+            RecordLocation::new(
+                Arc::clone(&self.topics[ti]),
+                m.partition().max(0) as u32,
+                m.offset().max(0) as u64,
+                |l, f| {
+                    write!(
+                        f,
+                        "topic {} partition {} offset {}",
+                        l.source, l.partition, l.position
+                    )
+                },
+            )
+        };
+        match self.format.deserialize(m.key(), m.payload()) {
+            Ok(value) => {
+                batch.record_at(id, value, m.timestamp().to_millis(), location());
+                Ok(())
+            }
+            Err(reason) => match (&self.poison, &self.dead_letter) {
+                (PoisonPolicy::DeadLetter { .. }, Some(dlq)) => {
+                    let written = dlq.write(&PoisonRecord {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key(),
+                        payload: m.payload(),
+                        error: &reason,
+                    })?;
+                    if written {
+                        self.counters.dead_lettered.inc();
+                    }
+                    Ok(())
+                }
+                _ => {
+                    batch.bad_record(id, location(), reason);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Takes this worker's share of the topics' partitions once their metadata is known:
+    /// partition *i* of all the topics' partitions, in order, if *i* mod workers is this
+    /// worker. Whether it did.
+    pub(super) fn assign_static(&mut self, consumer: &BaseConsumer<ReaderContext>) -> bool {
+        if Instant::now() < self.next_assignment_try {
+            return false;
+        }
+        let Some(counts) = count_partitions(consumer, &self.topics) else {
+            self.assignment_tries += 1;
+            if self.assignment_tries == 5 && self.worker == 0 {
+                tracing::warn!(topics = ?self.topics, "waiting for the topics' metadata (do they exist?)");
+            }
+            self.next_assignment_try = Instant::now() + Duration::from_secs(1);
+            return false;
+        };
+        let _ = self
+            .votes
+            .total_partitions
+            .set(counts.iter().sum::<i32>() as usize);
+        let mut mine = TopicPartitionList::new();
+        let all = self
+            .topics
+            .iter()
+            .zip(&counts)
+            .flat_map(|(topic, n)| (0..*n).map(move |partition| (topic, partition)));
+        for (i, (topic, partition)) in all.enumerate() {
+            if i % self.workers == self.worker {
+                mine.add_partition(topic, partition);
+            }
+        }
+        consumer.context().take(consumer, &mut mine);
+        self.awaiting_partitions = false;
+        true
+    }
+
+    /// Marks as caught up the partitions numbered `partition` that this reader has read to
+    /// their end (librdkafka says which partition number reached its end, not of which topic).
+    pub(super) fn reached_end(
+        &self,
+        consumer: &BaseConsumer<ReaderContext>,
+        partition: i32,
+        batch: &mut SourceBatch<'_, T>,
+    ) {
+        let owned: Vec<&(String, i32)> = self.assigned.iter().filter(|(_, p)| *p == partition).collect();
+        for (topic, p) in &owned {
+            let Some(ti) = self.topic_index(topic) else {
+                continue;
+            };
+            let id = partition_id(ti, *p);
+            let at_end = owned.len() == 1
+                || consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(1))
+                    .is_ok_and(|(_, high)| {
+                        self.positions
+                            .iter()
+                            .any(|(q, next)| *q == id && *next as i64 >= high)
+                    });
+            if at_end {
+                batch.caught_up(id);
+            }
+        }
+    }
+}
+
+pub(super) fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumptionFatal(_) | KafkaError::Subscription(_) | KafkaError::ClientCreation(_)
+    )
+}
+
+impl<T: Data> SourceReader<T> for KafkaReader<T> {
+    fn partitions(&self) -> Vec<PartitionId> {
+        // Partitions are announced as the reader takes them (first poll, or the group's
+        // assignment).
+        Vec::new()
+    }
+
+    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+        let Self { consumer, state } = self;
+        if state.finished {
+            return Ok(PollStatus::Finished);
+        }
+        if state.awaiting_partitions && !state.assign_static(consumer) {
+            return Ok(PollStatus::Pending);
+        }
+        if let Some(e) = consumer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(Message(e).into());
+        }
+        // Records polled while downstream was busy go first: they were read before any
+        // rebalance seen since.
+        let mut got = 0;
+        for m in std::mem::take(&mut state.stash) {
+            state.handle(&m, batch)?;
+            got += 1;
+        }
+        state.apply_rebalances(consumer.context(), batch);
+        while !batch.is_full() {
+            let polled = consumer.poll(Duration::ZERO);
+            // Rebalance callbacks run inside poll: announce partitions before their records.
+            state.apply_rebalances(consumer.context(), batch);
+            match polled {
+                None => break,
+                Some(Ok(m)) => {
+                    state.handle(&m, batch)?;
+                    got += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    state.reached_end(consumer, partition, batch)
+                }
+                Some(Err(e)) if is_fatal(&e) => {
+                    return Err(Message(format!("Kafka consumer failed: {e}")).into());
+                }
+                Some(Err(e)) => {
+                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PollExceeded) {
+                        state.counters.max_poll_exceeded.inc();
+                    }
+                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                    break;
+                }
+            }
+        }
+        if let Some(dlq) = &state.dead_letter {
+            dlq.check()?;
+        }
+        if got > 0 {
+            state.last_record = Instant::now();
+        }
+        if got == 0 && state.idle_exit(consumer, batch)? {
+            return Ok(PollStatus::Finished);
+        }
+        Ok(if got > 0 {
+            PollStatus::Ready
+        } else {
+            PollStatus::Pending
+        })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition {
+            offsets: self.state.positions.iter().copied().collect(),
+        }
+    }
+
+    fn assignment_known(&self) -> bool {
+        self.state.assignment_known
+    }
+
+    fn flush(&mut self) -> Result<(), BoxError> {
+        match &self.state.dead_letter {
+            Some(dlq) => dlq.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
+        let mut tpl = TopicPartitionList::new();
+        for id in partitions {
+            if let Some((topic, partition)) = self.state.owned(*id) {
+                tpl.add_partition(topic, partition);
+            }
+        }
+        if tpl.count() > 0 {
+            // librdkafka drops what it prefetched of a paused partition and fetches again from
+            // the next offset not yet consumed when it is resumed.
+            match pause {
+                true => self.consumer.pause(&tpl),
+                false => self.consumer.resume(&tpl),
+            }
+            .map_err(|e| Message(format!("cannot pause or resume partitions {partitions:?}: {e}")))?;
+        }
+        Ok(true)
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        let topics: Vec<String> = self.state.topics.iter().map(|t| t.to_string()).collect();
+        add_starts(
+            &self.consumer.context().offsets,
+            &topics,
+            position,
+            StartKind::Restored,
+        );
+
+        for (id, offset) in &position.offsets {
+            if let Some((topic, partition)) = self.state.owned(*id) {
+                self.consumer
+                    .seek(
+                        topic,
+                        partition,
+                        Offset::Offset(*offset as i64),
+                        Duration::from_secs(10),
+                    )
+                    .map_err(|e| Message(format!("cannot seek {topic}/{partition} to {offset}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the checkpoint's offsets of the partitions this reader still owns to the
+    /// consumer group, so lag monitoring sees them; restores use the checkpoint, not these.
+    fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        let mut commit = TopicPartitionList::new();
+        for (id, offset) in &position.offsets {
+            if let Some((topic, partition)) = self.state.owned(*id) {
+                commit.add_partition_offset(topic, partition, Offset::Offset(*offset as i64))?;
+            }
+        }
+        if commit.count() > 0 {
+            if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {
+                tracing::warn!(error = %e, "cannot commit checkpointed offsets");
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_alive(&mut self) -> Result<(), BoxError> {
+        let Self { consumer, state } = self;
+        if state.finished {
+            return Ok(());
+        }
+        // Polling keeps the group membership; what arrives waits in the stash, which is
+        // capped. (Pausing partitions instead loses the records librdkafka had prefetched
+        // when a rebalance comes between pause and resume.) Rebalances seen here are
+        // announced at the next poll.
+        if state.stash.len() >= MAX_STASH {
+            state.last_record = Instant::now();
+            return Ok(());
+        }
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => {
+                state.stash.push_back(m.detach());
+                // A record is waiting: the input is not idle.
+                state.last_record = Instant::now();
+            }
+            Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
