@@ -10,7 +10,7 @@ use crate::checkpoint::participant::Participant;
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result};
 use crate::exchange::{Flush, RunRegistry};
-use crate::graph::{JobGraph, OperatorInfo};
+use crate::graph::{JobGraph, OperatorInfo, OperatorKind};
 use crate::ids::WorkerId;
 use crate::metrics::JobMetrics;
 use crate::operator::{OperatorContext, Tick};
@@ -104,10 +104,10 @@ impl BuildState {
         true
     }
 
-    pub(crate) fn record(&mut self, name: &str, kind: &str, inputs: &[&str], output_type: String) {
+    pub(crate) fn record(&mut self, name: &str, kind: OperatorKind, inputs: &[&str], output_type: String) {
         self.graph.operators.push(OperatorInfo {
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind,
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             output_type,
         });
@@ -149,7 +149,12 @@ impl BuildState {
         }
         // Every other stream is consumed, and only sinks consume without producing: a job
         // with a source therefore has a sink.
-        if !self.graph.operators.iter().any(|o| o.kind == "source") {
+        if !self
+            .graph
+            .operators
+            .iter()
+            .any(|o| o.kind == OperatorKind::Source)
+        {
             return Err(EngineError::InvalidJob {
                 job: self.config.name.clone(),
                 reason: "it has no source".into(),
@@ -216,7 +221,12 @@ impl JobBuilder {
         let out = Output::<S::Item>::new();
         let mut st = self.state.borrow_mut();
         st.claim_name(name);
-        st.record(name, "source", &[], std::any::type_name::<S::Item>().to_string());
+        st.record(
+            name,
+            OperatorKind::Source,
+            &[],
+            std::any::type_name::<S::Item>().to_string(),
+        );
         st.track_output(name, &out);
         if st.mode == Mode::Run {
             let ctx = SourceContext {

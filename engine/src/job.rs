@@ -15,7 +15,7 @@ use crate::checkpoint::worker_part::{WorkerPart, WorkerSnapshots};
 use crate::config::JobConfig;
 use crate::error::{EngineError, Result, panic_message};
 use crate::exchange::RunRegistry;
-use crate::graph::JobGraph;
+use crate::graph::{JobGraph, OperatorKind};
 use crate::metrics::JobMetrics;
 use crate::worker::{LoopSettings, RunFlags, WorkerExit, run_worker};
 
@@ -198,7 +198,7 @@ impl Job {
             .graph
             .operators
             .iter()
-            .filter(|op| op.kind == "source")
+            .filter(|op| op.kind == OperatorKind::Source)
             .count();
         let registry = Arc::new(RunRegistry::new(sources, self.config.workers));
         control.set_run(Arc::clone(&registry.activity));

@@ -52,7 +52,7 @@ pub use clock::Clock;
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};
 pub use exchange::Keyed;
-pub use graph::{JobGraph, OperatorInfo};
+pub use graph::{JobGraph, OperatorInfo, OperatorKind};
 pub use idleness::IdleVote;
 pub use ids::{CheckpointId, PartitionId, WorkerId};
 pub use job::{Job, JobHandle, JobReport};

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::builder::{BuildState, Mode};
 use crate::error::EngineError;
 use crate::exchange::{ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
+use crate::graph::OperatorKind;
 use crate::operator::{NodeInput, Operator, OperatorNode};
 use crate::push::{Control, Data, Output, Push};
 use crate::sink::{SinkFactory, SinkInput, SinkNode};
@@ -44,9 +45,15 @@ impl<T: Data> Stream<T> {
         self.state.borrow_mut().errors.push(error);
     }
 
-    /// Adds a custom operator `op` called `name` (`kind` describes it in the job graph).
-    pub fn transform<O: Operator<In = T>>(&self, name: &str, kind: &str, op: O) -> Stream<O::Out> {
-        self.transform_with_side_outputs(name, kind, Vec::new(), op)
+    /// Adds a custom operator `op` called `name`; `kind` says what it is in the job graph (an
+    /// [`OperatorKind`], or a `&str` for a kind of the user's own).
+    pub fn transform<O: Operator<In = T>>(
+        &self,
+        name: &str,
+        kind: impl Into<OperatorKind>,
+        op: O,
+    ) -> Stream<O::Out> {
+        self.transform_with_side_outputs(name, kind.into(), Vec::new(), op)
     }
 
     /// Adds an operator that also writes a second stream (e.g. late records). `make` gets the
@@ -54,12 +61,12 @@ impl<T: Data> Stream<T> {
     pub fn transform_with_side_output<S: Data, O: Operator<In = T>>(
         &self,
         name: &str,
-        kind: &str,
+        kind: impl Into<OperatorKind>,
         make: impl FnOnce(Output<S>) -> O,
     ) -> (Stream<O::Out>, Stream<S>) {
         let side = Output::<S>::new();
         let op = make(side.clone());
-        let main = self.transform_with_side_outputs(name, kind, vec![Box::new(side.clone())], op);
+        let main = self.transform_with_side_outputs(name, kind.into(), vec![Box::new(side.clone())], op);
         self.state.borrow_mut().track_output(name, &side);
         (main, Stream::new(Rc::clone(&self.state), side, name))
     }
@@ -67,7 +74,7 @@ impl<T: Data> Stream<T> {
     fn transform_with_side_outputs<O: Operator<In = T>>(
         &self,
         name: &str,
-        kind: &str,
+        kind: OperatorKind,
         side_outputs: Vec<Box<dyn Control>>,
         mut op: O,
     ) -> Stream<O::Out> {
@@ -114,7 +121,7 @@ impl<T: Data> Stream<T> {
         st.claim_name(name);
         st.record(
             name,
-            "key_by",
+            OperatorKind::KeyBy,
             &[&self.producer],
             format!("{} -> {}", std::any::type_name::<K>(), std::any::type_name::<T>()),
         );
@@ -155,7 +162,12 @@ impl<T: Data> Stream<T> {
         st.claim_name(name);
         let mut inputs: Vec<&str> = vec![&self.producer];
         inputs.extend(others.iter().map(|s| &*s.producer));
-        st.record(name, "union", &inputs, std::any::type_name::<T>().to_string());
+        st.record(
+            name,
+            OperatorKind::Union,
+            &inputs,
+            std::any::type_name::<T>().to_string(),
+        );
         st.track_output(name, &out);
         drop(st);
         let union = Rc::new(RefCell::new(Union::new(others.len() + 1, out.clone())));
@@ -172,7 +184,7 @@ impl<T: Data> Stream<T> {
     pub fn sink(&self, name: &str, factory: impl SinkFactory<T>) {
         let mut st = self.state.borrow_mut();
         st.claim_name(name);
-        st.record(name, "sink", &[&self.producer], String::new());
+        st.record(name, OperatorKind::Sink, &[&self.producer], String::new());
         if st.mode == Mode::Plan {
             drop(st);
             self.out.attach(Box::new(Discard));

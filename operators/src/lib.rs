@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use sluice_engine::{Job, JobConfig, WatermarkStrategy};
+//! use sluice_engine::{OperatorKind, Job, JobConfig, WatermarkStrategy};
 //! use sluice_operators::{CollectSink, Count, KeyedStreamExt, MemorySource, StreamExt, Windows};
 //!
 //! # fn main() -> Result<(), sluice_engine::EngineError> {
@@ -65,7 +65,7 @@ pub use window::{Emit, Window, WindowResult, WindowedStream, Windows};
 
 use std::hash::Hash;
 
-use sluice_engine::{Data, KeyedStream, Stream};
+use sluice_engine::{Data, KeyedStream, OperatorKind, Stream};
 
 /// Record-at-a-time operators on any stream.
 pub trait StreamExt<T: Data> {
@@ -83,11 +83,11 @@ pub trait StreamExt<T: Data> {
 
 impl<T: Data> StreamExt<T> for Stream<T> {
     fn map<U: Data>(&self, name: &str, f: impl FnMut(T) -> U + 'static) -> Stream<U> {
-        self.transform(name, "map", map::Map::new(f))
+        self.transform(name, OperatorKind::Map, map::Map::new(f))
     }
 
     fn filter(&self, name: &str, predicate: impl FnMut(&T) -> bool + 'static) -> Stream<T> {
-        self.transform(name, "filter", filter::Filter::new(predicate))
+        self.transform(name, OperatorKind::Filter, filter::Filter::new(predicate))
     }
 
     fn flat_map<U: Data, I: IntoIterator<Item = U> + 'static>(
@@ -95,7 +95,7 @@ impl<T: Data> StreamExt<T> for Stream<T> {
         name: &str,
         f: impl FnMut(T) -> I + 'static,
     ) -> Stream<U> {
-        self.transform(name, "flat_map", flat_map::FlatMap::new(f))
+        self.transform(name, OperatorKind::FlatMap, flat_map::FlatMap::new(f))
     }
 }
 
@@ -136,8 +136,11 @@ impl<K: Data + Hash + Eq, T: Data> KeyedStreamExt<K, T> for KeyedStream<K, T> {
     where
         K: sluice_engine::state::StateKey,
     {
-        self.records()
-            .transform(name, "process", process::ProcessOperator::new(function))
+        self.records().transform(
+            name,
+            OperatorKind::Process,
+            process::ProcessOperator::new(function),
+        )
     }
 
     fn map_values<U: Data>(&self, name: &str, mut f: impl FnMut(T) -> U + 'static) -> KeyedStream<K, U> {

@@ -416,7 +416,7 @@ impl Coordinator {
                 .iter()
                 .map(|o| ManifestOperator {
                     name: o.name.clone(),
-                    kind: o.kind.clone(),
+                    kind: o.kind.to_string(),
                     output_type: o.output_type.clone(),
                     stateful: stateful.contains(&&o.name),
                 })

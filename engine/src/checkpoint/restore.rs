@@ -57,7 +57,7 @@ pub(crate) fn check_compatible(config: &JobConfig, graph: &JobGraph, point: &Res
                     ),
                 ));
             }
-            Some(now) if now.kind != op.kind || now.output_type != op.output_type => {
+            Some(now) if now.kind.as_str() != op.kind || now.output_type != op.output_type => {
                 return Err(refuse(
                     job,
                     format!(

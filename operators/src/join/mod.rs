@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::state::{StateKey, StateValue};
-use sluice_engine::{Data, EngineError, Keyed, KeyedStream, Output, Stream, millis};
+use sluice_engine::{Data, EngineError, Keyed, KeyedStream, OperatorKind, Output, Stream, millis};
 
 use crate::aggregators::Aggregator;
 use crate::window::{Window, WindowResult, Windows};
@@ -344,7 +344,7 @@ where
         let (interval, lateness) = (self.interval, self.lateness);
         self.both.records().transform(
             &self.name,
-            "interval_join",
+            OperatorKind::IntervalJoin,
             interval::IntervalJoin::new(interval.lower, interval.upper, lateness, f, None),
         )
     }
@@ -358,7 +358,7 @@ where
         let (interval, lateness) = (self.interval, self.lateness);
         self.both.records().transform_with_side_output(
             &self.name,
-            "interval_join",
+            OperatorKind::IntervalJoin,
             |late: Output<JoinInput<L, R>>| {
                 interval::IntervalJoin::new(interval.lower, interval.upper, lateness, f, Some(late))
             },
@@ -421,7 +421,7 @@ where
         let (lookup, lateness) = (self.lookup, self.lateness);
         self.both.records().transform(
             &self.name,
-            "enrich",
+            OperatorKind::Enrich,
             enrich::Enrich::new(lookup, lateness, f, None),
         )
     }
@@ -434,7 +434,7 @@ where
         let (lookup, lateness) = (self.lookup, self.lateness);
         self.both.records().transform_with_side_output(
             &self.name,
-            "enrich",
+            OperatorKind::Enrich,
             |late: Output<JoinInput<L, Option<V>>>| enrich::Enrich::new(lookup, lateness, f, Some(late)),
         )
     }

@@ -2,7 +2,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use sluice_engine::state::StateKey;
-use sluice_engine::{Data, EngineError, KeyedStream, Output, Stream, millis};
+use sluice_engine::{Data, EngineError, KeyedStream, OperatorKind, Output, Stream, millis};
 
 use super::assigner::{WindowResult, Windows};
 use super::fixed::FixedWindowAggregate;
@@ -62,17 +62,19 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
         match self.windows {
             Windows::Tumbling { size } => records.transform(
                 name,
-                "window",
+                OperatorKind::Window,
                 FixedWindowAggregate::new(size, size, l, e, agg, None),
             ),
             Windows::Sliding { size, slide } => records.transform(
                 name,
-                "window",
+                OperatorKind::Window,
                 FixedWindowAggregate::new(size, slide, l, e, agg, None),
             ),
-            Windows::Session { gap } => {
-                records.transform(name, "window", SessionAggregate::new(gap, l, agg, None))
-            }
+            Windows::Session { gap } => records.transform(
+                name,
+                OperatorKind::Window,
+                SessionAggregate::new(gap, l, agg, None),
+            ),
         }
     }
 
@@ -86,17 +88,17 @@ impl<'a, K: Data + Hash + Eq, T: Data> WindowedStream<'a, K, T> {
         let (name, l, e) = (self.name.as_str(), self.allowed_lateness, self.early);
         match self.windows {
             Windows::Tumbling { size } => {
-                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                records.transform_with_side_output(name, OperatorKind::Window, |late: Output<T>| {
                     FixedWindowAggregate::new(size, size, l, e, agg, Some(late))
                 })
             }
             Windows::Sliding { size, slide } => {
-                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                records.transform_with_side_output(name, OperatorKind::Window, |late: Output<T>| {
                     FixedWindowAggregate::new(size, slide, l, e, agg, Some(late))
                 })
             }
             Windows::Session { gap } => {
-                records.transform_with_side_output(name, "window", |late: Output<T>| {
+                records.transform_with_side_output(name, OperatorKind::Window, |late: Output<T>| {
                     SessionAggregate::new(gap, l, agg, Some(late))
                 })
             }
