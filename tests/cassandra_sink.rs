@@ -22,7 +22,7 @@ use sluice::operators::cassandra::scylla::value::CqlTimestamp;
 use sluice::operators::cassandra::{
     CassandraConfig, CassandraSink, EmbeddedCql, RejectedRows, SinkStats, TableSchema, execute_cql, read_rows,
 };
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, ensure_topic};
+use sluice::operators::kafka::{KafkaConfig, KafkaDeadLetters, KafkaSource, ensure_topic};
 use sluice::prelude::*;
 
 /// A row of `product_revenue_1m` as in the e-commerce job.
@@ -493,11 +493,9 @@ fn a_rejected_row_fails_the_job_or_goes_to_the_dead_letter_topic() {
 
     let brokers = brokers();
     let dlq = unique("tagged-dlq");
-    let sink =
-        CassandraSink::new(store.config.clone(), "tagged").on_rejected_rows(RejectedRows::DeadLetter {
-            kafka: KafkaConfig::new(&brokers),
-            topic: dlq.clone(),
-        });
+    let sink = CassandraSink::new(store.config.clone(), "tagged").on_rejected_rows(
+        RejectedRows::dead_letter(KafkaDeadLetters::new(KafkaConfig::new(&brokers), dlq.clone())),
+    );
     tagged_job(sink).expect("rejected rows are dead-lettered");
     let rows =
         read_rows::<(String, i64)>(&store.config, &format!("SELECT tag, n FROM {ks}.tagged")).expect("read");

@@ -56,6 +56,7 @@ pub use join::{JoinInput, JoinInterval, KeyedJoinExt, Lookup};
 pub use percentiles::{HistogramState, PercentileSummary, Percentiles};
 pub use process::{KeyedProcessFunction, ProcessContext, TimeDomain, Timer};
 pub use sinks::collect::CollectSink;
+pub use sinks::dead_letter::{DeadLetter, DeadLetterSink};
 pub use sinks::stdout::StdoutSink;
 pub use sources::generator::GeneratorSource;
 pub use sources::json_lines::JsonLinesSource;

@@ -7,7 +7,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp, Watermark};
+use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp, Watermark, now_millis};
 use tokio::runtime::Runtime;
 
 use super::batcher::Batcher;
@@ -18,8 +18,7 @@ use super::error::CassandraError;
 use super::mapping::{Field, FieldFormat, bind_columns, row_fields};
 use super::schema::TableSchema;
 use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
-use crate::kafka::KafkaConfig;
-use crate::kafka::dead_letter::DeadLetterWriter;
+use crate::{DeadLetter, DeadLetterSink};
 
 /// The write timestamp (microseconds) of a row, from the row and its event time.
 pub type WriteTimestampFn<T> = Arc<dyn Fn(&T, Timestamp) -> i64 + Send + Sync>;
@@ -35,20 +34,32 @@ pub fn event_time_micros(ts: Timestamp) -> i64 {
 /// column or the store refuses, a missing partition key). Never routed here: timeouts,
 /// overload and unreachable nodes (retried) and failures that concern the table rather than
 /// the row, such as no permission or a missing table or keyspace (the job fails).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum RejectedRows {
     /// Stop the job with an error naming the table and the row's key (default).
     #[default]
     Fail,
-    /// Write the row as JSON to a Kafka topic, with the table and the error in the headers
-    /// `sluice.table` and `sluice.error`, and go on. A row that cannot be serialized at all
-    /// is written as `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
-    DeadLetter {
-        /// The cluster of the dead-letter topic.
-        kafka: KafkaConfig,
-        /// The topic (created with one partition if missing).
-        topic: String,
-    },
+    /// Hand the row as JSON to a dead-letter sink (e.g. `KafkaDeadLetters`, a Kafka topic),
+    /// with the table and the error in the headers `sluice.table` and `sluice.error`, and go
+    /// on. A row that cannot be serialized at all is written as
+    /// `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
+    DeadLetter(DeadLetterSink),
+}
+
+impl RejectedRows {
+    /// Rejected rows go to `sink`.
+    pub fn dead_letter(sink: impl SinkFactory<DeadLetter> + Send + Sync) -> Self {
+        RejectedRows::DeadLetter(Arc::new(sink))
+    }
+}
+
+impl std::fmt::Debug for RejectedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectedRows::Fail => f.write_str("Fail"),
+            RejectedRows::DeadLetter(_) => f.write_str("DeadLetter(..)"),
+        }
+    }
 }
 
 /// Writes a stream of rows into a Cassandra or ScyllaDB table.
@@ -288,11 +299,11 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
 }
 
 impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T> {
-    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
+    fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
         let connection = self.connection()?;
         let dead_letter = match &self.rejected {
             RejectedRows::Fail => None,
-            RejectedRows::DeadLetter { kafka, topic } => Some(DeadLetterWriter::open(kafka, topic)?),
+            RejectedRows::DeadLetter(sink) => Some(sink.create(worker, workers)?),
         };
         let dispatcher = Dispatcher::new(
             connection.runtime.handle().clone(),
@@ -322,7 +333,7 @@ struct CassandraWriter<T> {
     max_pending_rows: usize,
     dispatcher: Dispatcher,
     timestamp: WriteTimestampFn<T>,
-    dead_letter: Option<DeadLetterWriter>,
+    dead_letter: Option<Box<dyn Sink<DeadLetter>>>,
     key: Vec<u8>,
     _connection: Arc<Connection>,
 }
@@ -340,36 +351,41 @@ impl<T: Serialize> CassandraWriter<T> {
     fn flush(&mut self) -> Result<(), BoxError> {
         self.send_pending()?;
         self.dispatcher.wait_idle()?;
-        self.handle_rejected()?;
-        if let Some(dl) = &self.dead_letter {
-            dl.flush()?;
-        }
-        Ok(())
+        self.handle_rejected()
     }
 
-    fn handle_rejected(&self) -> Result<(), BoxError> {
+    fn handle_rejected(&mut self) -> Result<(), BoxError> {
         for (row, reason) in self.dispatcher.take_rejected() {
             let error = CassandraError::Rejected {
                 table: self.layout.table.clone(),
                 key: self.layout.key_text(&row),
                 reason,
             };
-            self.reject(|| self.layout.row_json(&row), error)?;
+            self.reject(|layout| layout.row_json(&row), error)?;
         }
         Ok(())
     }
 
     /// Applies the rejected-rows policy to a row that cannot be written.
-    fn reject(&self, payload: impl FnOnce() -> String, error: CassandraError) -> Result<(), BoxError> {
-        let Some(dl) = &self.dead_letter else {
+    fn reject(
+        &mut self,
+        payload: impl FnOnce(&RowLayout) -> String,
+        error: CassandraError,
+    ) -> Result<(), BoxError> {
+        let Some(dead_letters) = self.dead_letter.as_mut() else {
             return Err(error.into());
         };
         let reason = error.to_string();
         tracing::warn!(error = %reason, "row dead-lettered");
-        dl.write_row(
-            payload().as_bytes(),
-            &[("sluice.table", &self.layout.table), ("sluice.error", &reason)],
-        )
+        let letter = DeadLetter {
+            key: None,
+            payload: payload(&self.layout).into_bytes(),
+            headers: vec![
+                ("sluice.table".to_string(), self.layout.table.clone()),
+                ("sluice.error".to_string(), reason),
+            ],
+        };
+        dead_letters.write(letter, now_millis())
     }
 }
 
@@ -389,7 +405,7 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
         self.key.clear();
         let row = match self.layout.encode(&value, &mut self.key) {
             Ok(row) => row,
-            Err(e) => return self.reject(|| dead_letter_payload(&value), e),
+            Err(e) => return self.reject(|_| dead_letter_payload(&value), e),
         };
         let timestamp = (self.timestamp)(&value, ts);
         if let Some(full) = self.batcher.add(&self.key, timestamp, row) {
@@ -405,21 +421,26 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
         self.send_pending()
     }
 
-    fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
-        self.flush()
+    fn on_checkpoint(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        self.flush()?;
+        // Rows dead-lettered before the barrier are durable before it is acknowledged.
+        match self.dead_letter.as_mut() {
+            Some(dead_letters) => dead_letters.on_checkpoint(id),
+            None => Ok(()),
+        }
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        self.flush()
+        self.flush()?;
+        match self.dead_letter.as_mut() {
+            Some(dead_letters) => dead_letters.finish(),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message as _};
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::{Offset, TopicPartitionList};
     use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
     use scylla::value::CqlValue;
     use serde::Deserialize;
@@ -430,7 +451,7 @@ mod tests {
     use crate::cassandra::mapping::{BoundColumn, CqlType};
     use crate::cassandra::retry::Backoff;
     use crate::cassandra::writer::WriteFuture;
-    use crate::{Emit, Window, WindowResult};
+    use crate::{CollectSink, Emit, Window, WindowResult};
 
     /// Records what would be written (the test store keeps no write timestamps).
     #[derive(Default)]
@@ -456,7 +477,7 @@ mod tests {
     fn writer<T: Data + Serialize>(
         target: Arc<dyn WriteTarget>,
         timestamp: WriteTimestampFn<T>,
-        dead_letter: Option<DeadLetterWriter>,
+        dead_letter: Option<Box<dyn Sink<DeadLetter>>>,
     ) -> CassandraWriter<T> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -643,52 +664,20 @@ mod tests {
             .collect()
     }
 
-    fn dead_letter(
-        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    ) -> DeadLetterWriter {
-        mock.create_topic("rejected", 1, 1).unwrap();
-        DeadLetterWriter::open(&KafkaConfig::new(mock.bootstrap_servers()), "rejected").unwrap()
+    /// A dead-letter sink that collects, and the writer side of it.
+    fn dead_letter() -> (CollectSink<DeadLetter>, Option<Box<dyn Sink<DeadLetter>>>) {
+        let collected = CollectSink::new();
+        let sink = collected.create(0, 1).unwrap();
+        (collected, Some(sink))
     }
 
-    /// The records of the one-partition dead-letter topic: payload and headers.
-    fn dead_lettered(
-        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    ) -> Vec<(String, Vec<(String, String)>)> {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", mock.bootstrap_servers())
-            .set("group.id", "dead-letter-reader")
-            .create()
-            .unwrap();
-        let timeout = Duration::from_secs(10);
-        let (_, high) = consumer.fetch_watermarks("rejected", 0, timeout).unwrap();
-        let mut partitions = TopicPartitionList::new();
-        partitions
-            .add_partition_offset("rejected", 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&partitions).unwrap();
-        let deadline = std::time::Instant::now() + timeout;
-        let mut out = Vec::new();
-        while (out.len() as i64) < high {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dead-letter records missing"
-            );
-            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let message = message.unwrap();
-            let headers = message.headers().map_or_else(Vec::new, |h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_string(), value.into_owned())
-                    })
-                    .collect()
-            });
-            let payload = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-            out.push((payload, headers));
-        }
-        out
+    /// The dead letters collected: payload and headers.
+    fn dead_lettered(collected: &CollectSink<DeadLetter>) -> Vec<(String, Vec<(String, String)>)> {
+        collected
+            .snapshot()
+            .into_iter()
+            .map(|d| (String::from_utf8_lossy(&d.payload).into_owned(), d.headers))
+            .collect()
     }
 
     fn header<'a>(headers: &'a [(String, String)], key: &str) -> &'a str {
@@ -699,20 +688,20 @@ mod tests {
     }
 
     #[test]
-    fn a_row_the_store_refuses_goes_to_the_dead_letter_topic_and_the_rest_are_written() {
-        let mock = MockCluster::new(1).unwrap();
+    fn a_row_the_store_refuses_goes_to_the_dead_letter_sink_and_the_rest_are_written() {
+        let (collected, dead_letters) = dead_letter();
         let store = Arc::new(Store::default());
         let mut w = writer(
             Arc::clone(&store) as _,
             Arc::new(|_: &Row, ts| event_time_micros(ts)),
-            Some(dead_letter(&mock)),
+            dead_letters,
         );
         for row in rows() {
             w.write(row, 1).unwrap();
         }
         w.finish().unwrap();
         assert_eq!(store.written.lock().unwrap().len(), 2);
-        let dead = dead_lettered(&mock);
+        let dead = dead_lettered(&collected);
         assert_eq!(dead.len(), 1);
         let (payload, headers) = &dead[0];
         assert_eq!(
@@ -728,7 +717,7 @@ mod tests {
 
     #[test]
     fn a_store_refusing_every_write_fails_the_job_instead_of_dead_lettering_rows() {
-        let mock = MockCluster::new(1).unwrap();
+        let (collected, dead_letters) = dead_letter();
         let store = Arc::new(Store {
             every_write: Some((
                 DbError::Unauthorized,
@@ -739,7 +728,7 @@ mod tests {
         let mut w = writer(
             Arc::clone(&store) as _,
             Arc::new(|_: &Row, ts| event_time_micros(ts)),
-            Some(dead_letter(&mock)),
+            dead_letters,
         );
         let outcome = rows()
             .into_iter()
@@ -750,7 +739,7 @@ mod tests {
             err.contains("shop.t") && err.contains("no MODIFY permission"),
             "{err}"
         );
-        assert!(dead_lettered(&mock).is_empty(), "rows were dead-lettered");
+        assert!(dead_lettered(&collected).is_empty(), "rows were dead-lettered");
     }
 
     /// A row whose `Serialize` implementation fails.
@@ -765,16 +754,16 @@ mod tests {
 
     #[test]
     fn a_row_that_cannot_be_serialized_is_dead_lettered_with_its_error() {
-        let mock = MockCluster::new(1).unwrap();
+        let (collected, dead_letters) = dead_letter();
         let store = Arc::new(Store::default());
         let mut w = writer(
             Arc::clone(&store) as _,
             Arc::new(|_: &Unserializable, ts| event_time_micros(ts)),
-            Some(dead_letter(&mock)),
+            dead_letters,
         );
         w.write(Unserializable, 1).unwrap();
         w.finish().unwrap();
-        let dead = dead_lettered(&mock);
+        let dead = dead_lettered(&collected);
         assert_eq!(dead.len(), 1);
         let (payload, headers) = &dead[0];
         assert!(

@@ -91,12 +91,8 @@ impl DeadLetterWriter {
         Ok(true)
     }
 
-    /// Queues a row a sink could not write, with `headers` saying where it was going and why.
-    pub(crate) fn write_row(&self, payload: &[u8], headers: &[(&str, &str)]) -> Result<(), BoxError> {
-        self.send(None, Some(payload), headers)
-    }
-
-    fn send(
+    /// Queues a record with `headers`.
+    pub(crate) fn send(
         &self,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,

@@ -3,7 +3,8 @@
 mod admin;
 mod config;
 mod context;
-pub(crate) mod dead_letter;
+mod dead_letter;
+mod dead_letter_sink;
 mod dead_lettered;
 mod delivery;
 mod format;
@@ -15,6 +16,7 @@ mod start;
 pub use admin::{ensure_topic, topic_exists};
 pub use config::KafkaConfig;
 pub use context::LoggingContext;
+pub use dead_letter_sink::KafkaDeadLetters;
 pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, PoisonPolicy, StartFrom};

@@ -1,4 +1,5 @@
 //! Sinks for jobs and tests.
 
 pub(crate) mod collect;
+pub(crate) mod dead_letter;
 pub(crate) mod stdout;
