@@ -29,8 +29,8 @@ use common::cql::{
 use common::services::Service;
 use common::{Measurement, cpu_seconds, peak_rss_bytes};
 use serde::{Deserialize, Serialize};
+use sluice::cassandra::{CassandraConfig, CassandraSink};
 use sluice::datagen::OrderGenerator;
-use sluice::operators::cassandra::{CassandraConfig, CassandraSink};
 use sluice::prelude::*;
 
 #[global_allocator]
@@ -201,7 +201,7 @@ fn run_child(kind: &str, store: &str, args: &Args) -> anyhow::Result<Result> {
     let keyspace = format!("bench_{kind}_{}_{}", args.runs, std::process::id());
     let config = CassandraConfig::new([store], &keyspace)
         .schema_metadata(false)
-        .consistency(sluice::operators::cassandra::Consistency::One)
+        .consistency(sluice::cassandra::Consistency::One)
         .max_in_flight(args.in_flight);
     drop_keyspace(&config)?;
     let rows = rows(args.events);

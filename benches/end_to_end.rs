@@ -39,9 +39,9 @@ use common::cql::{
 use common::kafka::{CONSUMER_SETTINGS, RunTopic, preload, raw_consume_loop};
 use common::services::{Service, kafka_version};
 use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
+use sluice::cassandra::{CassandraConfig, CassandraSink, Consistency};
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::operators::cassandra::{CassandraConfig, CassandraSink, Consistency};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource};
+use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
 use sluice::shop::{ProductRevenue, product_revenue};
 

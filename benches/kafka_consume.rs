@@ -27,7 +27,7 @@ use common::{
     Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate,
 };
 use sluice::datagen::{Order, OrderGenerator};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource};
+use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
 
 #[global_allocator]

@@ -5,8 +5,8 @@
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-pub use sluice_operators::cassandra::EmbeddedCql;
-use sluice_operators::kafka::KafkaConfig;
+pub use sluice_cassandra::EmbeddedCql;
+use sluice_kafka::KafkaConfig;
 
 /// Records a producer may be ahead of the job reading them from the in-process broker, which
 /// keeps only the newest 5 MB (or 100,000 batches) of each partition and drops older records:
@@ -51,7 +51,7 @@ pub enum ServiceError {
     },
     /// The CQL store.
     #[error(transparent)]
-    Cassandra(#[from] sluice_operators::cassandra::CassandraError),
+    Cassandra(#[from] sluice_cassandra::CassandraError),
 }
 
 /// Where a job's Kafka and CQL store are: the addresses given, or in-process servers for
@@ -60,7 +60,7 @@ pub struct Endpoints {
     /// How clients reach Kafka.
     pub kafka: KafkaConfig,
     /// How clients reach the CQL store.
-    pub cql: sluice_operators::cassandra::CassandraConfig,
+    pub cql: sluice_cassandra::CassandraConfig,
     kafka_server: Option<EmbeddedKafka>,
     cql_server: Option<EmbeddedCql>,
 }
@@ -84,10 +84,7 @@ impl Endpoints {
             }
         };
         let (cql, cql_server) = match cassandra {
-            Some(addr) => (
-                sluice_operators::cassandra::CassandraConfig::new([addr], keyspace),
-                None,
-            ),
+            Some(addr) => (sluice_cassandra::CassandraConfig::new([addr], keyspace), None),
             None => {
                 let server = EmbeddedCql::start()?;
                 (server.config(keyspace), Some(server))
@@ -131,8 +128,9 @@ impl Endpoints {
             Some(server) => server
                 .create_topic(topic, partitions)
                 .map_err(|e| failed(format!("cannot create topic '{topic}': {e}"))),
-            None => sluice_operators::kafka::ensure_topic(&self.kafka, topic, partitions)
-                .map_err(|e| failed(e.to_string())),
+            None => {
+                sluice_kafka::ensure_topic(&self.kafka, topic, partitions).map_err(|e| failed(e.to_string()))
+            }
         }
     }
 

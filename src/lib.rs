@@ -5,8 +5,10 @@
 //! exchanges and backpressure.
 //!
 //! This crate is the facade: it re-exports the engine (`sluice-engine`), the operators
-//! (`sluice-operators`) and the state backends (`sluice-state`), and brings everything a job
-//! needs into scope with [`prelude`].
+//! (`sluice-operators`), the state backends (`sluice-state`), the test harness
+//! (`sluice-testing`) and, behind the features `kafka` and `cassandra` (on by default), the
+//! connectors (`sluice-kafka` as [`kafka`], `sluice-cassandra` as [`cassandra`]), and brings
+//! everything a job needs into scope with [`prelude`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,12 +38,20 @@
 //! ```
 
 pub mod datagen;
+#[cfg(all(feature = "kafka", feature = "embedded-cql"))]
 pub mod embedded;
+#[cfg(all(feature = "kafka", feature = "cassandra"))]
 pub mod pipeline;
+#[cfg(feature = "kafka")]
 pub mod producer;
+#[cfg(all(feature = "kafka", feature = "cassandra"))]
 pub mod shop;
 
+#[cfg(feature = "cassandra")]
+pub use sluice_cassandra as cassandra;
 pub use sluice_engine as engine;
+#[cfg(feature = "kafka")]
+pub use sluice_kafka as kafka;
 pub use sluice_operators as operators;
 pub use sluice_state as state;
 pub use sluice_testing as testing;

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use sluice_engine::JobHandle;
-use sluice_operators::kafka::{KafkaConfig, LoggingContext};
+use sluice_kafka::{KafkaConfig, LoggingContext};
 
 /// Producing failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,11 +13,9 @@ use common::kafka::unique;
 use common::services::OwnService;
 use common::{Event, TempDir};
 use serde::{Deserialize, Serialize};
+use sluice::cassandra::scylla::value::CqlTimestamp;
+use sluice::cassandra::{CassandraConfig, CassandraSink, Consistency, TableSchema, execute_cql, read_rows};
 use sluice::engine::{CheckpointConfig, EngineError};
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{
-    CassandraConfig, CassandraSink, Consistency, TableSchema, execute_cql, read_rows,
-};
 use sluice::prelude::*;
 use sluice::testing::{JobHarness, TestInput};
 

@@ -16,13 +16,13 @@ use common::TempDir;
 use common::kafka::{brokers, order_fixtures, orders, produce, read_topic, unique};
 use common::kafka_jobs::expected_revenue;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::{Order, OrderGenerator};
-use sluice::engine::{CheckpointConfig, EngineError, RestoreFrom};
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{
+use sluice::cassandra::scylla::value::CqlTimestamp;
+use sluice::cassandra::{
     CassandraConfig, CassandraSink, EmbeddedCql, RejectedRows, SinkStats, TableSchema, execute_cql, read_rows,
 };
-use sluice::operators::kafka::{KafkaConfig, KafkaDeadLetters, KafkaSource, ensure_topic};
+use sluice::datagen::{Order, OrderGenerator};
+use sluice::engine::{CheckpointConfig, EngineError, RestoreFrom};
+use sluice::kafka::{KafkaConfig, KafkaDeadLetters, KafkaSource, ensure_topic};
 use sluice::prelude::*;
 
 /// A row of `product_revenue_1m` as in the e-commerce job.

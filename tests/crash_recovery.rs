@@ -30,9 +30,7 @@ use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 use sluice::datagen::Order;
 use sluice::engine::{CheckpointConfig, StateBackendConfig, list_checkpoints};
-use sluice::operators::kafka::{
-    JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy, StartFrom, ensure_topic,
-};
+use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
 use sluice::prelude::*;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::TempDir;
 use common::kafka::{brokers, unique};
+use sluice::cassandra::read_rows;
+use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::datagen::{Order, PageView};
 use sluice::engine::{JobReport, list_checkpoints};
-use sluice::operators::cassandra::read_rows;
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
 use sluice::shop::{
     ATTRIBUTION_WINDOW, MALFORMED_ORDERS, SESSION_GAP, Shop, ShopReport, ShopSettings, VIEWS_PER_ORDER,
 };

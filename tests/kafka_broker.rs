@@ -14,7 +14,7 @@ use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
 use common::services::OwnService;
 use sluice::datagen::Order;
 use sluice::engine::EngineError;
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
+use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
 use sluice::prelude::*;
 
 #[test]
@@ -248,7 +248,7 @@ fn a_group_member_joining_and_leaving_mid_run_loses_and_repeats_nothing() {
 #[test]
 #[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]
 fn the_kafka_sink_writes_every_record_with_its_key() {
-    use sluice::operators::kafka::{JsonRecord, KafkaSink};
+    use sluice::kafka::{JsonRecord, KafkaSink};
 
     let brokers = brokers();
     let topic = unique("sink");

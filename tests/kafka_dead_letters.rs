@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::kafka::{brokers, produce_to_partitions, read_topic, unique};
 use common::{Event, TempDir};
 use sluice::engine::CheckpointConfig;
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
+use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
 use sluice::prelude::*;
 use sluice::testing::{CaptureSink, JobHarness};
 

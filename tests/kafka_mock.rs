@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
-use sluice::operators::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
+use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
 use sluice::prelude::*;
 
 fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {

@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sluice::engine::{CheckpointConfig, PartitionId, SourcePosition};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, StartFrom, ensure_topic};
+use sluice::kafka::{KafkaConfig, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
 use sluice::testing::{CaptureSink, JobHarness};
 

@@ -9,10 +9,10 @@ use std::process::Command;
 
 use common::TempDir;
 use common::kafka::{order_fixtures, produce};
+use sluice::cassandra::scylla::value::CqlTimestamp;
+use sluice::cassandra::{CassandraConfig, execute_cql, read_rows};
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::embedded::{EmbeddedCql, EmbeddedKafka};
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{CassandraConfig, execute_cql, read_rows};
 use sluice::pipeline::Pipeline;
 
 const ORDERS: u64 = 3_000;

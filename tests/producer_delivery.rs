@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
-use sluice::operators::kafka::KafkaConfig;
+use sluice::kafka::KafkaConfig;
 use sluice::producer::JsonProducer;
 
 #[test]

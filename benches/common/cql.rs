@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::Order;
-use sluice::operators::cassandra::scylla::client::session::Session;
-use sluice::operators::cassandra::scylla::client::session_builder::SessionBuilder;
-use sluice::operators::cassandra::scylla::value::CqlTimestamp;
-use sluice::operators::cassandra::{
+use sluice::cassandra::scylla::client::session::Session;
+use sluice::cassandra::scylla::client::session_builder::SessionBuilder;
+use sluice::cassandra::scylla::value::CqlTimestamp;
+use sluice::cassandra::{
     CassandraConfig, Consistency, TableSchema, event_time_micros, execute_cql, read_rows,
 };
+use sluice::datagen::Order;
 use tokio::sync::Semaphore;
 
 use super::{Checksum, cpu_seconds};

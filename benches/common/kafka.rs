@@ -12,7 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rustc_hash::FxBuildHasher;
 use sluice::datagen::Order;
-use sluice::operators::kafka::{KafkaConfig, ensure_topic};
+use sluice::kafka::{KafkaConfig, ensure_topic};
 
 /// Creates `topic` with `partitions` partitions and produces `orders` into it as JSON keyed
 /// by product, then `marker` (if any) into every partition, e.g. to move every partition's

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use sluice_engine::{OperatorKind, Job, JobConfig, WatermarkStrategy};
+//! use sluice_engine::{Job, JobConfig, WatermarkStrategy};
 //! use sluice_operators::{CollectSink, Count, KeyedStreamExt, MemorySource, StreamExt, Windows};
 //!
 //! # fn main() -> Result<(), sluice_engine::EngineError> {
@@ -38,11 +38,9 @@
 //! ```
 
 mod aggregators;
-pub mod cassandra;
 mod filter;
 mod flat_map;
 pub mod join;
-pub mod kafka;
 mod map;
 mod percentiles;
 mod process;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use sluice::cassandra::{CassandraConfig, query_text};
 use sluice::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice::engine::{list_checkpoints, show_manifest};
-use sluice::operators::cassandra::{CassandraConfig, query_text};
-use sluice::operators::kafka::KafkaConfig;
+use sluice::kafka::KafkaConfig;
 use sluice::pipeline::Pipeline;
 use sluice::producer::JsonProducer;
 use sluice::shop::{ProduceSpec, ShopData, produce, thousands, utc};
@@ -259,8 +259,7 @@ fn produce_events(brokers: &str, kind: Kind, spec: &ProduceSpec) -> anyhow::Resu
         topics.push(&spec.page_views_topic);
     }
     for topic in topics {
-        sluice::operators::kafka::ensure_topic(&kafka, topic, spec.partitions)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        sluice::kafka::ensure_topic(&kafka, topic, spec.partitions).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let started = Instant::now();
     if kind == Kind::Ecommerce {

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
+use sluice_cassandra::CassandraError;
 use sluice_engine::EngineError;
-use sluice_operators::cassandra::CassandraError;
 
 /// Why a pipeline could not be read or run.
 #[derive(Debug, thiserror::Error)]

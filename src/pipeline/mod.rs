@@ -20,9 +20,9 @@ pub use aggregate::{Aggregates, Running, SumOutOfRange};
 pub use error::PipelineError;
 pub use record::{Decoded, Fields, KeyValue, Num};
 use serde_json::{Map, Value};
+use sluice_cassandra::{CassandraConfig, CassandraSink, SinkStats};
 use sluice_engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig, WatermarkStrategy};
-use sluice_operators::cassandra::{CassandraConfig, CassandraSink, SinkStats};
-use sluice_operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice_kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
 use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
 pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
 

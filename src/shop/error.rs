@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
+use sluice_cassandra::CassandraError;
 use sluice_engine::EngineError;
-use sluice_operators::cassandra::CassandraError;
 
 /// Why the e-commerce job could not run.
 #[derive(Debug, thiserror::Error)]

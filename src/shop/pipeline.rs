@@ -5,7 +5,7 @@ use std::time::Duration;
 use sluice_engine::{
     CheckpointConfig, Job, JobBuilder, JobConfig, Result, StateBackendConfig, Stream, WatermarkStrategy,
 };
-use sluice_operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice_kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
 use sluice_operators::{Count, JoinInterval, KeyedJoinExt, KeyedStreamExt, Min, StreamExt, Sum, Windows};
 
 use super::settings::{OnBadRecord, ShopSettings};

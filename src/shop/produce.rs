@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_operators::kafka::KafkaConfig;
+use sluice_kafka::KafkaConfig;
 
 use super::error::ShopError;
 use super::settings::ShopSettings;

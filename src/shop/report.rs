@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
-use sluice_operators::cassandra::scylla::value::CqlTimestamp;
-use sluice_operators::cassandra::{CassandraConfig, CassandraError, read_rows};
+use sluice_cassandra::scylla::value::CqlTimestamp;
+use sluice_cassandra::{CassandraConfig, CassandraError, read_rows};
 
 use super::tables::ProductRevenue;
 

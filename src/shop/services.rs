@@ -1,6 +1,6 @@
 //! The Kafka cluster and CQL store the job talks to, with the job's topics in place.
 
-use sluice_operators::kafka::topic_exists;
+use sluice_kafka::topic_exists;
 
 use super::error::ShopError;
 use super::settings::{OnBadRecord, ShopSettings};

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_operators::WindowResult;
-use sluice_operators::cassandra::{
+use sluice_cassandra::{
     CassandraConfig, CassandraError, CassandraSink, SinkStats, TableSchema, render_sink_stats,
 };
+use sluice_operators::WindowResult;
 
 /// Gap that ends a user's session.
 pub const SESSION_GAP: Duration = Duration::from_secs(30 * 60);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sluice::datagen::Order;
 use sluice::engine::{BoxError, JobReport, Result};
-use sluice::operators::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
 use sluice::prelude::*;
 
 use super::{Event, batch_fixed};

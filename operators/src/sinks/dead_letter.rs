@@ -29,6 +29,6 @@ impl DeadLetter {
 }
 
 /// Where dead letters go: any sink of [`DeadLetter`]s, e.g. a Kafka topic
-/// (`sluice::operators::kafka::KafkaDeadLetters`) or a [`crate::CollectSink`] in tests. A sink
+/// (`sluice::kafka::KafkaDeadLetters`) or a [`crate::CollectSink`] in tests. A sink
 /// that writes them makes each durable by the next checkpoint (its `on_checkpoint`).
 pub type DeadLetterSink = Arc<dyn SinkFactory<DeadLetter> + Send + Sync>;

@@ -1,4 +1,7 @@
-//! Kafka sources and sinks on rdkafka (librdkafka).
+//! Kafka for Sluice jobs, on rdkafka (librdkafka): [`KafkaSource`] (static or consumer-group
+//! assignment, offsets in checkpoints, poison records failed, skipped or dead-lettered exactly
+//! once), [`KafkaSink`], [`KafkaDeadLetters`] (a topic as a dead-letter sink), the formats
+//! records are read and written in, and topic administration.
 
 mod admin;
 mod config;

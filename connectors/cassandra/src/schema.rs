@@ -11,7 +11,7 @@ use super::mapping::{CqlType, Field};
 /// name the columns that are `timestamp`s (an `i64` of epoch milliseconds in the row).
 ///
 /// ```
-/// use sluice_operators::cassandra::TableSchema;
+/// use sluice_cassandra::TableSchema;
 /// let schema = TableSchema::partition_key(["product_id"])
 ///     .clustering_key(["window_start"])
 ///     .timestamp_columns(["window_start"]);
@@ -138,7 +138,7 @@ impl TableSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cassandra::mapping::FieldFormat;
+    use crate::mapping::FieldFormat;
 
     fn field(name: &str, format: FieldFormat) -> Field {
         Field {

@@ -30,7 +30,7 @@ use super::error::CassandraError;
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use sluice_operators::cassandra::EmbeddedCql;
+/// use sluice_cassandra::EmbeddedCql;
 /// let store = EmbeddedCql::start()?;
 /// let config = store.config("shop"); // a driver configuration pointing at it
 /// assert!(config.contact_points()[0].starts_with("127.0.0.1:"));

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 /// `Debug` output or logs.
 ///
 /// ```
-/// use sluice_operators::kafka::KafkaConfig;
+/// use sluice_kafka::KafkaConfig;
 /// let config = KafkaConfig::new("127.0.0.1:9092")
 ///     .set("security.protocol", "SASL_SSL")
 ///     .set("sasl.password", "hunter2");

@@ -4,7 +4,7 @@ use sluice_engine::{BoxError, CheckpointId, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
 use super::dead_letter::DeadLetterWriter;
-use crate::DeadLetter;
+use sluice_operators::DeadLetter;
 
 /// Writes [`DeadLetter`]s to a Kafka topic (created with one partition if missing): the key
 /// and payload as the record's, the headers as Kafka headers. Every write is acknowledged by

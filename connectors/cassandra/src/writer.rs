@@ -336,7 +336,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::cassandra::batcher::Batcher;
+    use crate::batcher::Batcher;
 
     fn row(n: i64) -> EncodedRow {
         EncodedRow {

@@ -17,7 +17,7 @@ use super::retry::Backoff;
 ///
 /// ```
 /// use std::time::Duration;
-/// use sluice_operators::cassandra::{CassandraConfig, Consistency};
+/// use sluice_cassandra::{CassandraConfig, Consistency};
 /// let config = CassandraConfig::new(["10.0.0.1:9042", "10.0.0.2:9042"], "shop")
 ///     .consistency(Consistency::LocalQuorum)
 ///     .credentials("sluice", "secret")
@@ -65,7 +65,7 @@ impl fmt::Debug for Credentials {
 /// either off has to be done explicitly, and is logged at `warn` whenever a session is built.
 ///
 /// ```
-/// use sluice_operators::cassandra::TlsConfig;
+/// use sluice_cassandra::TlsConfig;
 /// let tls = TlsConfig::with_ca_file("/etc/cassandra/ca.pem");
 /// assert!(tls.verify_peer && tls.verify_hostname);
 /// // Certificates that name the nodes by DNS name only: still verified against the CA.

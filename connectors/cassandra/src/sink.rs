@@ -18,14 +18,14 @@ use super::error::CassandraError;
 use super::mapping::{Field, FieldFormat, bind_columns, row_fields};
 use super::schema::TableSchema;
 use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
-use crate::{DeadLetter, DeadLetterSink};
+use sluice_operators::{DeadLetter, DeadLetterSink};
 
 /// The write timestamp (microseconds) of a row, from the row and its event time.
 pub type WriteTimestampFn<T> = Arc<dyn Fn(&T, Timestamp) -> i64 + Send + Sync>;
 
 /// The default write timestamp: the last microsecond of the record's event-time millisecond.
 /// A window's final result carries the window's last millisecond, so its timestamp is
-/// `end × 1000 − 1`, the same as [`crate::WindowResult::write_timestamp`] gives it.
+/// `end × 1000 − 1`, the same as [`sluice_operators::WindowResult::write_timestamp`] gives it.
 pub fn event_time_micros(ts: Timestamp) -> i64 {
     ts.saturating_mul(1000).saturating_add(999)
 }
@@ -447,11 +447,11 @@ mod tests {
     use serde::ser::Error as _;
 
     use super::*;
-    use crate::cassandra::batcher::WriteBatch;
-    use crate::cassandra::mapping::{BoundColumn, CqlType};
-    use crate::cassandra::retry::Backoff;
-    use crate::cassandra::writer::WriteFuture;
-    use crate::{CollectSink, Emit, Window, WindowResult};
+    use crate::batcher::WriteBatch;
+    use crate::mapping::{BoundColumn, CqlType};
+    use crate::retry::Backoff;
+    use crate::writer::WriteFuture;
+    use sluice_operators::{CollectSink, Emit, Window, WindowResult};
 
     /// Records what would be written (the test store keeps no write timestamps).
     #[derive(Default)]
