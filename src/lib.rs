@@ -44,6 +44,7 @@ pub mod embedded;
 pub mod pipeline;
 #[cfg(feature = "kafka")]
 pub mod producer;
+pub mod settings;
 #[cfg(all(feature = "kafka", feature = "cassandra"))]
 pub mod shop;
 

@@ -27,7 +27,7 @@ use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
 pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
 
 use self::row::{RowNames, WindowRows};
-use crate::shop::OnBadRecord;
+use crate::settings::OnBadRecord;
 
 /// A row written to the table: column → value.
 pub type Row = Map<String, Value>;

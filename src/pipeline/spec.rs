@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::PipelineError;
-use crate::shop::{OnBadRecord, parse_duration};
+use crate::settings::{OnBadRecord, parse_duration};
 
 /// A declarative Kafka → (window + aggregates) → Cassandra pipeline.
 ///
