@@ -163,7 +163,8 @@ impl<T: Data> SourceDriver<T> {
 }
 
 impl<T: Data> DriverCore<T> {
-    #[inline]
+    /// The slot of `partition`: the one of the previous record, almost always.
+    #[inline(always)]
     fn slot(&mut self, partition: PartitionId) -> usize {
         if self
             .partitions
@@ -172,6 +173,13 @@ impl<T: Data> DriverCore<T> {
         {
             return self.last_hit;
         }
+        self.find_slot(partition)
+    }
+
+    /// The slot of a partition other than the previous record's, added if new.
+    #[cold]
+    #[inline(never)]
+    fn find_slot(&mut self, partition: PartitionId) -> usize {
         let i = match self.partitions.iter().position(|p| p.id == partition) {
             Some(i) => i,
             None => {
