@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::{brokers, produce_to_partitions, read_topic, unique};
-use common::{Event, TempDir};
+use common::{Event, TempDir, wait_for};
 use sluice::engine::CheckpointConfig;
 use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
 use sluice::prelude::*;
@@ -65,18 +65,6 @@ fn job(s: &Setup, config: KafkaConfig, group: &str) -> (JobHarness, CaptureSink<
     })
     .expect("valid job");
     (h, out)
-}
-
-fn wait_for(out: &CaptureSink<Event>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} records arrived",
-            out.len()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

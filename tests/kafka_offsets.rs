@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::kafka::{brokers, produce_to_partitions, unique};
-use common::{Event, TempDir};
+use common::{Event, TempDir, wait_for};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -44,18 +44,6 @@ fn job(dir: &TempDir, source: KafkaSource<Event>, workers: usize) -> (JobHarness
     })
     .expect("valid job");
     (h, out)
-}
-
-fn wait_for(out: &CaptureSink<Event>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} records arrived",
-            out.len()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn wait_assigned(h: &JobHarness, partitions: u64) {

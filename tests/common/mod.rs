@@ -212,6 +212,19 @@ impl Drop for TempDir {
     }
 }
 
+/// Waits (up to 30 s) until `out` captured `n` records.
+pub fn wait_for(out: &sluice::testing::CaptureSink<Event>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records arrived",
+            out.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until the running job has completed checkpoint `n` (counting earlier runs' too).
 pub fn wait_for_checkpoint(handle: &sluice::engine::JobHandle, n: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -16,6 +16,14 @@ pub fn read_rows<R>(config: &CassandraConfig, cql: &str) -> Result<Vec<R>, Cassa
 where
     R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
 {
+    read_with_columns(config, cql).map(|(_, rows)| rows)
+}
+
+/// Runs `cql` and returns the names of its columns and every row, reading page by page.
+fn read_with_columns<R>(config: &CassandraConfig, cql: &str) -> Result<(Vec<String>, Vec<R>), CassandraError>
+where
+    R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+{
     let runtime = driver_runtime("sluice-cql-client")?;
     let failed = |reason: String| CassandraError::Statement {
         what: cql.to_string(),
@@ -28,11 +36,12 @@ where
             .await
             .map_err(|e| failed(e.to_string()))?;
         let mut rows = pager.rows_stream::<R>().map_err(|e| failed(e.to_string()))?;
+        let columns = rows.column_specs().iter().map(|c| c.name().to_string()).collect();
         let mut out = Vec::new();
         while let Some(row) = rows.next().await {
             out.push(row.map_err(|e| failed(e.to_string()))?);
         }
-        Ok(out)
+        Ok((columns, out))
     })
 }
 
@@ -73,36 +82,17 @@ pub struct TextTable {
 /// # Errors
 /// When the store cannot be reached or the statement fails.
 pub fn query_text(config: &CassandraConfig, cql: &str) -> Result<TextTable, CassandraError> {
-    let runtime = driver_runtime("sluice-cql-client")?;
-    let failed = |reason: String| CassandraError::Statement {
-        what: cql.to_string(),
-        reason,
-    };
-    runtime.block_on(async {
-        let session = config.connect().await?;
-        let pager = session
-            .query_iter(cql, &[])
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let mut rows = pager
-            .rows_stream::<scylla::value::Row>()
-            .map_err(|e| failed(e.to_string()))?;
-        let columns = rows.column_specs().iter().map(|c| c.name().to_string()).collect();
-        let mut table = TextTable {
-            columns,
-            rows: Vec::new(),
-        };
-        while let Some(row) = rows.next().await {
-            let row = row.map_err(|e| failed(e.to_string()))?;
-            table.rows.push(
-                row.columns
-                    .iter()
-                    .map(|v| v.as_ref().map_or_else(|| "null".to_string(), shown))
-                    .collect(),
-            );
-        }
-        Ok(table)
-    })
+    let (columns, rows) = read_with_columns::<scylla::value::Row>(config, cql)?;
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            row.columns
+                .iter()
+                .map(|v| v.as_ref().map_or_else(|| "null".to_string(), shown))
+                .collect()
+        })
+        .collect();
+    Ok(TextTable { columns, rows })
 }
 
 /// A value as cqlsh shows it: text without CQL's quotes, everything else as the driver
