@@ -209,7 +209,7 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
         thousands(m.total_all("dead_lettered")),
         thousands(m.total_all("bad_records_skipped")),
     );
-    if settings.on_bad_record == OnBadRecord::DeadLetter && m.total_all("dead_lettered") > 0 {
+    if settings.on_bad_record == OnBadRecord::DeadLetter(()) && m.total_all("dead_lettered") > 0 {
         println!(
             "  dead-lettered records are in topic '{}'",
             settings.dead_letter_topic()

@@ -60,13 +60,13 @@ pub use sluice_testing as testing;
 /// Everything a job definition usually needs.
 pub mod prelude {
     pub use sluice_engine::{
-        BadRecordPolicy, EngineError, Job, JobBuilder, JobConfig, JobReport, Keyed, KeyedStream, Operator,
+        EngineError, Job, JobBuilder, JobConfig, JobReport, Keyed, KeyedStream, OnBadRecord, Operator,
         OperatorContext, Output, RestartStrategy, Sink, SinkFactory, Source, Stream, Timestamp, Watermark,
         WatermarkStrategy,
     };
     pub use sluice_operators::{
-        Aggregator, Avg, CollectSink, Count, GeneratorSource, JsonLinesSource, KeyedProcessFunction,
-        KeyedStreamExt, Max, MemorySource, Min, ProcessContext, StdoutSink, StreamExt, Sum, Timer, Window,
-        WindowResult, Windows,
+        Aggregator, Avg, CollectSink, Count, DeadLetter, DeadLetterSink, GeneratorSource, JsonLinesSource,
+        KeyedProcessFunction, KeyedStreamExt, Max, MemorySource, Min, ProcessContext, StdoutSink, StreamExt,
+        Sum, Timer, Window, WindowResult, Windows,
     };
 }

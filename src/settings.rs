@@ -1,44 +1,20 @@
 //! Setting values the e-commerce job and declarative pipelines share: the bad-record policy
 //! and durations as people write them.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-/// What a job does with a record that cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnBadRecord {
-    /// Stop the job, naming topic, partition and offset.
-    Fail,
-    /// Skip it (counted in `bad_records_skipped`).
-    Skip,
-    /// Write it unchanged to `<topic>-dlq` (created if missing), with the error as a header.
-    #[default]
-    DeadLetter,
-}
+/// What a job does with a record that cannot be decoded: `fail` (stop, naming topic,
+/// partition and offset), `skip` (counted in `bad_records_skipped`) or `dead-letter` (written
+/// unchanged to the job's dead-letter topic with the error as a header). The topic is
+/// configured apart, so the choice carries no destination.
+pub type OnBadRecord = sluice_engine::OnBadRecord<()>;
 
-impl FromStr for OnBadRecord {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fail" => Ok(OnBadRecord::Fail),
-            "skip" => Ok(OnBadRecord::Skip),
-            "dead-letter" => Ok(OnBadRecord::DeadLetter),
-            other => Err(format!(
-                "'{other}' is not a bad-record policy (fail, skip or dead-letter)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for OnBadRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            OnBadRecord::Fail => "fail",
-            OnBadRecord::Skip => "skip",
-            OnBadRecord::DeadLetter => "dead-letter",
-        })
-    }
+/// Reads an optional [`OnBadRecord`] as configuration files spell it.
+pub(crate) fn de_on_bad_record<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OnBadRecord>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// A duration as `10` (seconds) or with a unit: `500ms`, `1s`, `2m`, `1h 30m`.

@@ -18,7 +18,7 @@ use common::kafka_jobs::expected_revenue;
 use serde::{Deserialize, Serialize};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{
-    CassandraConfig, CassandraSink, EmbeddedCql, RejectedRows, SinkStats, TableSchema, execute_cql, read_rows,
+    CassandraConfig, CassandraSink, EmbeddedCql, SinkStats, TableSchema, execute_cql, read_rows,
 };
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::{CheckpointConfig, EngineError, RestoreFrom};
@@ -493,9 +493,9 @@ fn a_rejected_row_fails_the_job_or_goes_to_the_dead_letter_topic() {
 
     let brokers = brokers();
     let dlq = unique("tagged-dlq");
-    let sink = CassandraSink::new(store.config.clone(), "tagged").on_rejected_rows(
-        RejectedRows::dead_letter(KafkaDeadLetters::new(KafkaConfig::new(&brokers), dlq.clone())),
-    );
+    let sink = CassandraSink::new(store.config.clone(), "tagged").on_rejected_rows(OnBadRecord::DeadLetter(
+        DeadLetterSink::new(KafkaDeadLetters::new(KafkaConfig::new(&brokers), dlq.clone())),
+    ));
     tagged_job(sink).expect("rejected rows are dead-lettered");
     let rows =
         read_rows::<(String, i64)>(&store.config, &format!("SELECT tag, n FROM {ks}.tagged")).expect("read");

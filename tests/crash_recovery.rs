@@ -30,7 +30,7 @@ use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 use sluice::datagen::Order;
 use sluice::engine::{CheckpointConfig, StateBackendConfig, list_checkpoints};
-use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
+use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
@@ -137,9 +137,7 @@ fn crash_child() {
         // not time out first. The group names the job in the dead-letter topic.
         let source = KafkaSource::<Order>::json(kafka.clone(), spec.group.clone(), &[spec.input.as_str()])
             .start_from(StartFrom::Earliest)
-            .on_poison(PoisonPolicy::DeadLetter {
-                topic: spec.dead_letters.clone(),
-            })
+            .on_bad_record(OnBadRecord::DeadLetter(spec.dead_letters.clone()))
             .exit_when_idle(Duration::from_secs(10));
         let sink = KafkaSink::new(
             kafka.clone(),

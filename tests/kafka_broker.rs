@@ -14,7 +14,7 @@ use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
 use common::services::OwnService;
 use sluice::datagen::Order;
 use sluice::engine::EngineError;
-use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, ensure_topic};
+use sluice::kafka::{KafkaConfig, KafkaSource, ensure_topic};
 use sluice::prelude::*;
 
 #[test]
@@ -31,7 +31,7 @@ fn windowed_job_on_a_real_broker_matches_batch() {
         &order_fixtures(&orders, &[(100, "{oops"), (4_000, "[]")]),
     );
     let (rows, report) =
-        revenue_from_kafka(config, &topic, &unique("e2e"), PoisonPolicy::Skip, 2).expect("job runs");
+        revenue_from_kafka(config, &topic, &unique("e2e"), OnBadRecord::Skip, 2).expect("job runs");
     assert_eq!(rows, expected_revenue(&orders));
     assert_eq!(report.metrics.total("orders", "records_out"), 5_000);
     assert_eq!(report.metrics.total("orders", "bad_records_skipped"), 2);
@@ -51,7 +51,7 @@ fn poison_policies_on_a_real_broker() {
         &order_fixtures(&orders, &[(50, "poison-a"), (300, "poison-b")]),
     );
 
-    let err = revenue_from_kafka(config.clone(), &topic, &unique("fail"), PoisonPolicy::Fail, 1)
+    let err = revenue_from_kafka(config.clone(), &topic, &unique("fail"), OnBadRecord::Fail, 1)
         .expect_err("poison must fail the job");
     assert!(
         matches!(&err, EngineError::BadRecord { location, .. } if location.starts_with(&format!("topic {topic} partition "))),
@@ -64,7 +64,7 @@ fn poison_policies_on_a_real_broker() {
         config,
         &topic,
         &unique("dlq"),
-        PoisonPolicy::DeadLetter { topic: dlq.clone() },
+        OnBadRecord::DeadLetter(dlq.clone()),
         2,
     )
     .expect("job runs");

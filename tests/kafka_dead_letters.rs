@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::kafka::{brokers, produce_to_partitions, read_topic, unique};
 use common::{Event, TempDir, wait_for};
 use sluice::engine::CheckpointConfig;
-use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy, StartFrom, ensure_topic};
+use sluice::kafka::{KafkaConfig, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
 use sluice::testing::{CaptureSink, JobHarness};
 
@@ -54,7 +54,7 @@ fn job(s: &Setup, config: KafkaConfig, group: &str) -> (JobHarness, CaptureSink<
     let h = JobHarness::new(job_config, move |b| {
         let source = KafkaSource::<Event>::json(config.clone(), group.clone(), &[topic.as_str()])
             .start_from(StartFrom::Earliest)
-            .on_poison(PoisonPolicy::DeadLetter { topic: dlq.clone() });
+            .on_bad_record(OnBadRecord::DeadLetter(dlq.clone()));
         b.source(
             "events",
             source,

@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
-use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, PoisonPolicy};
+use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource};
 use sluice::prelude::*;
 
 fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {
@@ -48,7 +48,7 @@ fn windowed_job_over_kafka_matches_batch_and_skips_poison() {
             KafkaConfig::new(&brokers),
             &topic,
             &group,
-            PoisonPolicy::Skip,
+            OnBadRecord::Skip,
             workers,
         )
         .expect("job runs");
@@ -68,7 +68,7 @@ fn poison_record_fails_with_topic_partition_and_offset() {
         KafkaConfig::new(&brokers),
         &topic,
         &unique("g"),
-        PoisonPolicy::Fail,
+        OnBadRecord::Fail,
         1,
     )
     .expect_err("poison must fail the job");
@@ -102,7 +102,7 @@ fn poison_records_go_to_the_dead_letter_topic_with_their_origin() {
         KafkaConfig::new(&brokers),
         &topic,
         &unique("g"),
-        PoisonPolicy::DeadLetter { topic: dlq.clone() },
+        OnBadRecord::DeadLetter(dlq.clone()),
         2,
     )
     .expect("job runs");

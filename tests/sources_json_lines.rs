@@ -34,7 +34,7 @@ fn write_orders(
 
 fn revenue_job(
     path: std::path::PathBuf,
-    policy: BadRecordPolicy,
+    policy: OnBadRecord,
     workers: usize,
     out: CollectSink<(String, i64, i64)>,
 ) -> Job {
@@ -73,7 +73,7 @@ fn parallel_splits_read_every_line_once() {
     let want = expected_revenue(&orders);
     for workers in [1, 2, 4] {
         let out = CollectSink::new();
-        let report = revenue_job(dir.0.clone(), BadRecordPolicy::Fail, workers, out.clone())
+        let report = revenue_job(dir.0.clone(), OnBadRecord::Fail, workers, out.clone())
             .run()
             .expect("runs");
         let mut rows = out.take();
@@ -89,7 +89,7 @@ fn bad_lines_fail_with_file_and_line() {
     let dir = TempDir::new("jsonl-bad");
     let orders: Vec<Order> = (0..500).map(|n| OrderGenerator::default().nth(n)).collect();
     let path = write_orders(&dir.0, "orders.jsonl", &orders, &[(300, "{\"order_id\": broken")]);
-    let err = revenue_job(path.clone(), BadRecordPolicy::Fail, 2, CollectSink::new())
+    let err = revenue_job(path.clone(), OnBadRecord::Fail, 2, CollectSink::new())
         .run()
         .expect_err("bad line must fail");
     match &err {
@@ -126,7 +126,7 @@ fn bad_lines_and_timestamps_are_skipped_and_counted() {
     );
     for workers in [1, 2] {
         let out = CollectSink::new();
-        let report = revenue_job(path.clone(), BadRecordPolicy::Skip, workers, out.clone())
+        let report = revenue_job(path.clone(), OnBadRecord::Skip, workers, out.clone())
             .run()
             .expect("runs");
         let mut rows = out.take();
@@ -140,7 +140,7 @@ fn bad_lines_and_timestamps_are_skipped_and_counted() {
 fn missing_input_names_the_path() {
     let err = revenue_job(
         "/nonexistent/orders.jsonl".into(),
-        BadRecordPolicy::Fail,
+        OnBadRecord::Fail,
         1,
         CollectSink::new(),
     )

@@ -1,168 +1,18 @@
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_state::{KeyGroupRange, StateBackend};
-
 use crate::alignment::AlignmentBoard;
-use crate::checkpoint::participant::Participant;
+use crate::build_state::{BuildState, Mode};
 use crate::config::JobConfig;
-use crate::error::{EngineError, Result};
-use crate::exchange::{Flush, RunRegistry};
-use crate::graph::{JobGraph, OperatorInfo, OperatorKind};
+use crate::error::EngineError;
+use crate::graph::OperatorKind;
 use crate::ids::WorkerId;
-use crate::metrics::JobMetrics;
-use crate::operator::{OperatorContext, Tick};
-use crate::push::{Data, Output};
+use crate::push::Output;
 use crate::source::{Source, SourceContext};
 use crate::source_driver::{Alignment, SourceCounters, SourceDriver};
 use crate::stream::Stream;
 use crate::watermark_strategy::WatermarkStrategy;
-use crate::worker::WorkerInput;
-
-/// Whether the graph is only being planned (validated) or instantiated on a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Plan,
-    Run,
-}
-
-/// Everything one worker's instance of the job graph is made of.
-pub(crate) struct BuildState {
-    pub(crate) mode: Mode,
-    pub(crate) config: Arc<JobConfig>,
-    pub(crate) worker: usize,
-    pub(crate) registry: Arc<RunRegistry>,
-    pub(crate) state: StateBackend,
-    pub(crate) metrics: JobMetrics,
-    names: HashSet<String>,
-    pub(crate) graph: JobGraph,
-    pub(crate) errors: Vec<EngineError>,
-    outputs: Vec<(String, Box<dyn Fn() -> usize>)>,
-    /// Worker inputs with their level: 0 for sources, `exchange id + 1` for exchange receivers.
-    pub(crate) inputs: Vec<(usize, Box<dyn WorkerInput>)>,
-    pub(crate) senders: Vec<(usize, Rc<RefCell<dyn Flush>>)>,
-    pub(crate) tickers: Vec<Rc<RefCell<dyn Tick>>>,
-    pub(crate) sinks: Vec<Rc<RefCell<bool>>>,
-    /// Operators and sinks, for checkpoints.
-    pub(crate) participants: Vec<Rc<RefCell<dyn Participant>>>,
-    next_exchange: usize,
-}
-
-impl BuildState {
-    pub(crate) fn new(
-        mode: Mode,
-        config: Arc<JobConfig>,
-        worker: usize,
-        registry: Arc<RunRegistry>,
-        metrics: JobMetrics,
-    ) -> Self {
-        let range = KeyGroupRange::for_worker(worker, config.workers, config.max_key_groups);
-        BuildState {
-            mode,
-            worker,
-            registry,
-            state: StateBackend::memory_for(range),
-            metrics,
-            names: HashSet::new(),
-            graph: JobGraph::default(),
-            errors: Vec::new(),
-            outputs: Vec::new(),
-            inputs: Vec::new(),
-            senders: Vec::new(),
-            tickers: Vec::new(),
-            sinks: Vec::new(),
-            participants: Vec::new(),
-            next_exchange: 0,
-            config,
-        }
-    }
-
-    /// Registers an operator name; records an error when it is taken or malformed.
-    pub(crate) fn claim_name(&mut self, name: &str) -> bool {
-        let reason = if name.is_empty() {
-            Some("names must not be empty")
-        } else if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
-            Some("names must not contain '/', '\\' or control characters")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            self.errors.push(EngineError::InvalidOperatorName {
-                operator: name.to_string(),
-                reason,
-            });
-            return false;
-        }
-        if !self.names.insert(name.to_string()) {
-            self.errors.push(EngineError::DuplicateOperator {
-                operator: name.to_string(),
-            });
-            return false;
-        }
-        true
-    }
-
-    pub(crate) fn record(&mut self, name: &str, kind: OperatorKind, inputs: &[&str], output_type: String) {
-        self.graph.operators.push(OperatorInfo {
-            name: name.to_string(),
-            kind,
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            output_type,
-        });
-    }
-
-    pub(crate) fn track_output<T: Data>(&mut self, producer: &str, out: &Output<T>) {
-        let out = out.clone();
-        self.outputs
-            .push((producer.to_string(), Box::new(move || out.consumers())));
-    }
-
-    pub(crate) fn operator_context(&self, name: &str) -> OperatorContext {
-        OperatorContext {
-            name: Arc::from(name),
-            worker: WorkerId(self.worker),
-            workers: self.config.workers,
-            max_key_groups: self.config.max_key_groups,
-            state: self.state.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-
-    pub(crate) fn next_exchange_id(&mut self) -> usize {
-        self.next_exchange += 1;
-        self.next_exchange - 1
-    }
-
-    /// Checks the finished graph: names, dangling streams, presence of a source.
-    pub(crate) fn validate(&mut self) -> Result<()> {
-        if let Some(e) = self.errors.drain(..).next() {
-            return Err(e);
-        }
-        for (producer, consumers) in &self.outputs {
-            if consumers() == 0 {
-                return Err(EngineError::DanglingStream {
-                    operator: producer.clone(),
-                });
-            }
-        }
-        // Every other stream is consumed, and only sinks consume without producing: a job
-        // with a source therefore has a sink.
-        if !self
-            .graph
-            .operators
-            .iter()
-            .any(|o| o.kind == OperatorKind::Source)
-        {
-            return Err(EngineError::InvalidJob {
-                job: self.config.name.clone(),
-                reason: "it has no source".into(),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// Builds one job graph. The job's build function receives it once for validation and once on
 /// every worker, and must build the same graph each time.
@@ -270,7 +120,7 @@ impl JobBuilder {
                         st.config.clock.clone(),
                         alignment,
                     );
-                    st.inputs.push((0, Box::new(driver)));
+                    st.run.inputs.push((0, Box::new(driver)));
                 }
                 Err(source) => st.errors.push(EngineError::SourceFailed {
                     source_name: name.to_string(),

@@ -123,6 +123,15 @@ pub enum EngineError {
         /// The step.
         step: &'static str,
     },
+    /// The engine broke one of its own rules (e.g. an exchange received bytes it cannot
+    /// decode); this is a bug in Sluice, and restarting would not help.
+    #[error("internal error in operator '{operator}' (a bug in Sluice): {reason}")]
+    Internal {
+        /// The operator where it showed.
+        operator: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A worker thread died outside any operator (engine bug).
     #[error("worker {worker} panicked outside an operator: {message}")]
     WorkerPanicked {
@@ -183,6 +192,7 @@ impl EngineError {
                 | EngineError::Checkpoint { .. }
                 | EngineError::Aborted
                 | EngineError::SimulatedCrash { .. }
+                | EngineError::Internal { .. }
         )
     }
 }

@@ -14,9 +14,9 @@ use crate::checkpoint::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::ids::CheckpointId;
 use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::runtime::{Drive, Flush, WorkerInput};
 use crate::time::{Timestamp, Watermark};
 use crate::watermark_tracker::{Combined, WatermarkTracker};
-use crate::worker::{Drive, WorkerInput};
 
 /// A record of a keyed stream: the value with its key and the key's group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub struct Keyed<K, V> {
 /// What travels between workers. Records are encoded (serde + bincode) by the sender and
 /// decoded by the receiver, so their allocations never cross threads and a batch's memory is
 /// its byte length.
-enum Message {
+enum Transfer {
     Records { bytes: Vec<u8>, count: usize },
     Watermark(Watermark),
     Idle,
@@ -42,7 +42,7 @@ enum Message {
 
 struct Envelope {
     from: usize,
-    message: Message,
+    transfer: Transfer,
 }
 
 struct Channels {
@@ -166,16 +166,16 @@ where
     K: Data + DeserializeOwned,
     T: Data + DeserializeOwned,
 {
-    fn deliver(&mut self, from: usize, message: Message) -> Result<()> {
-        match message {
-            Message::Records { mut bytes, count } => {
+    fn deliver(&mut self, from: usize, transfer: Transfer) -> Result<()> {
+        match transfer {
+            Transfer::Records { mut bytes, count } => {
                 let mut rest = &bytes[..];
                 for _ in 0..count {
                     let ((ts, kg, key, value), n): (Encoded<K, T>, usize) =
                         bincode::serde::decode_from_slice(rest, codec()).map_err(|e| {
-                            EngineError::OperatorFailed {
+                            EngineError::Internal {
                                 operator: self.name.to_string(),
-                                source: format!("cannot decode a record from worker {from}: {e}").into(),
+                                reason: format!("cannot decode a record from worker {from}: {e}"),
                             }
                         })?;
                     rest = &rest[n..];
@@ -191,19 +191,19 @@ where
                 let _ = self.returns[from].try_send(bytes);
                 Ok(())
             }
-            Message::Watermark(wm) => {
+            Transfer::Watermark(wm) => {
                 let c = self.tracker.update(from, wm);
                 self.emit(c)
             }
-            Message::Idle => {
+            Transfer::Idle => {
                 let c = self.tracker.set_idle(from);
                 self.emit(c)
             }
-            Message::Barrier(b) => match self.aligner.barrier(from, b.id) {
+            Transfer::Barrier(b) => match self.aligner.barrier(from, b.id) {
                 Some(id) => self.pass_barrier(id),
                 None => Ok(()),
             },
-            Message::End => {
+            Transfer::End => {
                 let c = self.tracker.end(from);
                 self.emit(c)?;
                 if let Some(id) = self.aligner.end(from) {
@@ -260,7 +260,7 @@ where
             match r.rx.try_recv() {
                 Ok(env) => {
                     worked = true;
-                    r.deliver(env.from, env.message)?;
+                    r.deliver(env.from, env.transfer)?;
                     if r.ended {
                         return Ok(Drive::Finished);
                     }
@@ -285,7 +285,7 @@ struct Destination {
     tx: Sender<Envelope>,
     bytes: Vec<u8>,
     count: usize,
-    pending: VecDeque<Message>,
+    pending: VecDeque<Transfer>,
 }
 
 /// Sending side of a `key_by` exchange on one worker: computes the key and its key group,
@@ -384,7 +384,7 @@ where
         let d = &mut self.destinations[dest];
         if d.count > 0 {
             let bytes = std::mem::take(&mut d.bytes);
-            d.pending.push_back(Message::Records {
+            d.pending.push_back(Transfer::Records {
                 bytes,
                 count: std::mem::take(&mut d.count),
             });
@@ -393,12 +393,12 @@ where
 
     /// Queues a control message for every other worker, after the records and the watermark
     /// that came before it: every edge keeps the order in which things happened.
-    fn broadcast(&mut self, make: impl Fn() -> Message) {
+    fn broadcast(&mut self, make: impl Fn() -> Transfer) {
         self.queue_watermark();
         self.queue_to_others(make);
     }
 
-    fn queue_to_others(&mut self, make: impl Fn() -> Message) {
+    fn queue_to_others(&mut self, make: impl Fn() -> Transfer) {
         for dest in 0..self.workers {
             if dest != self.me {
                 self.seal(dest);
@@ -415,7 +415,7 @@ where
             self.resumed = false;
             let wm = self.latest_wm;
             self.sent_wm = wm;
-            self.queue_to_others(|| Message::Watermark(wm));
+            self.queue_to_others(|| Transfer::Watermark(wm));
         }
     }
 
@@ -441,16 +441,6 @@ where
     }
 }
 
-/// Type-erased view of a sender for the worker loop.
-pub(crate) trait Flush {
-    /// Sends what the channels accept. Returns whether anything was sent.
-    fn flush(&mut self) -> Result<bool>;
-    /// Whether more is queued than the channels take: upstream must pause.
-    fn is_blocked(&self) -> bool;
-    /// Whether everything, including end-of-input, has been handed to the channels.
-    fn is_drained(&self) -> bool;
-}
-
 impl<T, K, F> Flush for ExchangeSender<T, K, F>
 where
     T: Data + Serialize,
@@ -467,14 +457,14 @@ where
             self.seal(dest);
             let d = &mut self.destinations[dest];
             let mut woke = false;
-            while let Some(message) = d.pending.pop_front() {
+            while let Some(transfer) = d.pending.pop_front() {
                 match d.tx.try_send(Envelope {
                     from: self.me,
-                    message,
+                    transfer,
                 }) {
                     Ok(()) => woke = true,
                     Err(TrySendError::Full(env)) => {
-                        d.pending.push_front(env.message);
+                        d.pending.push_front(env.transfer);
                         break;
                     }
                     Err(TrySendError::Disconnected(_)) => return Err(EngineError::Aborted),
@@ -547,7 +537,7 @@ where
 
     fn idle(&mut self) -> Result<()> {
         let mut s = self.0.borrow_mut();
-        s.broadcast(|| Message::Idle);
+        s.broadcast(|| Transfer::Idle);
         s.idle = true;
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
@@ -558,11 +548,11 @@ where
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let mut s = self.0.borrow_mut();
-        s.broadcast(|| Message::Barrier(barrier));
+        s.broadcast(|| Transfer::Barrier(barrier));
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
         let mut r = local.borrow_mut();
-        r.deliver(me, Message::Barrier(barrier))
+        r.deliver(me, Transfer::Barrier(barrier))
     }
 
     fn end(&mut self) -> Result<()> {
@@ -572,11 +562,11 @@ where
         }
         s.ended = true;
         s.latest_wm = Watermark::MAX;
-        s.broadcast(|| Message::End);
+        s.broadcast(|| Transfer::End);
         let (me, local) = (s.me, Rc::clone(&s.local));
         drop(s);
         let mut r = local.borrow_mut();
-        r.deliver(me, Message::End)
+        r.deliver(me, Transfer::End)
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use sluice_state::StateBackend;
 use sluice_state::checkpoint::RestorePoint;
 
-use crate::builder::{BuildState, JobBuilder, Mode};
+use crate::build_state::{BuildState, Mode};
+use crate::builder::JobBuilder;
 use crate::checkpoint::StateBackendConfig;
 use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::restore;
@@ -184,7 +185,13 @@ impl Job {
                 c.new_attempt();
                 match c.restore_point()? {
                     Some(point) => {
-                        restore::check_compatible(&self.config, &self.graph, &point)?;
+                        restore::check_compatible(
+                            &self.config.name,
+                            self.config.max_key_groups,
+                            self.config.state_backend.kind_name(),
+                            &self.graph,
+                            &point,
+                        )?;
                         let snapshots = restore::read_snapshots(&self.config.name, &point)?;
                         Some(Arc::new((point, snapshots)))
                     }
@@ -317,27 +324,32 @@ impl Job {
         (self.build)(&mut builder)?;
         let mut state = into_build_state(builder)?;
         state.validate().map_err(|e| with_job(e, &self.config.name))?;
-        // Sources first in the list would starve exchanges: drive downstream inputs first.
-        state.inputs.sort_by_key(|input| std::cmp::Reverse(input.0));
+        let BuildState {
+            mut run,
+            state: backend,
+            registry,
+            ..
+        } = state;
+        run.drive_downstream_first();
         if let Some((point, snapshots)) = restore.as_deref() {
             restore::restore_worker(
                 &self.config.name,
                 point,
                 snapshots,
                 (worker, self.config.workers),
-                &state.participants,
-                &mut state.inputs,
+                &run.participants,
+                &mut run.inputs,
             )?;
         }
-        state.state.check_all_tables_claimed()?;
-        let part = coordinator.map(|c| WorkerPart::new(c, &self.config.name, worker, state.state.clone()));
+        backend.check_all_tables_claimed()?;
+        let part = coordinator.map(|c| WorkerPart::new(c, &self.config.name, worker, backend));
         let settings = LoopSettings {
             worker,
             tick_interval: self.config.tick_interval,
             clock: self.config.clock.clone(),
-            activity: Arc::clone(&state.registry.activity),
+            activity: Arc::clone(&registry.activity),
         };
-        run_worker(state, flags, &settings, part)
+        run_worker(run, flags, &settings, part)
     }
 }
 

@@ -18,6 +18,8 @@
 
 mod activity;
 mod alignment;
+mod bad_record;
+mod build_state;
 mod builder;
 mod checkpoint;
 mod clock;
@@ -30,9 +32,12 @@ mod ids;
 mod job;
 mod metrics;
 mod operator;
+mod participant;
 mod prometheus;
 mod push;
+mod runtime;
 mod sink;
+mod snapshot;
 mod source;
 mod source_driver;
 mod stream;
@@ -42,7 +47,9 @@ mod union;
 mod watermark_strategy;
 mod watermark_tracker;
 mod worker;
+mod worker_graph;
 
+pub use bad_record::{NoDeadLetters, OnBadRecord};
 pub use builder::JobBuilder;
 pub use checkpoint::{
     CheckpointConfig, CheckpointStep, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint,
@@ -57,13 +64,14 @@ pub use idleness::IdleVote;
 pub use ids::{CheckpointId, PartitionId, WorkerId};
 pub use job::{Job, JobHandle, JobReport};
 pub use metrics::{Counter, Gauge, JobMetrics};
-pub use operator::{Operator, OperatorContext, OperatorSnapshot};
+pub use operator::{Operator, OperatorContext};
 pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus};
 pub use push::{Barrier, Control, Data, Output, Push};
 pub use sink::{Sink, SinkFactory};
+pub use snapshot::OperatorSnapshot;
 pub use source::{
-    BadRecordPolicy, DescribeLocation, PollStatus, RecordLocation, Source, SourceBatch, SourceContext,
-    SourceItem, SourcePosition, SourceReader,
+    DescribeLocation, PollStatus, RecordLocation, Source, SourceBatch, SourceContext, SourceItem,
+    SourcePosition, SourceReader,
 };
 pub use stream::{KeyedStream, Stream};
 pub use time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis, now_millis};

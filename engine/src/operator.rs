@@ -3,13 +3,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_state::{KeyGroupRange, StateBackend, TableSnapshot};
+use sluice_state::{KeyGroupRange, StateBackend};
 
-use crate::checkpoint::participant::Participant;
 use crate::error::{EngineError, Result, panic_message};
 use crate::ids::{CheckpointId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
+use crate::participant::Participant;
 use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::runtime::Tick;
+use crate::snapshot::OperatorSnapshot;
 use crate::time::{Timestamp, Watermark};
 
 /// What an operator instance knows about where it runs.
@@ -79,15 +81,6 @@ impl OperatorContext {
     }
 }
 
-/// The snapshot of one operator instance: its keyed tables and any operator-local bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OperatorSnapshot {
-    /// Keyed tables of the operator.
-    pub tables: Vec<TableSnapshot>,
-    /// Operator-specific encoded state (timers, buffers).
-    pub local: Vec<u8>,
-}
-
 /// A one-input operator. Only [`Operator::process`] is required; the lifecycle hooks have
 /// defaults.
 ///
@@ -140,11 +133,6 @@ pub trait Operator: 'static {
     fn on_end(&mut self, _out: &mut Output<Self::Out>) -> Result<()> {
         Ok(())
     }
-}
-
-/// Something the worker calls on every processing-time tick.
-pub(crate) trait Tick {
-    fn tick(&mut self, now: Timestamp) -> Result<()>;
 }
 
 /// The runtime instance of an operator on one worker: catches errors and panics and names

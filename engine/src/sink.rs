@@ -3,12 +3,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::checkpoint::participant::Participant;
 use crate::error::{BoxError, EngineError, Result, panic_message};
 use crate::ids::CheckpointId;
 use crate::metrics::Counter;
-use crate::operator::OperatorSnapshot;
+use crate::participant::Participant;
 use crate::push::{Barrier, Data, Push};
+use crate::snapshot::OperatorSnapshot;
 use crate::time::{Timestamp, Watermark};
 
 /// Where a stream's records leave the job. One instance runs on each worker.
@@ -49,7 +49,6 @@ pub(crate) struct SinkNode<T> {
     pub(crate) sink: Box<dyn Sink<T>>,
     pub(crate) records_in: Arc<Counter>,
     pub(crate) ended: bool,
-    pub(crate) finished: Rc<RefCell<bool>>,
     /// The newest barrier this sink acknowledged.
     pub(crate) barrier: Option<CheckpointId>,
 }
@@ -94,7 +93,6 @@ impl<T: 'static> Participant for SinkNode<T> {
         }
         self.ended = true;
         self.guarded(|s| s.finish())?;
-        *self.finished.borrow_mut() = true;
         Ok(())
     }
 }
@@ -133,7 +131,6 @@ impl<T: Data> Push<T> for SinkInput<T> {
         }
         node.ended = true;
         node.guarded(|s| s.finish())?;
-        *node.finished.borrow_mut() = true;
         Ok(())
     }
 }

@@ -6,37 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bad_record::OnBadRecord;
 use crate::error::{BoxError, EngineError};
 use crate::idleness::IdleVote;
 use crate::ids::{PartitionId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::push::Data;
 use crate::time::Timestamp;
-
-/// What a source does with a record it cannot decode or whose timestamp is unusable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BadRecordPolicy {
-    /// Stop the job with an error naming where the record came from.
-    #[default]
-    Fail,
-    /// Skip the record and count it in the `bad_records_skipped` metric.
-    Skip,
-}
-
-impl std::str::FromStr for BadRecordPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fail" => Ok(BadRecordPolicy::Fail),
-            "skip" => Ok(BadRecordPolicy::Skip),
-            other => Err(format!(
-                "unknown bad-record policy '{other}' (expected fail or skip)"
-            )),
-        }
-    }
-}
 
 /// How a connector words a [`RecordLocation`], e.g. "topic orders partition 3 offset 17".
 pub type DescribeLocation = fn(&RecordLocation, &mut fmt::Formatter<'_>) -> fmt::Result;
@@ -358,8 +334,8 @@ pub trait Source: 'static {
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<Self::Item>>, BoxError>;
 
     /// What to do with records that cannot be decoded or carry an unusable timestamp.
-    fn bad_record_policy(&self) -> BadRecordPolicy {
-        BadRecordPolicy::Fail
+    fn bad_record_policy(&self) -> OnBadRecord {
+        OnBadRecord::Fail
     }
 }
 

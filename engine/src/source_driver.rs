@@ -2,21 +2,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::alignment::{AlignmentBoard, too_far_ahead};
-use crate::checkpoint::participant::{EventTime, SourceControl};
+use crate::bad_record::OnBadRecord;
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::idleness::IdleVote;
 use crate::ids::CheckpointId;
 use crate::ids::PartitionId;
 use crate::metrics::{Counter, Gauge};
+use crate::participant::{EventTime, SourceControl};
 use crate::push::Barrier;
 use crate::push::{Control, Data, Output};
+use crate::runtime::{Drive, WorkerInput};
 use crate::source::SourcePosition;
-use crate::source::{BadRecordPolicy, PollStatus, RecordLocation, SourceBatch, SourceItem, SourceReader};
+use crate::source::{PollStatus, RecordLocation, SourceBatch, SourceItem, SourceReader};
 use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis};
 use crate::watermark_strategy::WatermarkStrategy;
 use crate::watermark_tracker::{Combined, WatermarkTracker};
-use crate::worker::{Drive, WorkerInput};
 
 /// What the driver knows of one partition of its reader.
 struct PartitionState {
@@ -103,7 +104,7 @@ struct DriverCore<T: Data> {
     name: String,
     clock: Clock,
     strategy: WatermarkStrategy<T>,
-    policy: BadRecordPolicy,
+    policy: OnBadRecord,
     out: Output<T>,
     partitions: Vec<PartitionState>,
     tracker: WatermarkTracker,
@@ -123,7 +124,7 @@ impl<T: Data> SourceDriver<T> {
         name: String,
         reader: Box<dyn SourceReader<T>>,
         strategy: WatermarkStrategy<T>,
-        policy: BadRecordPolicy,
+        policy: OnBadRecord,
         out: Output<T>,
         counters: SourceCounters,
         batch_size: usize,
@@ -212,16 +213,17 @@ impl<T: Data> DriverCore<T> {
 
     fn bad_record(&mut self, location: &RecordLocation, reason: String) -> Result<()> {
         match self.policy {
-            BadRecordPolicy::Fail => Err(EngineError::BadRecord {
+            OnBadRecord::Fail => Err(EngineError::BadRecord {
                 source_name: self.name.clone(),
                 location: location.to_string(),
                 reason,
             }),
-            BadRecordPolicy::Skip => {
+            OnBadRecord::Skip => {
                 self.counters.skipped.inc();
                 tracing::debug!(source = %self.name, %location, %reason, "skipping bad record");
                 Ok(())
             }
+            OnBadRecord::DeadLetter(none) => match none {},
         }
     }
 
@@ -696,7 +698,7 @@ mod tests {
             "s".into(),
             Box::new(Script(polls.into())),
             strategy,
-            BadRecordPolicy::Fail,
+            OnBadRecord::Fail,
             out,
             counters,
             64,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::builder::{BuildState, Mode};
+use crate::build_state::{BuildState, Mode};
 use crate::error::EngineError;
 use crate::exchange::{ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
 use crate::graph::OperatorKind;
@@ -98,8 +98,8 @@ impl<T: Data> Stream<T> {
             out.clone(),
             side_outputs,
         )));
-        st.tickers.push(node.clone());
-        st.participants.push(node.clone());
+        st.run.tickers.push(node.clone());
+        st.run.participants.push(node.clone());
         drop(st);
         self.out.attach(Box::new(NodeInput(node)));
         Stream::new(Rc::clone(&self.state), out, name)
@@ -142,8 +142,8 @@ impl<T: Data> Stream<T> {
         };
         match exchange(&registry, &spec, key, out.clone()) {
             Ok((sender, receiver)) => {
-                st.senders.push((id, sender.clone()));
-                st.inputs.push((id + 1, Box::new(ReceiverInput(receiver))));
+                st.run.senders.push((id, sender.clone()));
+                st.run.inputs.push((id + 1, Box::new(ReceiverInput(receiver))));
                 drop(st);
                 self.out.attach(Box::new(SenderPush(sender)));
             }
@@ -192,17 +192,14 @@ impl<T: Data> Stream<T> {
         }
         match factory.create(st.worker, st.config.workers) {
             Ok(sink) => {
-                let finished = Rc::new(RefCell::new(false));
-                st.sinks.push(Rc::clone(&finished));
                 let node = Rc::new(RefCell::new(SinkNode {
                     name: Arc::from(name),
                     sink,
                     records_in: st.metrics.counter(name, "records_in", st.worker),
                     ended: false,
-                    finished,
                     barrier: None,
                 }));
-                st.participants.push(node.clone());
+                st.run.participants.push(node.clone());
                 drop(st);
                 self.out.attach(Box::new(SinkInput(node)));
             }

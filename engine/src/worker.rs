@@ -3,43 +3,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::activity::Activity;
-use crate::builder::BuildState;
-use crate::checkpoint::participant::SourceControl;
 use crate::checkpoint::worker_part::WorkerPart;
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
-use crate::ids::CheckpointId;
-use crate::time::Timestamp;
-
-/// What driving an input did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drive {
-    /// Records or control messages moved.
-    Worked,
-    /// Nothing was available.
-    Waiting,
-    /// The input has ended.
-    Finished,
-}
-
-/// Something the worker loop pulls from: a source reader or an exchange receiver.
-pub(crate) trait WorkerInput {
-    fn drive(&mut self) -> Result<Drive>;
-    /// The input as a checkpointed source, if it is one.
-    fn source(&mut self) -> Option<&mut dyn SourceControl> {
-        None
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    /// A processing-time tick while the worker is paused for a checkpoint.
-    fn tick_paused(&mut self, _now: Timestamp) {}
-    fn is_finished(&self) -> bool;
-    /// The newest checkpoint barrier this input passed on (exchange receivers).
-    fn passed_barrier(&self) -> Option<CheckpointId> {
-        None
-    }
-}
+use crate::runtime::Drive;
+use crate::worker_graph::WorkerGraph;
 
 /// Flags shared by the workers of one attempt.
 #[derive(Default)]
@@ -77,7 +45,7 @@ pub(crate) struct LoopSettings {
 /// in flight the sources are not polled and timers do not fire, so nothing changes state
 /// between an operator's snapshot and the worker's database checkpoint.
 pub(crate) fn run_worker(
-    mut st: BuildState,
+    mut st: WorkerGraph,
     flags: &Arc<RunFlags>,
     settings: &LoopSettings,
     mut part: Option<WorkerPart>,
@@ -94,7 +62,7 @@ pub(crate) fn run_worker(
 }
 
 fn worker_loop(
-    st: &mut BuildState,
+    st: &mut WorkerGraph,
     flags: &Arc<RunFlags>,
     settings: &LoopSettings,
     part: &mut Option<WorkerPart>,

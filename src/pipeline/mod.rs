@@ -22,7 +22,7 @@ pub use record::{Decoded, Fields, KeyValue, Num};
 use serde_json::{Map, Value};
 use sluice_cassandra::{CassandraConfig, CassandraSink, SinkStats};
 use sluice_engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig, WatermarkStrategy};
-use sluice_kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
 pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
 
@@ -133,16 +133,17 @@ impl Pipeline {
                 &[source_spec.topic.as_str()],
                 move |_: Option<&[u8]>, payload: Option<&[u8]>| decode.decode(payload.unwrap_or_default()),
             )
-            .on_poison(match source_spec.on_bad_record.unwrap_or(OnBadRecord::Fail) {
-                OnBadRecord::Fail => PoisonPolicy::Fail,
-                OnBadRecord::Skip => PoisonPolicy::Skip,
-                OnBadRecord::DeadLetter => PoisonPolicy::DeadLetter {
-                    topic: source_spec
-                        .dead_letter_topic
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-dlq", source_spec.topic)),
-                },
-            });
+            .on_bad_record(
+                source_spec
+                    .on_bad_record
+                    .unwrap_or(OnBadRecord::Fail)
+                    .map_dead_letters(|()| {
+                        source_spec
+                            .dead_letter_topic
+                            .clone()
+                            .unwrap_or_else(|| format!("{}-dlq", source_spec.topic))
+                    }),
+            );
             if let Some(idle) = source_spec.exit_when_idle {
                 source = source.exit_when_idle(idle);
             }

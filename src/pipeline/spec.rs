@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::PipelineError;
-use crate::settings::{OnBadRecord, parse_duration};
+use crate::settings::{OnBadRecord, de_on_bad_record, parse_duration};
 
 /// A declarative Kafka → (window + aggregates) → Cassandra pipeline.
 ///
@@ -107,7 +107,7 @@ pub struct SourceSpec {
     #[serde(default, deserialize_with = "de_duration")]
     pub exit_when_idle: Option<Duration>,
     /// `fail` (default), `skip` or `dead-letter`.
-    #[serde(default, deserialize_with = "de_policy")]
+    #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
     /// Dead-letter topic (default `<topic>-dlq`).
     #[serde(default)]
@@ -333,11 +333,6 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
-}
-
-fn de_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OnBadRecord>, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

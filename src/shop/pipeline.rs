@@ -5,10 +5,10 @@ use std::time::Duration;
 use sluice_engine::{
     CheckpointConfig, Job, JobBuilder, JobConfig, Result, StateBackendConfig, Stream, WatermarkStrategy,
 };
-use sluice_kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{Count, JoinInterval, KeyedJoinExt, KeyedStreamExt, Min, StreamExt, Sum, Windows};
 
-use super::settings::{OnBadRecord, ShopSettings};
+use super::settings::ShopSettings;
 use super::tables::{
     ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
 };
@@ -53,15 +53,11 @@ fn source<T>(settings: &ShopSettings, kafka: &KafkaConfig, topic: &str) -> Kafka
 where
     T: sluice_engine::Data + serde::de::DeserializeOwned,
 {
-    let poison = match settings.on_bad_record {
-        OnBadRecord::Fail => PoisonPolicy::Fail,
-        OnBadRecord::Skip => PoisonPolicy::Skip,
-        OnBadRecord::DeadLetter => PoisonPolicy::DeadLetter {
-            topic: settings.dead_letter_topic(),
-        },
-    };
+    let on_bad_record = settings
+        .on_bad_record
+        .map_dead_letters(|()| settings.dead_letter_topic());
     let group = format!("{}-{topic}", settings.group);
-    let source = KafkaSource::json(kafka.clone(), group, &[topic]).on_poison(poison);
+    let source = KafkaSource::json(kafka.clone(), group, &[topic]).on_bad_record(on_bad_record);
     match settings.idle_exit() {
         Some(idle) => source.exit_when_idle(idle),
         None => source,

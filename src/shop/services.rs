@@ -33,7 +33,7 @@ pub fn start_services(settings: &ShopSettings) -> Result<Endpoints, ShopError> {
         }
         endpoints.create_topic(topic, settings.partitions)?;
     }
-    if settings.on_bad_record == OnBadRecord::DeadLetter {
+    if settings.on_bad_record == OnBadRecord::DeadLetter(()) {
         endpoints.create_topic(&settings.dead_letter_topic(), 1)?;
     }
     Ok(endpoints)

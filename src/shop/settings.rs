@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ShopError;
+use crate::settings::de_on_bad_record;
 pub use crate::settings::{OnBadRecord, parse_duration};
 
 /// Everything the e-commerce job can be told. [`ShopSettings::default`] is the no-servers run:
@@ -61,7 +62,7 @@ impl Default for ShopSettings {
             workers: None,
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
-            on_bad_record: OnBadRecord::DeadLetter,
+            on_bad_record: OnBadRecord::DeadLetter(()),
             metrics_addr: None,
         }
     }
@@ -181,7 +182,7 @@ pub struct PartialSettings {
     #[serde(default, deserialize_with = "de_duration")]
     pub checkpoint_interval: Option<Duration>,
     /// See [`ShopSettings::on_bad_record`].
-    #[serde(default, deserialize_with = "de_policy")]
+    #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
     /// See [`ShopSettings::metrics_addr`].
     pub metrics_addr: Option<SocketAddr>,
@@ -212,11 +213,6 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
         Raw::Seconds(s) => Ok(Some(Duration::from_secs(s))),
         Raw::Text(t) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
     }
-}
-
-fn de_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OnBadRecord>, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

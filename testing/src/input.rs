@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Data, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
-    SourceContext, SourcePosition, SourceReader, Timestamp,
+    BoxError, Data, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceBatch, SourceContext,
+    SourcePosition, SourceReader, Timestamp,
 };
 
 /// One entry of a partition's log.
@@ -159,7 +159,7 @@ impl<T: Data> TestInput<T> {
     pub fn source(&self) -> TestSource<T> {
         TestSource {
             input: self.clone(),
-            policy: BadRecordPolicy::Skip,
+            policy: OnBadRecord::Skip,
         }
     }
 }
@@ -169,7 +169,7 @@ impl<T: Data> TestInput<T> {
 #[derive(Debug)]
 pub struct TestSource<T> {
     input: TestInput<T>,
-    policy: BadRecordPolicy,
+    policy: OnBadRecord,
 }
 
 impl<T> Clone for TestSource<T> {
@@ -183,7 +183,7 @@ impl<T> Clone for TestSource<T> {
 
 impl<T> TestSource<T> {
     /// What the job does with bad entries (default: skip them).
-    pub fn on_bad_record(mut self, policy: BadRecordPolicy) -> Self {
+    pub fn on_bad_record(mut self, policy: OnBadRecord) -> Self {
         self.policy = policy;
         self
     }
@@ -211,7 +211,7 @@ impl<T: Data> Source for TestSource<T> {
         }))
     }
 
-    fn bad_record_policy(&self) -> BadRecordPolicy {
+    fn bad_record_policy(&self) -> OnBadRecord {
         self.policy
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sluice::datagen::Order;
 use sluice::engine::{BoxError, JobReport, Result};
-use sluice::kafka::{KafkaConfig, KafkaSource, PoisonPolicy};
+use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
 
 use super::{Event, batch_fixed};
@@ -18,7 +18,7 @@ pub fn revenue_from_kafka(
     config: KafkaConfig,
     topic: &str,
     group: &str,
-    poison: PoisonPolicy,
+    on_bad_record: OnBadRecord<String>,
     workers: usize,
 ) -> Result<(Vec<RevenueRow>, JobReport)> {
     let out = CollectSink::new();
@@ -26,7 +26,7 @@ pub fn revenue_from_kafka(
     let (topic, group) = (topic.to_string(), group.to_string());
     let job = Job::new(JobConfig::new("kafka-revenue").workers(workers), move |b| {
         let source = KafkaSource::<Order>::json(config.clone(), group.clone(), &[topic.as_str()])
-            .on_poison(poison.clone())
+            .on_bad_record(on_bad_record.clone())
             .exit_when_idle(Duration::from_secs(2));
         b.source(
             "orders",

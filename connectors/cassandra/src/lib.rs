@@ -29,7 +29,7 @@ pub use mapping::CqlType;
 pub use prometheus::render_sink_stats;
 pub use read::{TextTable, execute_cql, query_text, read_rows};
 pub use schema::TableSchema;
-pub use sink::{CassandraSink, RejectedRows, WriteTimestampFn, event_time_micros};
+pub use sink::{CassandraSink, WriteTimestampFn, event_time_micros};
 pub use writer::SinkStats;
 
 /// The driver, re-exported so rows read back with [`read_rows`] use the same version.

@@ -46,7 +46,7 @@ pub(crate) enum Failure {
     /// idempotent write may succeed later, so it is retried with backoff until the retry limit.
     Retryable(String),
     /// The store refuses this row's values (an empty key, a value it cannot take); other rows
-    /// are unaffected, so the row goes to the `RejectedRows` policy.
+    /// are unaffected, so the row goes to the sink's rejected-rows choice.
     RowRejected(String),
     /// The store refuses writes to the table whatever the row (no permission, bad
     /// credentials, table or keyspace gone, a statement it no longer accepts): neither

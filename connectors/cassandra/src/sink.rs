@@ -7,7 +7,9 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp, Watermark, now_millis};
+use sluice_engine::{
+    BoxError, CheckpointId, Data, OnBadRecord, Sink, SinkFactory, Timestamp, Watermark, now_millis,
+};
 use tokio::runtime::Runtime;
 
 use super::batcher::Batcher;
@@ -28,38 +30,6 @@ pub type WriteTimestampFn<T> = Arc<dyn Fn(&T, Timestamp) -> i64 + Send + Sync>;
 /// `end × 1000 − 1`, the same as [`sluice_operators::WindowResult::write_timestamp`] gives it.
 pub fn event_time_micros(ts: Timestamp) -> i64 {
     ts.saturating_mul(1000).saturating_add(999)
-}
-
-/// What happens to a row that cannot be written because of its own values (a value the
-/// column or the store refuses, a missing partition key). Never routed here: timeouts,
-/// overload and unreachable nodes (retried) and failures that concern the table rather than
-/// the row, such as no permission or a missing table or keyspace (the job fails).
-#[derive(Clone, Default)]
-pub enum RejectedRows {
-    /// Stop the job with an error naming the table and the row's key (default).
-    #[default]
-    Fail,
-    /// Hand the row as JSON to a dead-letter sink (e.g. `KafkaDeadLetters`, a Kafka topic),
-    /// with the table and the error in the headers `sluice.table` and `sluice.error`, and go
-    /// on. A row that cannot be serialized at all is written as
-    /// `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
-    DeadLetter(DeadLetterSink),
-}
-
-impl RejectedRows {
-    /// Rejected rows go to `sink`.
-    pub fn dead_letter(sink: impl SinkFactory<DeadLetter> + Send + Sync) -> Self {
-        RejectedRows::DeadLetter(Arc::new(sink))
-    }
-}
-
-impl std::fmt::Debug for RejectedRows {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RejectedRows::Fail => f.write_str("Fail"),
-            RejectedRows::DeadLetter(_) => f.write_str("DeadLetter(..)"),
-        }
-    }
 }
 
 /// Writes a stream of rows into a Cassandra or ScyllaDB table.
@@ -91,7 +61,7 @@ impl std::fmt::Debug for RejectedRows {
 /// strategy). Failures that concern the table rather than the row (no permission, bad
 /// credentials, a missing table, keyspace or column) fail the job at once, naming the table
 /// and the store's reason. Rows whose own values the store refuses go to the
-/// [`RejectedRows`] policy.
+/// [`CassandraSink::on_rejected_rows`] choice.
 ///
 /// **Checkpoints.** At a barrier the sink sends everything it holds and waits until every
 /// write is acknowledged, so a checkpoint never completes with writes outstanding: results
@@ -103,7 +73,7 @@ pub struct CassandraSink<T> {
     create: Option<TableSchema>,
     columns: Option<Vec<String>>,
     timestamp: WriteTimestampFn<T>,
-    rejected: RejectedRows,
+    rejected: OnBadRecord<DeadLetterSink>,
     connection: Arc<Mutex<Option<Arc<Connection>>>>,
     stats: Arc<SinkStats>,
     _row: PhantomData<fn(T)>,
@@ -143,7 +113,7 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
             create: None,
             columns: None,
             timestamp: Arc::new(|_, ts| event_time_micros(ts)),
-            rejected: RejectedRows::Fail,
+            rejected: OnBadRecord::Fail,
             connection: Arc::default(),
             stats: Arc::default(),
             _row: PhantomData,
@@ -162,9 +132,19 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
         self
     }
 
-    /// What to do with rows the store refuses for good.
-    pub fn on_rejected_rows(mut self, policy: RejectedRows) -> Self {
-        self.rejected = policy;
+    /// What happens to a row that cannot be written because of its own values (a value the
+    /// column or the store refuses, a missing partition key). Never routed here: timeouts,
+    /// overload and unreachable nodes (retried) and failures that concern the table rather
+    /// than the row, such as no permission or a missing table or keyspace (the job fails).
+    ///
+    /// `Fail` (the default) stops the job with an error naming the table and the row's key.
+    /// `Skip` logs the row's key and the error at warn and goes on. `DeadLetter(sink)` hands
+    /// the row as JSON to the sink (e.g. `KafkaDeadLetters`, a Kafka topic) with the table and
+    /// the error in the headers `sluice.table` and `sluice.error`, and goes on; a row that
+    /// cannot be serialized at all is written as
+    /// `{"sluice.unserializable_row":{"type":"<Rust type>","error":"<why>"}}`.
+    pub fn on_rejected_rows(mut self, choice: OnBadRecord<DeadLetterSink>) -> Self {
+        self.rejected = choice;
         self
     }
 
@@ -301,9 +281,10 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
 impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T> {
     fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
         let connection = self.connection()?;
-        let dead_letter = match &self.rejected {
-            RejectedRows::Fail => None,
-            RejectedRows::DeadLetter(sink) => Some(sink.create(worker, workers)?),
+        let rejected = match &self.rejected {
+            OnBadRecord::Fail => OnBadRecord::Fail,
+            OnBadRecord::Skip => OnBadRecord::Skip,
+            OnBadRecord::DeadLetter(sink) => OnBadRecord::DeadLetter(sink.create(worker, workers)?),
         };
         let dispatcher = Dispatcher::new(
             connection.runtime.handle().clone(),
@@ -319,7 +300,7 @@ impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T>
             max_pending_rows: self.config.max_pending_rows,
             dispatcher,
             timestamp: Arc::clone(&self.timestamp),
-            dead_letter,
+            rejected,
             key: Vec::new(),
             _connection: connection,
         }))
@@ -333,7 +314,7 @@ struct CassandraWriter<T> {
     max_pending_rows: usize,
     dispatcher: Dispatcher,
     timestamp: WriteTimestampFn<T>,
-    dead_letter: Option<Box<dyn Sink<DeadLetter>>>,
+    rejected: OnBadRecord<Box<dyn Sink<DeadLetter>>>,
     key: Vec<u8>,
     _connection: Arc<Connection>,
 }
@@ -366,14 +347,19 @@ impl<T: Serialize> CassandraWriter<T> {
         Ok(())
     }
 
-    /// Applies the rejected-rows policy to a row that cannot be written.
+    /// Applies the rejected-rows choice to a row that cannot be written.
     fn reject(
         &mut self,
         payload: impl FnOnce(&RowLayout) -> String,
         error: CassandraError,
     ) -> Result<(), BoxError> {
-        let Some(dead_letters) = self.dead_letter.as_mut() else {
-            return Err(error.into());
+        let dead_letters = match &mut self.rejected {
+            OnBadRecord::Fail => return Err(error.into()),
+            OnBadRecord::Skip => {
+                tracing::warn!(error = %error, "row skipped");
+                return Ok(());
+            }
+            OnBadRecord::DeadLetter(sink) => sink,
         };
         let reason = error.to_string();
         tracing::warn!(error = %reason, "row dead-lettered");
@@ -424,17 +410,17 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
     fn on_checkpoint(&mut self, id: CheckpointId) -> Result<(), BoxError> {
         self.flush()?;
         // Rows dead-lettered before the barrier are durable before it is acknowledged.
-        match self.dead_letter.as_mut() {
-            Some(dead_letters) => dead_letters.on_checkpoint(id),
-            None => Ok(()),
+        match &mut self.rejected {
+            OnBadRecord::DeadLetter(dead_letters) => dead_letters.on_checkpoint(id),
+            OnBadRecord::Fail | OnBadRecord::Skip => Ok(()),
         }
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
         self.flush()?;
-        match self.dead_letter.as_mut() {
-            Some(dead_letters) => dead_letters.finish(),
-            None => Ok(()),
+        match &mut self.rejected {
+            OnBadRecord::DeadLetter(dead_letters) => dead_letters.finish(),
+            OnBadRecord::Fail | OnBadRecord::Skip => Ok(()),
         }
     }
 }
@@ -477,7 +463,7 @@ mod tests {
     fn writer<T: Data + Serialize>(
         target: Arc<dyn WriteTarget>,
         timestamp: WriteTimestampFn<T>,
-        dead_letter: Option<Box<dyn Sink<DeadLetter>>>,
+        rejected: OnBadRecord<Box<dyn Sink<DeadLetter>>>,
     ) -> CassandraWriter<T> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -511,7 +497,7 @@ mod tests {
             max_pending_rows: 1_000,
             dispatcher,
             timestamp,
-            dead_letter,
+            rejected,
             key: Vec::new(),
             _connection: Arc::new(Connection {
                 runtime,
@@ -574,7 +560,7 @@ mod tests {
         let mut w = writer(
             Arc::clone(&target) as _,
             Arc::new(|_, ts| event_time_micros(ts)),
-            None,
+            OnBadRecord::Fail,
         );
         write_all(&mut w);
         let mut first = std::mem::take(&mut *target.0.lock().unwrap());
@@ -603,7 +589,7 @@ mod tests {
                     .find(|(v, _)| *v == row.revenue_cents)
                     .map_or(0, |s| s.1)
             }),
-            None,
+            OnBadRecord::Fail,
         );
         write_all(&mut w);
         let seen = target.0.lock().unwrap();
@@ -665,10 +651,10 @@ mod tests {
     }
 
     /// A dead-letter sink that collects, and the writer side of it.
-    fn dead_letter() -> (CollectSink<DeadLetter>, Option<Box<dyn Sink<DeadLetter>>>) {
+    fn dead_letter() -> (CollectSink<DeadLetter>, OnBadRecord<Box<dyn Sink<DeadLetter>>>) {
         let collected = CollectSink::new();
         let sink = collected.create(0, 1).unwrap();
-        (collected, Some(sink))
+        (collected, OnBadRecord::DeadLetter(sink))
     }
 
     /// The dead letters collected: payload and headers.
@@ -779,5 +765,49 @@ mod tests {
                 && described.to_string().contains("Unserializable"),
             "{payload}"
         );
+    }
+
+    #[test]
+    fn a_row_the_store_refuses_fails_the_job_by_default_naming_table_and_key() {
+        let store = Arc::new(Store::default());
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Row, ts| event_time_micros(ts)),
+            OnBadRecord::Fail,
+        );
+        let outcome = rows()
+            .into_iter()
+            .try_for_each(|row| w.write(row, 1))
+            .and_then(|()| w.finish());
+        let err = outcome.expect_err("the job fails").to_string();
+        assert!(
+            err.contains("shop.t") && err.contains("Key may not be empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_row_the_store_refuses_is_skipped_when_told_and_the_rest_are_written() {
+        let store = Arc::new(Store::default());
+        let mut w = writer(
+            Arc::clone(&store) as _,
+            Arc::new(|_: &Row, ts| event_time_micros(ts)),
+            OnBadRecord::Skip,
+        );
+        for row in rows() {
+            w.write(row, 1).unwrap();
+        }
+        w.finish().unwrap();
+        let written = store.written.lock().unwrap();
+        // Rows of different partitions go out in separate requests, in no set order.
+        let mut products: Vec<String> = written
+            .iter()
+            .map(|values| match &values[0] {
+                Some(CqlValue::Text(product)) => product.clone(),
+                other => panic!("not a product id: {other:?}"),
+            })
+            .collect();
+        products.sort();
+        assert_eq!(products, ["p-1", "p-2"]);
     }
 }

@@ -3,10 +3,11 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use sluice_engine::{BoxError, Message};
+use sluice_engine::BoxError;
 
 use super::config::KafkaConfig;
 use super::context::LoggingContext;
+use super::error::{Context, KafkaConnectorError};
 
 /// Creates `topic` with `partitions` partitions unless it exists.
 ///
@@ -19,12 +20,7 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
     let admin: AdminClient<LoggingContext> = config
         .client_config(&[])
         .create_with_context(LoggingContext)
-        .map_err(|e| {
-            Message(format!(
-                "cannot create a Kafka admin client for {}: {e}",
-                config.brokers()
-            ))
-        })?;
+        .context(|| format!("cannot create a Kafka admin client for {}", config.brokers()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -32,20 +28,16 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = runtime
         .block_on(admin.create_topics([&new_topic], &options))
-        .map_err(|e| {
-            Message(format!(
-                "cannot create topic '{topic}' on {}: {e}",
-                config.brokers()
-            ))
-        })?;
+        .context(|| format!("cannot create topic '{topic}' on {}", config.brokers()))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(Message(format!(
-                    "cannot create topic '{name}' on {}: {code}",
-                    config.brokers()
-                ))
+                return Err(KafkaConnectorError::TopicRefused {
+                    topic: name,
+                    brokers: config.brokers().to_string(),
+                    code,
+                }
                 .into());
             }
         }
@@ -61,15 +53,10 @@ pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError>
     let consumer: BaseConsumer<LoggingContext> = config
         .client_config(&[("allow.auto.create.topics", "false")])
         .create_with_context(LoggingContext)
-        .map_err(|e| {
-            Message(format!(
-                "cannot create a Kafka client for {}: {e}",
-                config.brokers()
-            ))
-        })?;
+        .context(|| format!("cannot create a Kafka client for {}", config.brokers()))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| Message(format!("no metadata from {} within 10 s: {e}", config.brokers())))?;
+        .context(|| format!("no metadata from {} within 10 s", config.brokers()))?;
     Ok(metadata
         .topics()
         .iter()

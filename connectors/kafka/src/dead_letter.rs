@@ -4,15 +4,16 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice_engine::{BoxError, Message};
+use sluice_engine::BoxError;
 
 use super::admin::ensure_topic;
 use super::config::KafkaConfig;
 use super::dead_lettered::{GROUP_HEADER, Origin};
 use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
+use super::error::Context;
 
 /// What a dead-lettered record came from.
-pub(crate) struct PoisonRecord<'a> {
+pub(crate) struct BadRecord<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
@@ -26,10 +27,10 @@ pub(crate) struct PoisonRecord<'a> {
 pub(crate) struct DeadLetterWriter {
     topic: String,
     producer: BaseProducer<ReportingContext>,
-    /// The consumer group of the job writing poison records (a header, so a restore can find
+    /// The consumer group of the job writing bad records (a header, so a restore can find
     /// what this job wrote).
     group: Option<String>,
-    /// Poison records an earlier run of the job already wrote.
+    /// Bad records an earlier run of the job already wrote.
     written: Arc<HashSet<Origin>>,
 }
 
@@ -47,7 +48,7 @@ impl DeadLetterWriter {
         let producer = config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
             .create_with_context(context)
-            .map_err(|e| Message(format!("cannot create the dead-letter producer: {e}")))?;
+            .context(|| "cannot create the dead-letter producer".into())?;
         Ok(DeadLetterWriter {
             topic: topic.to_string(),
             producer,
@@ -56,13 +57,13 @@ impl DeadLetterWriter {
         })
     }
 
-    /// Marks poison records with the job's consumer `group`.
+    /// Marks bad records with the job's consumer `group`.
     pub(crate) fn for_group(mut self, group: &str) -> Self {
         self.group = Some(group.to_string());
         self
     }
 
-    /// Skips the poison records in `written`: what this job's group already dead-lettered
+    /// Skips the bad records in `written`: what this job's group already dead-lettered
     /// (read from the topic when the job starts), so records read again after a crash are
     /// not written twice.
     pub(crate) fn skipping(mut self, written: Arc<HashSet<Origin>>) -> Self {
@@ -72,7 +73,7 @@ impl DeadLetterWriter {
 
     /// Queues `record` for the dead-letter topic. Returns `false` when a run before a restore
     /// already wrote it.
-    pub(crate) fn write(&self, record: &PoisonRecord<'_>) -> Result<bool, BoxError> {
+    pub(crate) fn write(&self, record: &BadRecord<'_>) -> Result<bool, BoxError> {
         let origin = (record.topic.to_string(), record.partition, record.offset);
         if self.written.contains(&origin) {
             return Ok(false);
@@ -123,12 +124,9 @@ impl DeadLetterWriter {
 
     /// Waits until every queued write is acknowledged.
     pub(crate) fn flush(&self) -> Result<(), BoxError> {
-        self.producer.flush(Duration::from_secs(30)).map_err(|e| {
-            Message(format!(
-                "dead-letter writes to '{}' not acknowledged: {e}",
-                self.topic
-            ))
-        })?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .context(|| format!("dead-letter writes to '{}' not acknowledged", self.topic))?;
         self.check()
     }
 }

@@ -1,5 +1,5 @@
 //! What a dead-letter topic already holds, so a job that reads records again (after a crash,
-//! with or without a checkpoint) does not write a poison record a second time.
+//! with or without a checkpoint) does not write a bad record a second time.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use sluice_engine::{BoxError, Message};
+use sluice_engine::BoxError;
 
 use super::config::KafkaConfig;
+use super::error::{Context, KafkaConnectorError};
 
 /// Header naming the consumer group of the job that dead-lettered a record.
 pub(crate) const GROUP_HEADER: &str = "sluice.group";
@@ -40,10 +41,10 @@ pub(crate) fn already_dead_lettered(
             ("enable.auto.offset.store", "false"),
         ])
         .create()
-        .map_err(|e| Message(format!("cannot read dead-letter topic '{topic}': {e}")))?;
+        .context(|| format!("cannot read dead-letter topic '{topic}'"))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| Message(format!("cannot read dead-letter topic '{topic}': {e}")))?;
+        .context(|| format!("cannot read dead-letter topic '{topic}'"))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -55,11 +56,7 @@ pub(crate) fn already_dead_lettered(
     for p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(|e| {
-                Message(format!(
-                    "cannot read the offsets of dead-letter topic '{topic}': {e}"
-                ))
-            })?;
+            .context(|| format!("cannot read the offsets of dead-letter topic '{topic}'"))?;
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
             ends.push((p, high));
@@ -74,15 +71,16 @@ pub(crate) fn already_dead_lettered(
     let mut done = vec![false; ends.len()];
     while remaining > 0 {
         if Instant::now() >= deadline {
-            return Err(Message(format!(
-                "could not read dead-letter topic '{topic}' to its end within {SCAN_LIMIT:?}"
-            ))
+            return Err(KafkaConnectorError::DeadLetterScan {
+                topic: topic.to_string(),
+                limit: SCAN_LIMIT,
+            }
             .into());
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let m = m.map_err(|e| Message(format!("cannot read dead-letter topic '{topic}': {e}")))?;
+        let m = m.context(|| format!("cannot read dead-letter topic '{topic}'"))?;
         if let Some(i) = ends.iter().position(|(p, _)| *p == m.partition()) {
             if m.offset() + 1 >= ends[i].1 && !done[i] {
                 done[i] = true;

@@ -7,19 +7,21 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message as _, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use sluice_engine::{BoxError, Message};
+use sluice_engine::BoxError;
+
+use super::error::KafkaConnectorError;
 
 /// Keeps the first delivery failure of a producer for its owner to report.
 #[derive(Default)]
 pub(crate) struct DeliveryReport {
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<KafkaConnectorError>>,
 }
 
 impl DeliveryReport {
     /// The first failure since the last call, as an error.
     pub(crate) fn check(&self) -> Result<(), BoxError> {
         match self.failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(failure) => Err(Message(failure).into()),
+            Some(failure) => Err(failure.into()),
             None => Ok(()),
         }
     }
@@ -44,7 +46,11 @@ impl ProducerContext for ReportingContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, m)) = result {
             let mut failure = self.report.failure.lock().unwrap_or_else(|p| p.into_inner());
-            failure.get_or_insert_with(|| format!("{} to topic '{}' failed: {e}", self.what, m.topic()));
+            failure.get_or_insert_with(|| KafkaConnectorError::Delivery {
+                what: self.what,
+                topic: m.topic().to_string(),
+                source: e.clone(),
+            });
         }
     }
 }
@@ -68,7 +74,9 @@ where
                 record = r;
             }
             Err((e, r)) => {
-                return Err(Message(format!("cannot write to topic '{}': {e}", r.topic)).into());
+                return Err(
+                    KafkaConnectorError::client(format!("cannot write to topic '{}'", r.topic), e).into(),
+                );
             }
         }
     }

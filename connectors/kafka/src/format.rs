@@ -3,7 +3,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Turns a Kafka record's key and payload into a value; an `Err` is a poison record.
+/// Turns a Kafka record's key and payload into a value; an `Err` is a bad record.
 ///
 /// The formats here ([`Json`], [`Bincode`], [`RawBytes`], [`Utf8`]) refuse a record without
 /// a payload (a Kafka tombstone) with "record has no payload (tombstone)".

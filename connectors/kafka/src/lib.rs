@@ -1,5 +1,5 @@
 //! Kafka for Sluice jobs, on rdkafka (librdkafka): [`KafkaSource`] (static or consumer-group
-//! assignment, offsets in checkpoints, poison records failed, skipped or dead-lettered exactly
+//! assignment, offsets in checkpoints, bad records failed, skipped or dead-lettered exactly
 //! once), [`KafkaSink`], [`KafkaDeadLetters`] (a topic as a dead-letter sink), the formats
 //! records are read and written in, and topic administration.
 
@@ -10,6 +10,7 @@ mod dead_letter;
 mod dead_letter_sink;
 mod dead_lettered;
 mod delivery;
+mod error;
 mod format;
 mod gaps;
 mod sink;
@@ -20,6 +21,7 @@ pub use admin::{ensure_topic, topic_exists};
 pub use config::KafkaConfig;
 pub use context::LoggingContext;
 pub use dead_letter_sink::KafkaDeadLetters;
+pub use error::KafkaConnectorError;
 pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
 pub use sink::KafkaSink;
-pub use source::{KafkaSource, PoisonPolicy, StartFrom};
+pub use source::{KafkaSource, StartFrom};

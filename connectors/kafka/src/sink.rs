@@ -2,10 +2,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice_engine::{BoxError, CheckpointId, Data, Message, Sink, SinkFactory, Timestamp};
+use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
 use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
+use super::error::{Context, KafkaConnectorError};
 use super::format::RecordSerializer;
 
 /// Writes a stream to a Kafka topic with an idempotent producer.
@@ -51,12 +52,7 @@ impl<T: Data> SinkFactory<T> for KafkaSink<T> {
             .config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
             .create_with_context(context)
-            .map_err(|e| {
-                Message(format!(
-                    "cannot create a producer for {}: {e}",
-                    self.config.brokers()
-                ))
-            })?;
+            .context(|| format!("cannot create a producer for {}", self.config.brokers()))?;
         Ok(Box::new(KafkaWriter {
             topic: self.topic.clone(),
             serializer: Arc::clone(&self.serializer),
@@ -75,17 +71,20 @@ impl<T> KafkaWriter<T> {
     fn flush(&self) -> Result<(), BoxError> {
         self.producer
             .flush(Duration::from_secs(60))
-            .map_err(|e| Message(format!("writes to topic '{}' not acknowledged: {e}", self.topic)))?;
+            .context(|| format!("writes to topic '{}' not acknowledged", self.topic))?;
         self.producer.context().report.check()
     }
 }
 
 impl<T: Data> Sink<T> for KafkaWriter<T> {
     fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
-        let (key, payload) = self
-            .serializer
-            .serialize(&value)
-            .map_err(|e| Message(format!("cannot encode a record for topic '{}': {e}", self.topic)))?;
+        let (key, payload) =
+            self.serializer
+                .serialize(&value)
+                .map_err(|reason| KafkaConnectorError::Encode {
+                    topic: self.topic.clone(),
+                    reason,
+                })?;
         let mut record = BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.topic)
             .payload(&payload)
             .timestamp(ts);

@@ -10,10 +10,10 @@ use sluice_state::checkpoint::{
 };
 
 use crate::checkpoint::config::{CheckpointConfig, CheckpointStep, RestoreFrom};
-use crate::checkpoint::participant::EventTime;
 use crate::error::{EngineError, Result};
 use crate::graph::JobGraph;
 use crate::metrics::{Counter, Gauge, JobMetrics};
+use crate::participant::EventTime;
 use crate::source::SourcePosition;
 use crate::time::Watermark;
 

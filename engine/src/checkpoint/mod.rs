@@ -4,7 +4,6 @@ pub(crate) mod align;
 mod config;
 pub(crate) mod coordinator;
 mod inspect;
-pub(crate) mod participant;
 pub(crate) mod restore;
 pub(crate) mod worker_part;
 

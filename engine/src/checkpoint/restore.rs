@@ -6,15 +6,14 @@ use std::rc::Rc;
 use sluice_state::checkpoint::{CheckpointStore, RestorePoint};
 use sluice_state::{KeyGroupRange, RocksDbConfig, WorkerDb};
 
-use crate::checkpoint::participant::Participant;
 use crate::checkpoint::worker_part::{WorkerSnapshots, decode_snapshots};
-use crate::config::JobConfig;
 use crate::error::{EngineError, Result};
 use crate::graph::JobGraph;
 use crate::ids::PartitionId;
+use crate::participant::Participant;
+use crate::runtime::WorkerInput;
 use crate::source::SourcePosition;
 use crate::time::Watermark;
-use crate::worker::WorkerInput;
 
 fn refuse(job: &str, reason: String) -> EngineError {
     EngineError::Checkpoint {
@@ -26,20 +25,25 @@ fn refuse(job: &str, reason: String) -> EngineError {
 /// Checks that the state in `point` can be restored into `graph`: same key-group count, a
 /// compatible backend, and every operator with state still present with the same kind and
 /// types. Operators without state may be added, removed or changed.
-pub(crate) fn check_compatible(config: &JobConfig, graph: &JobGraph, point: &RestorePoint) -> Result<()> {
+pub(crate) fn check_compatible(
+    job: &str,
+    max_key_groups: u16,
+    backend: &str,
+    graph: &JobGraph,
+    point: &RestorePoint,
+) -> Result<()> {
     let m = &point.manifest;
-    let job = &config.name;
     let at = point.dir.display();
-    if m.max_key_groups != config.max_key_groups {
+    if m.max_key_groups != max_key_groups {
         return Err(refuse(
             job,
             format!(
                 "checkpoint {at} was taken with max_key_groups = {}, the job has {}; key groups cannot change",
-                m.max_key_groups, config.max_key_groups
+                m.max_key_groups, max_key_groups
             ),
         ));
     }
-    if m.backend == "rocksdb" && config.state_backend.kind_name() != "rocksdb" {
+    if m.backend == "rocksdb" && backend != "rocksdb" {
         return Err(refuse(
             job,
             format!("checkpoint {at} holds RocksDB state; configure the RocksDB state backend to restore it"),

@@ -6,13 +6,13 @@ use sluice_state::StateBackend;
 use sluice_state::checkpoint::{CheckpointStore, DatabaseEntry, WorkerEntry};
 
 use crate::checkpoint::coordinator::{Coordinator, WorkerAck};
-use crate::checkpoint::participant::{EventTime, Participant};
 use crate::error::{EngineError, Result};
 use crate::ids::CheckpointId;
-use crate::operator::OperatorSnapshot;
+use crate::participant::{EventTime, Participant};
+use crate::runtime::WorkerInput;
+use crate::snapshot::OperatorSnapshot;
 use crate::source::SourcePosition;
 use crate::time::Watermark;
-use crate::worker::WorkerInput;
 
 /// What one worker writes per checkpoint besides its database: the snapshots of its stateful
 /// operators, and the input watermark of every operator.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::SinkFactory;
+use sluice_engine::{BoxError, Sink, SinkFactory};
 
 /// A record a job could not process, as a dead-letter sink receives it: the record as it was
 /// (or as JSON, for a row), its key if it had one, and headers that say where it came from
@@ -31,4 +31,25 @@ impl DeadLetter {
 /// Where dead letters go: any sink of [`DeadLetter`]s, e.g. a Kafka topic
 /// (`sluice::kafka::KafkaDeadLetters`) or a [`crate::CollectSink`] in tests. A sink
 /// that writes them makes each durable by the next checkpoint (its `on_checkpoint`).
-pub type DeadLetterSink = Arc<dyn SinkFactory<DeadLetter> + Send + Sync>;
+#[derive(Clone)]
+pub struct DeadLetterSink(Arc<dyn SinkFactory<DeadLetter> + Send + Sync>);
+
+impl DeadLetterSink {
+    /// Dead letters go to `sink`.
+    pub fn new(sink: impl SinkFactory<DeadLetter> + Send + Sync) -> Self {
+        DeadLetterSink(Arc::new(sink))
+    }
+}
+
+impl SinkFactory<DeadLetter> for DeadLetterSink {
+    fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<DeadLetter>>, BoxError> {
+        self.0.create(worker, workers)
+    }
+}
+
+/// Shows no more than that it is a dead-letter sink: its settings may hold credentials.
+impl std::fmt::Debug for DeadLetterSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeadLetterSink(..)")
+    }
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Data, Message, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
+    BoxError, Data, Message, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
     SourceContext, SourcePosition, SourceReader,
 };
 
@@ -21,7 +21,7 @@ use super::line_reader::LineReader;
 pub struct JsonLinesSource<T> {
     path: PathBuf,
     split_size: u64,
-    policy: BadRecordPolicy,
+    policy: OnBadRecord,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -45,7 +45,7 @@ impl<T: DeserializeOwned + Data> JsonLinesSource<T> {
         JsonLinesSource {
             path: path.into(),
             split_size: DEFAULT_SPLIT_SIZE,
-            policy: BadRecordPolicy::Fail,
+            policy: OnBadRecord::Fail,
             _record: PhantomData,
         }
     }
@@ -57,7 +57,7 @@ impl<T: DeserializeOwned + Data> JsonLinesSource<T> {
     }
 
     /// What to do with lines that do not parse.
-    pub fn on_bad_record(mut self, policy: BadRecordPolicy) -> Self {
+    pub fn on_bad_record(mut self, policy: OnBadRecord) -> Self {
         self.policy = policy;
         self
     }
@@ -132,7 +132,7 @@ impl<T: DeserializeOwned + Data> Source for JsonLinesSource<T> {
         }))
     }
 
-    fn bad_record_policy(&self) -> BadRecordPolicy {
+    fn bad_record_policy(&self) -> OnBadRecord {
         self.policy
     }
 }

@@ -20,14 +20,15 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sluice_engine::{
-    BadRecordPolicy, BoxError, Counter, Data, IdleVote, Message, PartitionId, PollStatus, RecordLocation,
-    Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BoxError, Counter, Data, IdleVote, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source,
+    SourceBatch, SourceContext, SourcePosition, SourceReader,
 };
 
 use super::config::KafkaConfig;
 use super::context;
-use super::dead_letter::{DeadLetterWriter, PoisonRecord};
+use super::dead_letter::{BadRecord, DeadLetterWriter};
 use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
+use super::error::{Context, KafkaConnectorError};
 use super::format::{Json, RecordDeserializer};
 use super::gaps::OffsetGaps;
 pub use super::start::StartFrom;
@@ -40,23 +41,6 @@ use rebalance::{ReaderContext, Rebalanced};
 
 /// Most records a busy reader polls ahead (one per keep-alive tick) to stay in its group.
 pub(super) const MAX_STASH: usize = 1_024;
-
-/// What a Kafka source does with a record its format cannot decode.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum PoisonPolicy {
-    /// Stop the job; the error names topic, partition and offset.
-    #[default]
-    Fail,
-    /// Skip it, counted in the source's `bad_records_skipped` metric.
-    Skip,
-    /// Write it unchanged to this topic (created if missing), with the error and its topic,
-    /// partition and offset as headers (`sluice.error`, `sluice.topic`, `sluice.partition`,
-    /// `sluice.offset`); counted in `dead_lettered`.
-    DeadLetter {
-        /// The dead-letter topic.
-        topic: String,
-    },
-}
 
 /// Reads Kafka topics with one consumer per worker. By default the source spreads the
 /// partitions over its workers itself (partition *i* of the topics' partitions, in order, goes
@@ -79,7 +63,7 @@ pub struct KafkaSource<T> {
     group: String,
     topics: Vec<String>,
     format: Arc<dyn RecordDeserializer<T>>,
-    poison: PoisonPolicy,
+    on_bad_record: OnBadRecord<String>,
     start: StartFrom,
     start_offsets: SourcePosition,
     exit_when_idle: Option<Duration>,
@@ -103,7 +87,7 @@ impl<T> Clone for KafkaSource<T> {
             group: self.group.clone(),
             topics: self.topics.clone(),
             format: Arc::clone(&self.format),
-            poison: self.poison.clone(),
+            on_bad_record: self.on_bad_record.clone(),
             start: self.start,
             start_offsets: self.start_offsets.clone(),
             exit_when_idle: self.exit_when_idle,
@@ -126,7 +110,7 @@ impl<T: Data> KafkaSource<T> {
             group: group.into(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             format: Arc::new(format),
-            poison: PoisonPolicy::Fail,
+            on_bad_record: OnBadRecord::Fail,
             start: StartFrom::default(),
             start_offsets: SourcePosition::default(),
             exit_when_idle: None,
@@ -143,9 +127,13 @@ impl<T: Data> KafkaSource<T> {
         Self::new(config, group, topics, Json)
     }
 
-    /// What to do with records that cannot be decoded (default: fail).
-    pub fn on_poison(mut self, policy: PoisonPolicy) -> Self {
-        self.poison = policy;
+    /// What to do with records the format cannot decode (default: fail, naming topic,
+    /// partition and offset). `Skip` counts them in the source's `bad_records_skipped` metric;
+    /// `DeadLetter(topic)` writes each unchanged to `topic` (created if missing) with the error
+    /// and its topic, partition and offset as headers (`sluice.error`, `sluice.topic`,
+    /// `sluice.partition`, `sluice.offset`), counted in `dead_lettered`.
+    pub fn on_bad_record(mut self, choice: OnBadRecord<String>) -> Self {
+        self.on_bad_record = choice;
         self
     }
 
@@ -231,21 +219,18 @@ impl<T: Data> Source for KafkaSource<T> {
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
         };
-        let consumer: BaseConsumer<ReaderContext> =
-            self.consumer_config().create_with_context(context).map_err(|e| {
-                Message(format!(
-                    "cannot create a Kafka consumer for {}: {e}",
-                    self.config.brokers()
-                ))
-            })?;
+        let consumer: BaseConsumer<ReaderContext> = self
+            .consumer_config()
+            .create_with_context(context)
+            .context(|| format!("cannot create a Kafka consumer for {}", self.config.brokers()))?;
         if self.assignment == Assignment::Group {
             let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             consumer
                 .subscribe(&topics)
-                .map_err(|e| Message(format!("cannot subscribe to {topics:?}: {e}")))?;
+                .context(|| format!("cannot subscribe to {topics:?}"))?;
         }
-        let dead_letter = match &self.poison {
-            PoisonPolicy::DeadLetter { topic } => {
+        let dead_letter = match &self.on_bad_record {
+            OnBadRecord::DeadLetter(topic) => {
                 // What an earlier run of this job wrote is not written again.
                 let written = ctx
                     .shared(DeadLetterLog::default)
@@ -264,7 +249,6 @@ impl<T: Data> Source for KafkaSource<T> {
             state: ReaderState {
                 topics: self.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
                 format: Arc::clone(&self.format),
-                poison: self.poison.clone(),
                 dead_letter,
                 positions: Vec::new(),
                 assigned: Vec::new(),
@@ -290,12 +274,9 @@ impl<T: Data> Source for KafkaSource<T> {
         }))
     }
 
-    fn bad_record_policy(&self) -> BadRecordPolicy {
-        match self.poison {
-            PoisonPolicy::Fail => BadRecordPolicy::Fail,
-            // Dead-lettering happens in the reader; what reaches the engine (unusable
-            // timestamps) is skipped and counted.
-            PoisonPolicy::Skip | PoisonPolicy::DeadLetter { .. } => BadRecordPolicy::Skip,
-        }
+    fn bad_record_policy(&self) -> OnBadRecord {
+        // Dead-lettering happens in the reader; what reaches the engine (unusable
+        // timestamps) is skipped and counted.
+        self.on_bad_record.after_dead_letters()
     }
 }

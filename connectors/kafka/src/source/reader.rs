@@ -17,7 +17,6 @@ pub(super) struct KafkaReader<T> {
 pub(super) struct ReaderState<T> {
     pub(super) topics: Vec<Arc<str>>,
     pub(super) format: Arc<dyn RecordDeserializer<T>>,
-    pub(super) poison: PoisonPolicy,
     pub(super) dead_letter: Option<DeadLetterWriter>,
     /// Next offset per partition, for the engine.
     pub(super) positions: Vec<(PartitionId, u64)>,
@@ -147,9 +146,9 @@ impl<T: Data> ReaderState<T> {
                 batch.record_at(id, value, m.timestamp().to_millis(), location());
                 Ok(())
             }
-            Err(reason) => match (&self.poison, &self.dead_letter) {
-                (PoisonPolicy::DeadLetter { .. }, Some(dlq)) => {
-                    let written = dlq.write(&PoisonRecord {
+            Err(reason) => match &self.dead_letter {
+                Some(dlq) => {
+                    let written = dlq.write(&BadRecord {
                         topic: m.topic(),
                         partition: m.partition(),
                         offset: m.offset(),
@@ -162,7 +161,7 @@ impl<T: Data> ReaderState<T> {
                     }
                     Ok(())
                 }
-                _ => {
+                None => {
                     batch.bad_record(id, location(), reason);
                     Ok(())
                 }
@@ -263,7 +262,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            return Err(Message(e).into());
+            return Err(KafkaConnectorError::Assignment(e).into());
         }
         // Records polled while downstream was busy go first: they were read before any
         // rebalance seen since.
@@ -287,7 +286,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                     state.reached_end(consumer, partition, batch)
                 }
                 Some(Err(e)) if is_fatal(&e) => {
-                    return Err(Message(format!("Kafka consumer failed: {e}")).into());
+                    return Err(KafkaConnectorError::client("Kafka consumer failed", e).into());
                 }
                 Some(Err(e)) => {
                     if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PollExceeded) {
@@ -345,7 +344,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                 true => self.consumer.pause(&tpl),
                 false => self.consumer.resume(&tpl),
             }
-            .map_err(|e| Message(format!("cannot pause or resume partitions {partitions:?}: {e}")))?;
+            .context(|| format!("cannot pause or resume partitions {partitions:?}"))?;
         }
         Ok(true)
     }
@@ -368,7 +367,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                         Offset::Offset(*offset as i64),
                         Duration::from_secs(10),
                     )
-                    .map_err(|e| Message(format!("cannot seek {topic}/{partition} to {offset}: {e}")))?;
+                    .context(|| format!("cannot seek {topic}/{partition} to {offset}"))?;
             }
         }
         Ok(())
@@ -410,7 +409,9 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                 // A record is waiting: the input is not idle.
                 state.last_record = Instant::now();
             }
-            Some(Err(e)) if is_fatal(&e) => return Err(Message(format!("Kafka consumer failed: {e}")).into()),
+            Some(Err(e)) if is_fatal(&e) => {
+                return Err(KafkaConnectorError::client("Kafka consumer failed", e).into());
+            }
             _ => {}
         }
         Ok(())

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::ids::{CheckpointId, PartitionId};
-use crate::operator::OperatorSnapshot;
+use crate::snapshot::OperatorSnapshot;
 use crate::source::SourcePosition;
 use crate::time::Timestamp;
 use crate::time::Watermark;
