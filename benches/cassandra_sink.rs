@@ -30,8 +30,8 @@ use common::services::Service;
 use common::{Measurement, cpu_seconds, peak_rss_bytes};
 use serde::{Deserialize, Serialize};
 use sluice::cassandra::{CassandraConfig, CassandraSink};
-use sluice::datagen::OrderGenerator;
 use sluice::prelude::*;
+use sluice_cli::datagen::OrderGenerator;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -40,10 +40,10 @@ use common::kafka::{CONSUMER_SETTINGS, RunTopic, preload, raw_consume_loop};
 use common::services::{Service, kafka_version};
 use common::{Checksum, Measurement, cpu_seconds, peak_rss_bytes};
 use sluice::cassandra::{CassandraConfig, CassandraSink, Consistency};
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
-use sluice::shop::{ProductRevenue, product_revenue};
+use sluice_cli::datagen::{Order, OrderGenerator};
+use sluice_cli::shop::{ProductRevenue, product_revenue};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -27,10 +27,10 @@ use common::{
 };
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::{OrderGenerator, PageViewGenerator};
 use sluice::engine::{BoxError, Sink, SinkFactory, Timestamp};
 use sluice::operators::{JoinInterval, KeyedJoinExt};
 use sluice::prelude::*;
+use sluice_cli::datagen::{OrderGenerator, PageViewGenerator};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

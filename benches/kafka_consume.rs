@@ -26,9 +26,9 @@ use common::services::{Service, kafka_version};
 use common::{
     Checksum, Measurement, cpu_seconds, json_line, median, peak_rss_bytes, print_header, print_row, rate,
 };
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

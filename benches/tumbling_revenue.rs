@@ -31,10 +31,10 @@ use common::{
 };
 use hashbrown::HashMap;
 use rustc_hash::FxBuildHasher;
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::{CheckpointConfig, StateBackendConfig};
 use sluice::operators::LineReader;
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
 #[global_allocator]

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::{Order, OrderGenerator, PageView, PageViewGenerator};
 use sluice::operators::{JoinInterval, KeyedJoinExt, Lookup};
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator, PageView, PageViewGenerator};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

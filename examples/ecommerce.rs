@@ -27,7 +27,7 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::engine::JobMetrics;
-use sluice::shop::{
+use sluice_cli::shop::{
     OnBadRecord, PartialSettings, Shop, ShopSettings, VIEWS_PER_ORDER, parse_duration, records_read,
     thousands, utc,
 };
@@ -238,7 +238,7 @@ fn describe(shop: &Shop) {
     println!("  state:     {state}");
     println!(
         "  workers:   {}; watermark: newest order time per partition − 5 s\n",
-        sluice::shop::job_config(s).worker_count()
+        sluice_cli::shop::job_config(s).worker_count()
     );
 }
 

@@ -18,12 +18,12 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{CassandraSink, TableSchema, read_rows};
-use sluice::datagen::{SensorGenerator, SensorReading};
-use sluice::embedded::Endpoints;
 use sluice::kafka::{JsonRecord, KafkaSink, KafkaSource};
 use sluice::prelude::*;
-use sluice::producer::{JsonProducer, LagLimit};
-use sluice::shop::{thousands, utc};
+use sluice_cli::datagen::{SensorGenerator, SensorReading};
+use sluice_cli::embedded::Endpoints;
+use sluice_cli::producer::{JsonProducer, LagLimit};
+use sluice_cli::shop::{thousands, utc};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -17,13 +17,13 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{CassandraSink, TableSchema, read_rows};
-use sluice::datagen::{HostMetric, HostMetricGenerator};
-use sluice::embedded::Endpoints;
 use sluice::kafka::KafkaSource;
 use sluice::operators::Percentiles;
 use sluice::prelude::*;
-use sluice::producer::{JsonProducer, LagLimit};
-use sluice::shop::{thousands, utc};
+use sluice_cli::datagen::{HostMetric, HostMetricGenerator};
+use sluice_cli::embedded::Endpoints;
+use sluice_cli::producer::{JsonProducer, LagLimit};
+use sluice_cli::shop::{thousands, utc};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

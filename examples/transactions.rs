@@ -28,13 +28,13 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{CassandraConfig, CassandraSink, TableSchema, read_rows};
-use sluice::datagen::{Payment, PaymentGenerator};
-use sluice::embedded::Endpoints;
 use sluice::engine::{BoxError, CheckpointConfig, StateBackendConfig, list_checkpoints};
 use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
-use sluice::producer::JsonProducer;
-use sluice::shop::{dollars, thousands};
+use sluice_cli::datagen::{Payment, PaymentGenerator};
+use sluice_cli::embedded::Endpoints;
+use sluice_cli::producer::JsonProducer;
+use sluice_cli::shop::{dollars, thousands};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

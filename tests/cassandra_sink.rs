@@ -20,10 +20,10 @@ use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{
     CassandraConfig, CassandraSink, EmbeddedCql, SinkStats, TableSchema, execute_cql, read_rows,
 };
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::{CheckpointConfig, EngineError, RestoreFrom};
 use sluice::kafka::{KafkaConfig, KafkaDeadLetters, KafkaSource, ensure_topic};
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 /// A row of `product_revenue_1m` as in the e-commerce job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

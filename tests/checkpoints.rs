@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::TempDir;
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::{
     CheckpointConfig, EngineError, JobHandle, RestoreFrom, StateBackendConfig, list_checkpoints,
 };
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 const PARTITIONS: u32 = 4;
 const PER_PARTITION: u64 = 60_000;

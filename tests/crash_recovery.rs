@@ -28,10 +28,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
-use sluice::datagen::Order;
 use sluice::engine::{CheckpointConfig, StateBackendConfig, list_checkpoints};
 use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource, StartFrom, ensure_topic};
 use sluice::prelude::*;
+use sluice_cli::datagen::Order;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
 

@@ -15,9 +15,9 @@ use common::TempDir;
 use common::kafka::{brokers, unique};
 use sluice::cassandra::read_rows;
 use sluice::cassandra::scylla::value::CqlTimestamp;
-use sluice::datagen::{Order, PageView};
 use sluice::engine::{JobReport, list_checkpoints};
-use sluice::shop::{
+use sluice_cli::datagen::{Order, PageView};
+use sluice_cli::shop::{
     ATTRIBUTION_WINDOW, MALFORMED_ORDERS, SESSION_GAP, Shop, ShopReport, ShopSettings, VIEWS_PER_ORDER,
 };
 

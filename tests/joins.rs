@@ -9,10 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ScriptedSource, Step, TempDir};
-use sluice::datagen::{Order, OrderGenerator, PageView, PageViewGenerator};
 use sluice::engine::{CheckpointConfig, StateBackendConfig};
 use sluice::operators::{JoinInterval, KeyedJoinExt, Lookup};
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator, PageView, PageViewGenerator};
 
 const PARTITIONS: u32 = 2;
 const ORDERS: u64 = 20_000;

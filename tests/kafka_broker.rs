@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use common::kafka::{brokers, order_fixtures, orders, produce, read_topic, unique};
 use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
 use common::services::OwnService;
-use sluice::datagen::Order;
 use sluice::engine::EngineError;
 use sluice::kafka::{KafkaConfig, KafkaSource, ensure_topic};
 use sluice::prelude::*;
+use sluice_cli::datagen::Order;
 
 #[test]
 #[ignore = "needs a Kafka broker: SLUICE_KAFKA_BROKERS (scripts/test.sh starts one)"]

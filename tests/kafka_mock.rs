@@ -9,10 +9,10 @@ use common::kafka::{order_fixtures, produce, read_topic, unique};
 use common::kafka_jobs::{expected_revenue, revenue_from_kafka};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
 use sluice::kafka::{JsonRecord, KafkaConfig, KafkaSink, KafkaSource};
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, DefaultProducerContext> {
     let mock = MockCluster::new(1).expect("mock cluster");

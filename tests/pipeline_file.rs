@@ -11,9 +11,9 @@ use common::TempDir;
 use common::kafka::{order_fixtures, produce};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{CassandraConfig, execute_cql, read_rows};
-use sluice::datagen::{Order, OrderGenerator};
-use sluice::embedded::{EmbeddedCql, EmbeddedKafka};
-use sluice::pipeline::Pipeline;
+use sluice_cli::datagen::{Order, OrderGenerator};
+use sluice_cli::embedded::{EmbeddedCql, EmbeddedKafka};
+use sluice_cli::pipeline::Pipeline;
 
 const ORDERS: u64 = 3_000;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use sluice::kafka::KafkaConfig;
-use sluice::producer::JsonProducer;
+use sluice_cli::producer::JsonProducer;
 
 #[test]
 fn flush_fails_when_records_were_not_delivered() {

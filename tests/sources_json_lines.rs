@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::TempDir;
 use common::kafka_jobs::expected_revenue;
-use sluice::datagen::{Order, OrderGenerator};
 use sluice::engine::EngineError;
 use sluice::prelude::*;
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 fn write_orders(
     dir: &std::path::Path,

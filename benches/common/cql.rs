@@ -13,7 +13,7 @@ use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{
     CassandraConfig, Consistency, TableSchema, event_time_micros, execute_cql, read_rows,
 };
-use sluice::datagen::Order;
+use sluice_cli::datagen::Order;
 use tokio::sync::Semaphore;
 
 use super::{Checksum, cpu_seconds};

@@ -11,8 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rustc_hash::FxBuildHasher;
-use sluice::datagen::Order;
 use sluice::kafka::{KafkaConfig, ensure_topic};
+use sluice_cli::datagen::Order;
 
 /// Creates `topic` with `partitions` partitions and produces `orders` into it as JSON keyed
 /// by product, then `marker` (if any) into every partition, e.g. to move every partition's

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sluice::cassandra::{CassandraConfig, query_text};
-use sluice::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice::engine::{list_checkpoints, show_manifest};
 use sluice::kafka::KafkaConfig;
-use sluice::pipeline::Pipeline;
-use sluice::producer::JsonProducer;
-use sluice::shop::{ProduceSpec, ShopData, produce, thousands, utc};
+use sluice_cli::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
+use sluice_cli::pipeline::Pipeline;
+use sluice_cli::producer::JsonProducer;
+use sluice_cli::shop::{ProduceSpec, ShopData, produce, thousands, utc};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,7 +88,7 @@ enum Command {
 /// Kinds of generated events.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    /// Orders and page views (`sluice::datagen::{Order, PageView}`).
+    /// Orders and page views (`sluice_cli::datagen::{Order, PageView}`).
     Ecommerce,
     /// Sensor readings (`SensorReading`, key `device_id`).
     Iot,

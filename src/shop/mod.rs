@@ -5,8 +5,8 @@
 //! same job through it.
 //!
 //! ```no_run
-//! use sluice::shop::{Shop, ShopSettings};
-//! # fn main() -> Result<(), sluice::shop::ShopError> {
+//! use sluice_cli::shop::{Shop, ShopSettings};
+//! # fn main() -> Result<(), sluice_cli::shop::ShopError> {
 //! // No brokers or store named: in-process ones are started.
 //! let shop = Shop::start(ShopSettings { events: 10_000, ..ShopSettings::default() })?;
 //! let job = shop.job()?.start()?;

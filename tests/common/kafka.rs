@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use sluice::datagen::{Order, OrderGenerator};
+use sluice_cli::datagen::{Order, OrderGenerator};
 
 /// A record to produce: key, payload.
 pub type Fixture = (Option<String>, Vec<u8>);

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use sluice::datagen::Order;
 use sluice::engine::{BoxError, JobReport, Result};
 use sluice::kafka::{KafkaConfig, KafkaSource};
 use sluice::prelude::*;
+use sluice_cli::datagen::Order;
 
 use super::{Event, batch_fixed};
 
