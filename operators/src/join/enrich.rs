@@ -199,35 +199,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
     use sluice_engine::state::KeyGroup;
-    use sluice_engine::{Barrier, Push};
+    use sluice_testing::OperatorHarness;
 
     use super::*;
-
-    /// Collects what the operator emits.
-    struct Rows(Rc<RefCell<Vec<(i64, Option<String>)>>>);
-
-    impl Push<(i64, Option<String>)> for Rows {
-        fn push(&mut self, row: (i64, Option<String>), _: Timestamp) -> Result<()> {
-            self.0.borrow_mut().push(row);
-            Ok(())
-        }
-        fn watermark(&mut self, _: Watermark) -> Result<()> {
-            Ok(())
-        }
-        fn idle(&mut self) -> Result<()> {
-            Ok(())
-        }
-        fn barrier(&mut self, _: Barrier) -> Result<()> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<()> {
-            Ok(())
-        }
-    }
 
     type Input = Keyed<String, JoinInput<i64, Option<String>>>;
 
@@ -242,12 +217,9 @@ mod tests {
     #[test]
     fn latest_lookup_answers_on_arrival_with_the_newest_value() {
         let join = |_: &String, e: &i64, v: Option<&String>| (*e, v.cloned());
-        let mut op = Enrich::new(Lookup::Latest, 0, join, None);
-        op.open(&OperatorContext::standalone("enrich", 0, 1, 128))
-            .unwrap();
-        let rows = Rc::new(RefCell::new(Vec::new()));
-        let mut out = Output::new();
-        out.attach(Box::new(Rows(Rc::clone(&rows))));
+        let op = Enrich::new(Lookup::Latest, 0, join, None);
+        let mut h = OperatorHarness::with_context(op, OperatorContext::standalone("enrich", 0, 1, 128))
+            .expect("the operator opens");
         // Event times do not matter to this mode: only arrival order does.
         let steps = [
             (JoinInput::Left(1), 50),
@@ -259,13 +231,11 @@ mod tests {
             (JoinInput::Left(4), 80),
         ];
         for (value, ts) in steps {
-            op.process(input(value), ts, &mut out).unwrap();
+            h.process(input(value), ts).unwrap();
         }
+        let rows: Vec<_> = h.take_output().into_iter().map(|(row, _)| row).collect();
         let v = |s: &str| Some(s.to_string());
-        assert_eq!(
-            *rows.borrow(),
-            vec![(1, None), (2, v("v1")), (3, None), (4, v("v2"))]
-        );
+        assert_eq!(rows, vec![(1, None), (2, v("v1")), (3, None), (4, v("v2"))]);
     }
 
     #[test]

@@ -219,55 +219,29 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    use sluice_engine::state::KeyGroup;
-    use sluice_engine::{Barrier, OperatorContext, Push};
+    use sluice_engine::OperatorContext;
+    use sluice_engine::state::{KeyGroup, KeyGroupRange};
+    use sluice_testing::OperatorHarness;
 
     use super::*;
     use crate::aggregators::{Count, Sum};
 
     type Row = (String, i64, (u64, i64));
+    type Sums = FixedWindowAggregate<String, i64, (Count, Sum<fn(&i64) -> i64>)>;
 
-    /// Collects what an operator emits.
-    struct Rows(Rc<RefCell<Vec<Row>>>);
-
-    impl Push<WindowResult<String, (u64, i64)>> for Rows {
-        fn push(&mut self, r: WindowResult<String, (u64, i64)>, _: Timestamp) -> Result<()> {
-            self.0.borrow_mut().push((r.key, r.window.start, r.value));
-            Ok(())
-        }
-        fn watermark(&mut self, _: Watermark) -> Result<()> {
-            Ok(())
-        }
-        fn idle(&mut self) -> Result<()> {
-            Ok(())
-        }
-        fn barrier(&mut self, _: Barrier) -> Result<()> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<()> {
-            Ok(())
-        }
+    /// Tumbling one-second windows counting and summing, as worker `worker` of `workers`.
+    fn operator(worker: usize, workers: usize) -> OperatorHarness<Sums> {
+        let value: fn(&i64) -> i64 = |v| *v;
+        let op = FixedWindowAggregate::new(1_000, 1_000, 0, None, (Count, Sum::of(value)), None);
+        OperatorHarness::with_context(op, OperatorContext::standalone("sums", worker, workers, 128))
+            .expect("the operator opens")
     }
 
-    fn operator(
-        worker: usize,
-        workers: usize,
-    ) -> (
-        FixedWindowAggregate<String, i64, (Count, Sum<fn(&i64) -> i64>)>,
-        Output<WindowResult<String, (u64, i64)>>,
-        Rc<RefCell<Vec<Row>>>,
-    ) {
-        let value: fn(&i64) -> i64 = |v| *v;
-        let mut op = FixedWindowAggregate::new(1_000, 1_000, 0, None, (Count, Sum::of(value)), None);
-        op.open(&OperatorContext::standalone("sums", worker, workers, 128))
-            .unwrap();
-        let rows = Rc::new(RefCell::new(Vec::new()));
-        let out = Output::new();
-        out.attach(Box::new(Rows(Rc::clone(&rows))));
-        (op, out, rows)
+    fn rows(h: &mut OperatorHarness<Sums>) -> Vec<Row> {
+        h.take_output()
+            .into_iter()
+            .map(|(r, _)| (r.key, r.window.start, r.value))
+            .collect()
     }
 
     fn record(key: &str, value: i64) -> Keyed<String, i64> {
@@ -290,39 +264,37 @@ mod tests {
             })
             .collect();
         // One instance runs the whole input uninterrupted.
-        let (mut whole, mut whole_out, whole_rows) = operator(0, 1);
+        let mut whole = operator(0, 1);
         for (k, ts, v) in &input {
-            whole.process(record(k, *v), *ts, &mut whole_out).unwrap();
+            whole.process(record(k, *v), *ts).unwrap();
         }
-        whole.on_watermark(Watermark::MAX, &mut whole_out).unwrap();
+        whole.end().unwrap();
+        let mut expected = rows(&mut whole);
 
         // Another stops halfway, and its snapshot is restored into two workers.
-        let (mut first, mut first_out, first_rows) = operator(0, 1);
+        let mut first = operator(0, 1);
         for (k, ts, v) in &input[..100] {
-            first.process(record(k, *v), *ts, &mut first_out).unwrap();
+            first.process(record(k, *v), *ts).unwrap();
         }
-        let snap = first.snapshot(CheckpointId(1)).unwrap();
-        assert!(first_rows.borrow().is_empty());
-        let mut rows = Vec::new();
+        let snap = first.snapshot(1).unwrap();
+        assert!(first.take_output().is_empty());
+        let mut restored = Vec::new();
         for worker in 0..2 {
-            let (mut op, mut out, got) = operator(worker, 2);
-            op.restore(&snap).unwrap();
+            let mut h = operator(worker, 2);
+            h.restore(std::slice::from_ref(&snap)).unwrap();
             let owned = KeyGroupRange::for_worker(worker, 2, 128);
             for (k, ts, v) in &input[100..] {
                 let r = record(k, *v);
                 if owned.contains(r.key_group) {
-                    op.process(r, *ts, &mut out).unwrap();
+                    h.process(r, *ts).unwrap();
                 }
             }
-            op.on_watermark(Watermark::MAX, &mut out).unwrap();
-            rows.extend(got.borrow().iter().cloned());
+            h.end().unwrap();
+            restored.extend(rows(&mut h));
         }
-        let mut expected = whole_rows.borrow().clone();
         expected.sort();
-        rows.sort();
-        assert_eq!(rows, expected);
-        assert!(!rows.is_empty());
+        restored.sort();
+        assert_eq!(restored, expected);
+        assert!(!restored.is_empty());
     }
-
-    use sluice_engine::state::KeyGroupRange;
 }
