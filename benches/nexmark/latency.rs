@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use sluice::engine::{
-    BoxError, Data, PartitionId, PollStatus, Sink, SinkFactory, Source, SourceBatch, SourceContext,
+    BoxError, Data, PartitionId, PollStatus, Sink, SinkFactory, Source, SourceContext, SourceOutput,
     SourcePosition, SourceReader, Timestamp,
 };
 use sluice::prelude::*;
@@ -91,7 +91,7 @@ impl SourceReader<Bid> for PacedReader {
         self.owned.iter().map(|(p, _)| PartitionId(*p as u32)).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, Bid>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, Bid>) -> Result<PollStatus, BoxError> {
         let start = *self.start.get_or_init(Instant::now);
         let due = if self.rate.is_finite() {
             ((start.elapsed().as_secs_f64() * self.rate) as u64).min(self.total)

@@ -19,14 +19,14 @@ use crate::watermark_strategy::WatermarkStrategy;
 ///
 /// ```
 /// use sluice_engine::{Job, JobConfig, WatermarkStrategy};
-/// # use sluice_engine::{Source, SourceContext, SourceReader, SourceBatch, PollStatus, SourcePosition, PartitionId, BoxError, Sink, SinkFactory, Timestamp};
+/// # use sluice_engine::{Source, SourceContext, SourceReader, SourceOutput, PollStatus, SourcePosition, PartitionId, BoxError, Sink, SinkFactory, Timestamp};
 /// # struct Nothing;
 /// # impl Source for Nothing { type Item = u64;
 /// #   fn open(&mut self, _: &SourceContext) -> Result<Box<dyn SourceReader<u64>>, BoxError> { Ok(Box::new(NoReader)) } }
 /// # struct NoReader;
 /// # impl SourceReader<u64> for NoReader {
 /// #   fn partitions(&self) -> Vec<PartitionId> { vec![] }
-/// #   fn poll(&mut self, _: &mut SourceBatch<u64>) -> Result<PollStatus, BoxError> { Ok(PollStatus::Finished) }
+/// #   fn poll(&mut self, _: &mut SourceOutput<u64>) -> Result<PollStatus, BoxError> { Ok(PollStatus::Finished) }
 /// #   fn position(&self) -> SourcePosition { SourcePosition::default() }
 /// #   fn seek(&mut self, _: &SourcePosition) -> Result<(), BoxError> { Ok(()) } }
 /// # struct Discard;

@@ -70,7 +70,7 @@ pub use push::{Barrier, Control, Data, Output, Push};
 pub use sink::{Sink, SinkFactory};
 pub use snapshot::OperatorSnapshot;
 pub use source::{
-    DescribeLocation, PollStatus, RecordLocation, Source, SourceBatch, SourceContext, SourceItem,
+    DescribeLocation, PollStatus, RecordLocation, Source, SourceContext, SourceItem, SourceOutput,
     SourcePosition, SourceReader,
 };
 pub use stream::{KeyedStream, Stream};

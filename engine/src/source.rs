@@ -121,12 +121,13 @@ pub enum SourceItem<T> {
     PartitionCaughtUp(PartitionId),
 }
 
-/// Where a reader's poll puts its items: each item is handed downstream as soon as it is
-/// added, so a record is decoded, processed and dropped before the next one is decoded.
+/// Where a reader's poll puts its items. Not a buffer: each item is handed downstream as soon
+/// as it is added, so a record is decoded, processed and dropped before the next one is
+/// decoded. `capacity` only says how many items a poll should add.
 ///
 /// When the job fails downstream, further items are ignored and the poll's result is that
 /// failure; readers need not check.
-pub struct SourceBatch<'a, T> {
+pub struct SourceOutput<'a, T> {
     emit: &'a mut dyn FnMut(SourceItem<T>) -> Result<(), EngineError>,
     len: usize,
     capacity: usize,
@@ -138,10 +139,10 @@ pub struct SourceBatch<'a, T> {
 /// connections and group memberships) unattended for long.
 const MAX_POLL_TIME: Duration = Duration::from_millis(100);
 
-impl<'a, T> SourceBatch<'a, T> {
-    /// A batch handing items to `emit`, meant to take up to `capacity` items per poll.
+impl<'a, T> SourceOutput<'a, T> {
+    /// An output handing items to `emit`, meant to take up to `capacity` items per poll.
     pub fn new(emit: &'a mut dyn FnMut(SourceItem<T>) -> Result<(), EngineError>, capacity: usize) -> Self {
-        SourceBatch {
+        SourceOutput {
             emit,
             len: 0,
             capacity: capacity.max(1),
@@ -348,7 +349,7 @@ pub trait SourceReader<T> {
     ///
     /// # Errors
     /// When reading fails (I/O, lost connection); the job stops with the source's name.
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError>;
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError>;
 
     /// The next offset of every owned partition.
     fn position(&self) -> SourcePosition;

@@ -14,7 +14,7 @@ use crate::push::Barrier;
 use crate::push::{Control, Data, Output};
 use crate::runtime::{Drive, WorkerInput};
 use crate::source::SourcePosition;
-use crate::source::{PollStatus, RecordLocation, SourceBatch, SourceItem, SourceReader};
+use crate::source::{PollStatus, RecordLocation, SourceItem, SourceOutput, SourceReader};
 use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis};
 use crate::watermark_strategy::WatermarkStrategy;
 use crate::watermark_tracker::{Combined, WatermarkTracker};
@@ -549,7 +549,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
             ..
         } = self;
         let mut emit = |item| core.handle(item);
-        let mut batch = SourceBatch::new(&mut emit, *batch_size);
+        let mut batch = SourceOutput::new(&mut emit, *batch_size);
         let polled = reader.poll(&mut batch);
         let (failed, worked) = (batch.take_error(), !batch.is_empty());
         if let Some(e) = failed {
@@ -626,7 +626,7 @@ mod tests {
         fn partitions(&self) -> Vec<PartitionId> {
             Vec::new()
         }
-        fn poll(&mut self, batch: &mut SourceBatch<'_, u64>) -> std::result::Result<PollStatus, BoxError> {
+        fn poll(&mut self, batch: &mut SourceOutput<'_, u64>) -> std::result::Result<PollStatus, BoxError> {
             let Some(items) = self.0.pop_front() else {
                 return Ok(PollStatus::Pending);
             };

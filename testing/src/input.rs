@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_engine::{
-    BoxError, Data, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceBatch, SourceContext,
-    SourcePosition, SourceReader, Timestamp,
+    BoxError, Data, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceContext,
+    SourceOutput, SourcePosition, SourceReader, Timestamp,
 };
 
 /// One entry of a partition's log.
@@ -241,7 +241,7 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
         self.owned.iter().map(|p| p.id).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         // A reader without partitions (more workers than partitions) stays open, like a Kafka
         // reader, until the whole input has ended.
         let done = match self.owned.is_empty() {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice::engine::{
-    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BoxError, Data, PartitionId, PollStatus, Source, SourceContext, SourceOutput, SourcePosition,
+    SourceReader,
 };
 
 /// A keyed, timestamped test event.
@@ -98,7 +99,7 @@ impl<T: Data> SourceReader<T> for ScriptedReader<T> {
         self.owned.iter().map(|p| p.id).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let n = self.owned.len();
         if self.owned.iter().all(|p| p.ended) {
             return Ok(PollStatus::Finished);

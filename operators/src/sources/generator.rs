@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use sluice_engine::{
-    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BoxError, Data, PartitionId, PollStatus, Source, SourceContext, SourceOutput, SourcePosition,
+    SourceReader,
 };
 
 type Generate<T> = Arc<dyn Fn(PartitionId, u64) -> T + Send + Sync>;
@@ -68,7 +69,7 @@ impl<T: Data> SourceReader<T> for GeneratorReader<T> {
         self.owned.iter().map(|(p, ..)| *p).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let n = self.owned.len();
         for _ in 0..n {
             let i = self.next % n;

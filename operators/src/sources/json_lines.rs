@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use sluice_engine::{
-    BoxError, Data, Message, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceBatch,
-    SourceContext, SourcePosition, SourceReader,
+    BoxError, Data, Message, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source, SourceContext,
+    SourceOutput, SourcePosition, SourceReader,
 };
 
 use super::line_reader::LineReader;
@@ -181,7 +181,7 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
         self.splits.first().map(|s| s.id).into_iter().collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let Some(split) = self.splits.get(self.current) else {
             return Ok(PollStatus::Finished);
         };

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use sluice_engine::{
-    BoxError, Data, PartitionId, PollStatus, Source, SourceBatch, SourceContext, SourcePosition, SourceReader,
+    BoxError, Data, PartitionId, PollStatus, Source, SourceContext, SourceOutput, SourcePosition,
+    SourceReader,
 };
 
 /// Records held in memory, in one or more partitions. Partition `p` is read by worker
@@ -71,7 +72,7 @@ impl<T: Data> SourceReader<T> for MemoryReader<T> {
         self.owned.iter().map(|(p, ..)| PartitionId(*p as u32)).collect()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let n = self.owned.len();
         for _ in 0..n {
             let i = self.next % n;

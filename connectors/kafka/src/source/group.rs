@@ -66,7 +66,7 @@ impl<T: Data> ReaderState<T> {
     pub(super) fn idle_exit(
         &mut self,
         consumer: &BaseConsumer<ReaderContext>,
-        batch: &mut SourceBatch<'_, T>,
+        batch: &mut SourceOutput<'_, T>,
     ) -> Result<bool, BoxError> {
         let Some(limit) = self.exit_when_idle else {
             return Ok(false);

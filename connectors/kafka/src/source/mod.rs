@@ -21,7 +21,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sluice_engine::{
     BoxError, Counter, Data, IdleVote, OnBadRecord, PartitionId, PollStatus, RecordLocation, Source,
-    SourceBatch, SourceContext, SourcePosition, SourceReader,
+    SourceContext, SourceOutput, SourcePosition, SourceReader,
 };
 
 use super::config::KafkaConfig;

@@ -57,7 +57,7 @@ impl<T: Data> ReaderState<T> {
             .then_some((&**topic, partition))
     }
 
-    pub(super) fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceBatch<'_, T>) {
+    pub(super) fn apply_rebalances(&mut self, context: &ReaderContext, batch: &mut SourceOutput<'_, T>) {
         if !context.has_events.swap(false, Ordering::Acquire) {
             return;
         }
@@ -103,7 +103,7 @@ impl<T: Data> ReaderState<T> {
     pub(super) fn handle<M: rdkafka::message::Message>(
         &mut self,
         m: &M,
-        batch: &mut SourceBatch<'_, T>,
+        batch: &mut SourceOutput<'_, T>,
     ) -> Result<(), BoxError> {
         // With one topic there is nothing to look up (and reading the name costs a UTF-8 check).
         let ti = if self.topics.len() == 1 {
@@ -210,7 +210,7 @@ impl<T: Data> ReaderState<T> {
         &self,
         consumer: &BaseConsumer<ReaderContext>,
         partition: i32,
-        batch: &mut SourceBatch<'_, T>,
+        batch: &mut SourceOutput<'_, T>,
     ) {
         let owned: Vec<&(String, i32)> = self.assigned.iter().filter(|(_, p)| *p == partition).collect();
         for (topic, p) in &owned {
@@ -247,7 +247,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         Vec::new()
     }
 
-    fn poll(&mut self, batch: &mut SourceBatch<'_, T>) -> Result<PollStatus, BoxError> {
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let Self { consumer, state } = self;
         if state.finished {
             return Ok(PollStatus::Finished);
