@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sluice::engine::{EngineError, Message};
+use sluice::engine::{ConnectorError, EngineError, Message, Retry};
 use sluice::prelude::*;
 
 fn endless() -> GeneratorSource<u64> {
@@ -159,6 +159,85 @@ fn restart_strategy_retries_then_gives_up() {
             assert!(last.to_string().contains("broken"), "{last}");
         }
         other => panic!("expected exhausted restarts, got {:?}", other.map(|r| r.attempts)),
+    }
+}
+
+/// A sink whose every write fails with `error()`, counting the sinks created (one per
+/// worker per attempt).
+#[derive(Clone)]
+struct Failing {
+    created: Arc<AtomicU32>,
+    error: fn() -> ConnectorError,
+}
+
+impl Sink<u64> for Failing {
+    fn write(&mut self, _: u64, _: Timestamp) -> Result<(), sluice::engine::BoxError> {
+        Err((self.error)().into())
+    }
+}
+
+impl SinkFactory<u64> for Failing {
+    fn create(&self, _: usize, _: usize) -> Result<Box<dyn Sink<u64>>, sluice::engine::BoxError> {
+        self.created.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(Failing {
+            created: Arc::clone(&self.created),
+            error: self.error,
+        }))
+    }
+}
+
+/// Runs one worker writing into a `Failing` sink with two restarts allowed; the error and
+/// how many attempts created a sink.
+fn run_failing(error: fn() -> ConnectorError) -> (EngineError, u32) {
+    let created = Arc::new(AtomicU32::new(0));
+    let sink = Failing {
+        created: Arc::clone(&created),
+        error,
+    };
+    let job = Job::new(
+        JobConfig::new("hinted")
+            .workers(1)
+            .restart_strategy(RestartStrategy::backoff(2, Duration::from_millis(1))),
+        move |b| {
+            b.source(
+                "numbers",
+                MemorySource::new(vec![1u64, 2, 3]),
+                WatermarkStrategy::monotonous(),
+            )
+            .sink("store", sink.clone());
+            Ok(())
+        },
+    )
+    .expect("valid job");
+    let err = job.run().expect_err("every write fails");
+    (err, created.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_connector_error_that_a_restart_cannot_mend_stops_the_job_at_once() {
+    let (err, attempts) = run_failing(|| ConnectorError::new(Retry::Stop, "no MODIFY permission on shop.t"));
+    assert_eq!(attempts, 1, "the job was restarted: {err}");
+    assert!(
+        matches!(&err, EngineError::SinkFailed { sink, .. } if sink == "store"),
+        "{err}"
+    );
+    assert!(!err.is_restartable());
+    assert!(
+        err.to_string().contains("no MODIFY permission on shop.t"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_connector_error_that_a_restart_may_mend_is_retried_per_the_strategy() {
+    let (err, attempts) = run_failing(|| ConnectorError::new(Retry::Restart, "connection refused"));
+    assert_eq!(attempts, 3, "{err}");
+    match err {
+        EngineError::RestartsExhausted { attempts, last } => {
+            assert_eq!(attempts, 3);
+            assert!(last.to_string().contains("connection refused"), "{last}");
+        }
+        other => panic!("expected exhausted restarts, got {other}"),
     }
 }
 

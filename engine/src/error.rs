@@ -2,6 +2,8 @@ use std::fmt;
 
 use sluice_state::StateError;
 
+use crate::retry::{Retry, retry_of};
+
 /// A boxed error from user code (operator functions, sources, sinks).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -178,22 +180,35 @@ impl EngineError {
         }
     }
 
-    /// Whether a restart might help (operator and I/O failures), as opposed to a broken job
-    /// definition or an explicit stop.
-    pub fn is_restartable(&self) -> bool {
-        !matches!(
-            self,
+    /// Whether restarting the job from its last checkpoint may help. Failures of operators,
+    /// sources, sinks and state may pass (unless their error carries a [`ConnectorError`](crate::ConnectorError)
+    /// saying [`Retry::Stop`]); a broken job definition, a bad record, an unusable
+    /// checkpoint, an engine bug or an explicit stop do not.
+    pub fn retry(&self) -> Retry {
+        match self {
+            EngineError::OperatorFailed { source, .. }
+            | EngineError::SourceFailed { source, .. }
+            | EngineError::SinkFailed { source, .. } => retry_of(source.as_ref()),
+            EngineError::OperatorPanicked { .. }
+            | EngineError::State { .. }
+            | EngineError::WorkerPanicked { .. }
+            | EngineError::RestartsExhausted { .. } => Retry::Restart,
             EngineError::DuplicateOperator { .. }
-                | EngineError::InvalidOperatorName { .. }
-                | EngineError::DanglingStream { .. }
-                | EngineError::InvalidJob { .. }
-                | EngineError::InvalidConfig { .. }
-                | EngineError::BadRecord { .. }
-                | EngineError::Checkpoint { .. }
-                | EngineError::Aborted
-                | EngineError::SimulatedCrash { .. }
-                | EngineError::Internal { .. }
-        )
+            | EngineError::InvalidOperatorName { .. }
+            | EngineError::DanglingStream { .. }
+            | EngineError::InvalidJob { .. }
+            | EngineError::InvalidConfig { .. }
+            | EngineError::BadRecord { .. }
+            | EngineError::Checkpoint { .. }
+            | EngineError::Aborted
+            | EngineError::SimulatedCrash { .. }
+            | EngineError::Internal { .. } => Retry::Stop,
+        }
+    }
+
+    /// Whether [`EngineError::retry`] says a restart may help.
+    pub fn is_restartable(&self) -> bool {
+        self.retry() == Retry::Restart
     }
 }
 

@@ -35,6 +35,7 @@ mod operator;
 mod participant;
 mod prometheus;
 mod push;
+mod retry;
 mod runtime;
 mod sink;
 mod snapshot;
@@ -67,6 +68,7 @@ pub use metrics::{Counter, Gauge, JobMetrics};
 pub use operator::{Operator, OperatorContext};
 pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus};
 pub use push::{Barrier, Control, Data, Output, Push};
+pub use retry::{ConnectorError, Retry};
 pub use sink::{Sink, SinkFactory};
 pub use snapshot::OperatorSnapshot;
 pub use source::{

@@ -1,3 +1,4 @@
+use sluice_engine::{BoxError, ConnectorError, Retry};
 use thiserror::Error;
 
 /// What went wrong between a Cassandra sink and its store.
@@ -81,4 +82,61 @@ pub enum CassandraError {
         /// What the driver or store said.
         reason: String,
     },
+}
+
+impl CassandraError {
+    /// Whether restarting the job may mend this: a store that cannot be reached or kept
+    /// failing may come back; a setting, a table, a row or a permission the store refuses
+    /// will be refused again.
+    pub fn retry(&self) -> Retry {
+        match self {
+            CassandraError::Connect(_) | CassandraError::GaveUp { .. } | CassandraError::Statement { .. } => {
+                Retry::Restart
+            }
+            CassandraError::Config { .. }
+            | CassandraError::Table { .. }
+            | CassandraError::Mapping { .. }
+            | CassandraError::Encode { .. }
+            | CassandraError::Rejected { .. }
+            | CassandraError::Refused { .. } => Retry::Stop,
+        }
+    }
+}
+
+/// Puts [`CassandraError::retry`]'s hint on an error leaving the sink, for the engine's
+/// restart strategy; other errors pass unchanged.
+pub(crate) fn with_retry_hint(error: BoxError) -> BoxError {
+    match error.downcast::<CassandraError>() {
+        Ok(e) => Box::new(ConnectorError::new(e.retry(), *e)),
+        Err(other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_table_stops_the_job_and_an_unreachable_store_may_be_retried() {
+        let refused: BoxError = CassandraError::Refused {
+            table: "shop.t".into(),
+            reason: "no MODIFY permission".into(),
+        }
+        .into();
+        let hinted = with_retry_hint(refused);
+        let hint = hinted.downcast_ref::<ConnectorError>().expect("a hint is put on");
+        assert_eq!(hint.retry(), Retry::Stop);
+        assert!(hint.get_ref().downcast_ref::<CassandraError>().is_some());
+        assert_eq!(
+            hinted.to_string(),
+            "table shop.t: the store refuses writes: no MODIFY permission"
+        );
+
+        let down = with_retry_hint(CassandraError::Connect("connection refused".into()).into());
+        let hint = down.downcast_ref::<ConnectorError>().expect("a hint is put on");
+        assert_eq!(hint.retry(), Retry::Restart);
+
+        let other = with_retry_hint("something else".into());
+        assert!(other.downcast_ref::<ConnectorError>().is_none());
+    }
 }

@@ -16,7 +16,7 @@ use super::batcher::Batcher;
 use super::config::CassandraConfig;
 use super::driver_runtime;
 use super::encode::RowLayout;
-use super::error::CassandraError;
+use super::error::{CassandraError, with_retry_hint};
 use super::mapping::{Field, FieldFormat, bind_columns, row_fields};
 use super::schema::TableSchema;
 use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
@@ -280,6 +280,12 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
 
 impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T> {
     fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
+        self.create_writer(worker, workers).map_err(with_retry_hint)
+    }
+}
+
+impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
+    fn create_writer(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
         let connection = self.connection()?;
         let rejected = match &self.rejected {
             OnBadRecord::Fail => OnBadRecord::Fail,
@@ -386,8 +392,9 @@ fn dead_letter_payload<T: Serialize>(row: &T) -> String {
     })
 }
 
-impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
-    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
+/// The sink's steps, before their errors get a retry hint.
+impl<T: Data + Serialize> CassandraWriter<T> {
+    fn write_row(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
         self.key.clear();
         let row = match self.layout.encode(&value, &mut self.key) {
             Ok(row) => row,
@@ -403,11 +410,11 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
         Ok(())
     }
 
-    fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
+    fn send_on_watermark(&mut self) -> Result<(), BoxError> {
         self.send_pending()
     }
 
-    fn on_checkpoint(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+    fn flush_for_checkpoint(&mut self, id: CheckpointId) -> Result<(), BoxError> {
         self.flush()?;
         // Rows dead-lettered before the barrier are durable before it is acknowledged.
         match &mut self.rejected {
@@ -416,12 +423,30 @@ impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
         }
     }
 
-    fn finish(&mut self) -> Result<(), BoxError> {
+    fn flush_at_end(&mut self) -> Result<(), BoxError> {
         self.flush()?;
         match &mut self.rejected {
             OnBadRecord::DeadLetter(dead_letters) => dead_letters.finish(),
             OnBadRecord::Fail | OnBadRecord::Skip => Ok(()),
         }
+    }
+}
+
+impl<T: Data + Serialize> Sink<T> for CassandraWriter<T> {
+    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
+        self.write_row(value, ts).map_err(with_retry_hint)
+    }
+
+    fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
+        self.send_on_watermark().map_err(with_retry_hint)
+    }
+
+    fn on_checkpoint(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        self.flush_for_checkpoint(id).map_err(with_retry_hint)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.flush_at_end().map_err(with_retry_hint)
     }
 }
 

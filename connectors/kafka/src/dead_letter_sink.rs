@@ -4,6 +4,7 @@ use sluice_engine::{BoxError, CheckpointId, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
 use super::dead_letter::DeadLetterWriter;
+use super::error::with_retry_hint;
 use sluice_operators::DeadLetter;
 
 /// Writes [`DeadLetter`]s to a Kafka topic (created with one partition if missing): the key
@@ -32,10 +33,8 @@ impl KafkaDeadLetters {
 
 impl SinkFactory<DeadLetter> for KafkaDeadLetters {
     fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<DeadLetter>>, BoxError> {
-        Ok(Box::new(TopicWriter(DeadLetterWriter::open(
-            &self.config,
-            &self.topic,
-        )?)))
+        let writer = DeadLetterWriter::open(&self.config, &self.topic).map_err(with_retry_hint)?;
+        Ok(Box::new(TopicWriter(writer)))
     }
 }
 
@@ -49,15 +48,16 @@ impl Sink<DeadLetter> for TopicWriter {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         self.0
-            .send(letter.key.as_deref(), Some(&letter.payload), &headers)?;
-        self.0.check()
+            .send(letter.key.as_deref(), Some(&letter.payload), &headers)
+            .and_then(|_| self.0.check())
+            .map_err(with_retry_hint)
     }
 
     fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
-        self.0.flush()
+        self.0.flush().map_err(with_retry_hint)
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        self.0.flush()
+        self.0.flush().map_err(with_retry_hint)
     }
 }

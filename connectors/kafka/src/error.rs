@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use sluice_engine::{BoxError, ConnectorError, Retry};
 
 /// What went wrong talking to Kafka.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +63,54 @@ pub enum KafkaConnectorError {
 }
 
 impl KafkaConnectorError {
+    /// Whether restarting the job may mend this: brokers that are down, slow or electing a
+    /// leader may come back; a refused login or permission, a refused topic setting or a
+    /// record the format cannot encode will be refused again.
+    pub fn retry(&self) -> Retry {
+        match self {
+            KafkaConnectorError::Client { source, .. } | KafkaConnectorError::Delivery { source, .. } => {
+                source.rdkafka_error_code().map_or(Retry::Restart, retry_for_code)
+            }
+            KafkaConnectorError::TopicRefused { code, .. } => retry_for_code(*code),
+            KafkaConnectorError::Encode { .. } => Retry::Stop,
+            KafkaConnectorError::DeadLetterScan { .. } | KafkaConnectorError::Assignment(_) => Retry::Restart,
+        }
+    }
+
     /// A client error with what the connector was doing.
     pub(crate) fn client(context: impl Into<String>, source: KafkaError) -> Self {
         KafkaConnectorError::Client {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// Whether a restart may mend what the brokers answered with `code`.
+fn retry_for_code(code: RDKafkaErrorCode) -> Retry {
+    match code {
+        RDKafkaErrorCode::Authentication
+        | RDKafkaErrorCode::SaslAuthenticationFailed
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::GroupAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed
+        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        | RDKafkaErrorCode::DelegationTokenAuthorizationFailed
+        | RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::InvalidPartitions
+        | RDKafkaErrorCode::InvalidReplicationFactor
+        | RDKafkaErrorCode::InvalidConfig
+        | RDKafkaErrorCode::PolicyViolation => Retry::Stop,
+        _ => Retry::Restart,
+    }
+}
+
+/// Puts [`KafkaConnectorError::retry`]'s hint on an error leaving a source or sink, for the
+/// engine's restart strategy; other errors pass unchanged.
+pub(crate) fn with_retry_hint(error: BoxError) -> BoxError {
+    match error.downcast::<KafkaConnectorError>() {
+        Ok(e) => Box::new(ConnectorError::new(e.retry(), *e)),
+        Err(other) => other,
     }
 }
 
@@ -99,5 +142,28 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("the client error is kept");
         assert!(source.downcast_ref::<KafkaError>().is_some(), "{source:?}");
+    }
+
+    #[test]
+    fn a_refused_login_stops_the_job_and_a_broker_down_may_be_retried() {
+        let refused = KafkaConnectorError::Delivery {
+            what: "writes",
+            topic: "revenue".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
+        };
+        assert_eq!(refused.retry(), Retry::Stop);
+        let login = KafkaConnectorError::client(
+            "Kafka consumer failed",
+            KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::SaslAuthenticationFailed),
+        );
+        let hinted = with_retry_hint(login.into());
+        let hint = hinted.downcast_ref::<ConnectorError>().expect("a hint is put on");
+        assert_eq!(hint.retry(), Retry::Stop);
+        assert!(hint.get_ref().downcast_ref::<KafkaConnectorError>().is_some());
+        let down = KafkaConnectorError::client(
+            "Kafka consumer failed",
+            KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown),
+        );
+        assert_eq!(down.retry(), Retry::Restart);
     }
 }

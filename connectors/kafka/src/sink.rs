@@ -6,7 +6,7 @@ use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
 use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
-use super::error::{Context, KafkaConnectorError};
+use super::error::{Context, KafkaConnectorError, with_retry_hint};
 use super::format::RecordSerializer;
 
 /// Writes a stream to a Kafka topic with an idempotent producer.
@@ -44,6 +44,12 @@ impl<T: Data> KafkaSink<T> {
 
 impl<T: Data> SinkFactory<T> for KafkaSink<T> {
     fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
+        self.writer().map_err(with_retry_hint)
+    }
+}
+
+impl<T: Data> KafkaSink<T> {
+    fn writer(&self) -> Result<Box<dyn Sink<T>>, BoxError> {
         let context = ReportingContext {
             report: Arc::new(DeliveryReport::default()),
             what: "a write",
@@ -76,8 +82,8 @@ impl<T> KafkaWriter<T> {
     }
 }
 
-impl<T: Data> Sink<T> for KafkaWriter<T> {
-    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
+impl<T: Data> KafkaWriter<T> {
+    fn send(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
         let (key, payload) =
             self.serializer
                 .serialize(&value)
@@ -93,12 +99,18 @@ impl<T: Data> Sink<T> for KafkaWriter<T> {
         }
         send_waiting(&self.producer, record)
     }
+}
+
+impl<T: Data> Sink<T> for KafkaWriter<T> {
+    fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError> {
+        self.send(value, ts).map_err(with_retry_hint)
+    }
 
     fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
-        self.flush()
+        self.flush().map_err(with_retry_hint)
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        self.flush()
+        self.flush().map_err(with_retry_hint)
     }
 }

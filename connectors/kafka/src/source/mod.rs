@@ -28,7 +28,7 @@ use super::config::KafkaConfig;
 use super::context;
 use super::dead_letter::{BadRecord, DeadLetterWriter};
 use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
-use super::error::{Context, KafkaConnectorError};
+use super::error::{Context, KafkaConnectorError, with_retry_hint};
 use super::format::{Json, RecordDeserializer};
 use super::gaps::OffsetGaps;
 pub use super::start::StartFrom;
@@ -198,6 +198,20 @@ impl<T: Data> Source for KafkaSource<T> {
     type Item = T;
 
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
+        self.reader(ctx).map_err(with_retry_hint)
+    }
+
+    fn bad_record_policy(&self) -> OnBadRecord {
+        // Dead-lettering happens in the reader; what reaches the engine (unusable
+        // timestamps) is skipped and counted.
+        self.on_bad_record.after_dead_letters()
+    }
+}
+
+impl<T: Data> KafkaSource<T> {
+    /// This worker's reader: its consumer, subscription or static share, and dead-letter
+    /// writer.
+    fn reader(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
         let offsets = ctx.shared(StartOffsets::default);
         add_starts(&offsets, &self.topics, &self.start_offsets, StartKind::Configured);
         let workers = ctx.workers;
@@ -272,11 +286,5 @@ impl<T: Data> Source for KafkaSource<T> {
                 },
             },
         }))
-    }
-
-    fn bad_record_policy(&self) -> OnBadRecord {
-        // Dead-lettering happens in the reader; what reaches the engine (unusable
-        // timestamps) is skipped and counted.
-        self.on_bad_record.after_dead_letters()
     }
 }

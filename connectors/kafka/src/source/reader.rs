@@ -240,14 +240,9 @@ pub(super) fn is_fatal(e: &KafkaError) -> bool {
     )
 }
 
-impl<T: Data> SourceReader<T> for KafkaReader<T> {
-    fn partitions(&self) -> Vec<PartitionId> {
-        // Partitions are announced as the reader takes them (first poll, or the group's
-        // assignment).
-        Vec::new()
-    }
-
-    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
+impl<T: Data> KafkaReader<T> {
+    /// One poll: takes what rebalances changed, then hands records on.
+    fn read(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
         let Self { consumer, state } = self;
         if state.finished {
             return Ok(PollStatus::Finished);
@@ -311,6 +306,18 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         } else {
             PollStatus::Pending
         })
+    }
+}
+
+impl<T: Data> SourceReader<T> for KafkaReader<T> {
+    fn partitions(&self) -> Vec<PartitionId> {
+        // Partitions are announced as the reader takes them (first poll, or the group's
+        // assignment).
+        Vec::new()
+    }
+
+    fn poll(&mut self, batch: &mut SourceOutput<'_, T>) -> Result<PollStatus, BoxError> {
+        self.read(batch).map_err(with_retry_hint)
     }
 
     fn position(&self) -> SourcePosition {
