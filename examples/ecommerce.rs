@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sluice::engine::JobMetrics;
 use sluice_cli::shop::{
     OnBadRecord, PartialSettings, Shop, ShopSettings, VIEWS_PER_ORDER, parse_duration, records_read,
-    thousands, utc,
+    thousands, utc_clock,
 };
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
@@ -253,7 +253,7 @@ fn status(m: &JobMetrics, started: Instant, produced: u64) -> String {
     .flatten()
     .min()
     .filter(|w| *w > 0)
-    .map_or_else(|| "-".to_string(), |w| utc(w)[11..].to_string());
+    .map_or_else(|| "-".to_string(), utc_clock);
     format!(
         "{} records/s, lag {}, watermark {watermark}, {} dead-lettered",
         thousands(rate as u64),

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
 
 use sluice_cassandra::scylla::value::CqlTimestamp;
 use sluice_cassandra::{CassandraConfig, CassandraError, read_rows};
@@ -153,7 +154,8 @@ impl fmt::Display for ShopReport {
             )?;
             write!(f, "  {:<12}", "window from")?;
             for start in &self.trend_windows {
-                write!(f, " {:>11}", &utc(*start)[11..16])?;
+                let clock = utc_clock(*start);
+                write!(f, " {:>11}", clock.trim_end_matches(" UTC"))?;
             }
             writeln!(f)?;
             for (category, revenue) in &self.category_trend {
@@ -196,37 +198,32 @@ pub fn dollars(cents: i64) -> String {
     format!("{sign}${}.{:02}", thousands(cents / 100), cents % 100)
 }
 
-/// `1,234,567`.
+/// `1,234,567` for 1234567.
 pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    indicatif::HumanCount(n).to_string()
 }
 
-/// `YYYY-MM-DD HH:MM UTC` for epoch milliseconds (proleptic Gregorian calendar).
+/// Latest epoch millisecond with a four-digit year (9999-12-31 23:59:59.999 UTC).
+const MAX_UTC_MS: i64 = 253_402_300_799_999;
+
+/// `YYYY-MM-DD HH:MM UTC` for epoch milliseconds; a time before 1970 or after 9999 (the
+/// watermark before any record, say) as `<n> ms`.
 pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    let since_epoch = match u64::try_from(ms) {
+        Ok(ms) if ms <= MAX_UTC_MS as u64 => Duration::from_millis(ms),
+        _ => return format!("{ms} ms"),
+    };
+    let text = humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch).to_string();
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+/// The `HH:MM UTC` of [`utc`], or all of it when it is not a date.
+pub fn utc_clock(ms: i64) -> String {
+    let full = utc(ms);
+    match full.split_once(' ') {
+        Some((_date, clock)) if full.ends_with(" UTC") => clock.to_string(),
+        _ => full,
+    }
 }
 
 #[cfg(test)]
@@ -241,5 +238,10 @@ mod tests {
         assert_eq!(dollars(-5), "-$0.05");
         assert_eq!(utc(1_764_115_200_000), "2025-11-26 00:00 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_764_157_979_999), "2025-11-26 11:52 UTC");
+        assert_eq!(utc(-1), "-1 ms");
+        assert_eq!(utc(i64::MAX), format!("{} ms", i64::MAX));
+        assert_eq!(utc_clock(1_764_157_979_999), "11:52 UTC");
+        assert_eq!(utc_clock(-1), "-1 ms");
     }
 }
