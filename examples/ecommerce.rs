@@ -28,8 +28,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::engine::JobMetrics;
 use sluice_cli::shop::{
-    OnBadRecord, PartialSettings, Shop, ShopSettings, VIEWS_PER_ORDER, parse_duration, records_read,
-    thousands, utc_clock,
+    OnBadRecord, PartialSettings, Shop, ShopSettings, VIEWS_PER_ORDER, records_read, thousands, utc_clock,
 };
 
 // Records cross threads; glibc's allocator serialises those frees, mimalloc does not.
@@ -45,45 +44,8 @@ struct Args {
     /// Settings file (TOML; keys as the flags below with underscores).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Kafka bootstrap servers [default: an in-process broker].
-    #[arg(long, env = "SLUICE_BROKERS", value_name = "HOST:PORT")]
-    brokers: Option<String>,
-    /// A Cassandra/ScyllaDB contact point [default: an in-process CQL store].
-    #[arg(long, env = "SLUICE_CASSANDRA", value_name = "HOST:PORT")]
-    cassandra: Option<String>,
-    /// Keyspace of the result tables (created if missing) [default: shop].
-    #[arg(long, env = "SLUICE_KEYSPACE")]
-    keyspace: Option<String>,
-    /// Topic of the orders [default: orders].
-    #[arg(long, env = "SLUICE_ORDERS_TOPIC")]
-    orders_topic: Option<String>,
-    /// Topic of the page views [default: page_views].
-    #[arg(long, env = "SLUICE_PAGE_VIEWS_TOPIC")]
-    page_views_topic: Option<String>,
-    /// Orders to generate and produce first (twice as many page views); 0 = only consume
-    /// [default: 1000000].
-    #[arg(long, env = "SLUICE_EVENTS")]
-    events: Option<u64>,
-    /// Stop after this long without input, closing open windows as at the end of input
-    /// (e.g. 10, 10s, 500ms) [default: 2s with the in-process broker, else never].
-    #[arg(long, env = "SLUICE_EXIT_WHEN_IDLE", value_parser = parse_duration, value_name = "DURATION")]
-    exit_when_idle: Option<Duration>,
-    /// Worker threads [default: available cores].
-    #[arg(long, env = "SLUICE_WORKERS")]
-    workers: Option<usize>,
-    /// Keep state in RocksDB here and checkpoint it; a restart with the same directory resumes
-    /// from the last complete checkpoint [default: state in memory, no checkpoints].
-    #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// Time between checkpoints (with --state-dir) [default: 10s].
-    #[arg(long, env = "SLUICE_CHECKPOINT_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
-    checkpoint_interval: Option<Duration>,
-    /// Undecodable records: fail, skip, or dead-letter (to <orders-topic>-dlq) [default: dead-letter].
-    #[arg(long, env = "SLUICE_ON_BAD_RECORD", value_name = "POLICY")]
-    on_bad_record: Option<OnBadRecord>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
-    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
-    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    settings: PartialSettings,
     /// Rows in the report's product list.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -98,22 +60,7 @@ impl Args {
         if let Some(path) = &self.config {
             settings.apply(PartialSettings::from_file(path)?);
         }
-        settings.apply(PartialSettings {
-            brokers: self.brokers.clone(),
-            cassandra: self.cassandra.clone(),
-            keyspace: self.keyspace.clone(),
-            orders_topic: self.orders_topic.clone(),
-            page_views_topic: self.page_views_topic.clone(),
-            partitions: None,
-            group: None,
-            events: self.events,
-            exit_when_idle: self.exit_when_idle,
-            workers: self.workers,
-            state_dir: self.state_dir.clone(),
-            checkpoint_interval: self.checkpoint_interval,
-            on_bad_record: self.on_bad_record,
-            metrics_addr: self.metrics_addr,
-        });
+        settings.apply(self.settings.clone());
         settings.validate()?;
         Ok(settings)
     }

@@ -150,41 +150,60 @@ impl ShopSettings {
     }
 }
 
-/// Some of the settings, as a TOML file or the command line gives them. The file uses the
-/// flags' names with underscores (`orders_topic = "orders"`, `checkpoint_interval = "1s"`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Some of the settings, as a TOML file, the environment or the command line gives them: one
+/// list for all three. The flags are `--orders-topic`, the environment variables
+/// `SLUICE_ORDERS_TOPIC` and the file's keys `orders_topic` (`checkpoint_interval = "1s"`);
+/// flags win over the environment, which wins over the file.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct PartialSettings {
-    /// See [`ShopSettings::brokers`].
+    /// Kafka bootstrap servers [default: an in-process broker].
+    #[arg(long, env = "SLUICE_BROKERS", value_name = "HOST:PORT")]
     pub brokers: Option<String>,
-    /// See [`ShopSettings::cassandra`].
+    /// A Cassandra/ScyllaDB contact point [default: an in-process CQL store].
+    #[arg(long, env = "SLUICE_CASSANDRA", value_name = "HOST:PORT")]
     pub cassandra: Option<String>,
-    /// See [`ShopSettings::keyspace`].
+    /// Keyspace of the result tables (created if missing) [default: shop].
+    #[arg(long, env = "SLUICE_KEYSPACE")]
     pub keyspace: Option<String>,
-    /// See [`ShopSettings::orders_topic`].
+    /// Topic of the orders [default: orders].
+    #[arg(long, env = "SLUICE_ORDERS_TOPIC")]
     pub orders_topic: Option<String>,
-    /// See [`ShopSettings::page_views_topic`].
+    /// Topic of the page views [default: page_views].
+    #[arg(long, env = "SLUICE_PAGE_VIEWS_TOPIC")]
     pub page_views_topic: Option<String>,
-    /// See [`ShopSettings::partitions`].
+    /// Partitions of the topics when the job creates them [default: 4].
+    #[arg(long, env = "SLUICE_PARTITIONS")]
     pub partitions: Option<i32>,
-    /// See [`ShopSettings::group`].
+    /// Consumer group of the job; each topic is read in `<group>-<topic>` [default: sluice-shop].
+    #[arg(long, env = "SLUICE_GROUP")]
     pub group: Option<String>,
-    /// See [`ShopSettings::events`].
+    /// Orders to generate and produce first (twice as many page views); 0 = only consume
+    /// [default: 1000000].
+    #[arg(long, env = "SLUICE_EVENTS")]
     pub events: Option<u64>,
-    /// See [`ShopSettings::exit_when_idle`].
+    /// Stop after this long without input, closing open windows as at the end of input
+    /// (e.g. 10, 10s, 500ms) [default: 2s with the in-process broker, else never].
+    #[arg(long, env = "SLUICE_EXIT_WHEN_IDLE", value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de_duration")]
     pub exit_when_idle: Option<Duration>,
-    /// See [`ShopSettings::workers`].
+    /// Worker threads [default: available cores].
+    #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,
-    /// See [`ShopSettings::state_dir`].
+    /// Keep state in RocksDB here and checkpoint it; a restart with the same directory resumes
+    /// from the last complete checkpoint [default: state in memory, no checkpoints].
+    #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// See [`ShopSettings::checkpoint_interval`].
+    /// Time between checkpoints (with --state-dir) [default: 10s].
+    #[arg(long, env = "SLUICE_CHECKPOINT_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de_duration")]
     pub checkpoint_interval: Option<Duration>,
-    /// See [`ShopSettings::on_bad_record`].
+    /// Undecodable records: fail, skip, or dead-letter (to <orders-topic>-dlq) [default: dead-letter].
+    #[arg(long, env = "SLUICE_ON_BAD_RECORD", value_name = "CHOICE")]
     #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
-    /// See [`ShopSettings::metrics_addr`].
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<SocketAddr>,
 }
 
