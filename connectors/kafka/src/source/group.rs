@@ -103,3 +103,48 @@ impl<T: Data> ReaderState<T> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(readers: usize) -> GroupProgress {
+        GroupProgress {
+            idle: (0..readers).map(|_| AtomicBool::new(false)).collect(),
+            assigned: (0..readers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            total_partitions: std::sync::OnceLock::new(),
+            last_rebalance: Mutex::new(Instant::now()),
+        }
+    }
+
+    #[test]
+    fn the_group_settles_only_once_every_partition_is_assigned() {
+        let p = progress(2);
+        assert!(
+            !p.settled_for(Duration::ZERO),
+            "the partition count is not known yet"
+        );
+        let _ = p.total_partitions.set(4);
+        p.assigned[0].store(2, Ordering::SeqCst);
+        assert!(!p.settled_for(Duration::ZERO), "two partitions have no reader");
+        p.assigned[1].store(2, Ordering::SeqCst);
+        assert!(p.settled_for(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_rebalance_restarts_the_wait() {
+        let p = progress(1);
+        let _ = p.total_partitions.set(1);
+        p.assigned[0].store(1, Ordering::SeqCst);
+        *p.last_rebalance.lock().unwrap_or_else(|e| e.into_inner()) =
+            Instant::now() - Duration::from_secs(60);
+        assert!(p.settled_for(Duration::from_secs(30)));
+        p.rebalanced();
+        assert!(
+            !p.settled_for(Duration::from_secs(30)),
+            "a rebalance just happened"
+        );
+    }
+}

@@ -35,7 +35,7 @@ pub use super::start::StartFrom;
 use super::start::{StartKind, StartOffsets, resolve};
 
 use group::{GroupProgress, count_partitions};
-use partition::{add_starts, partition_id, split_partition_id};
+use partition::{add_starts, partition_id, split_partition_id, static_share};
 use reader::{Counters, KafkaReader, ReaderState};
 use rebalance::{ReaderContext, Rebalanced};
 

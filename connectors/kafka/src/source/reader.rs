@@ -189,15 +189,8 @@ impl<T: Data> ReaderState<T> {
             .total_partitions
             .set(counts.iter().sum::<i32>() as usize);
         let mut mine = TopicPartitionList::new();
-        let all = self
-            .topics
-            .iter()
-            .zip(&counts)
-            .flat_map(|(topic, n)| (0..*n).map(move |partition| (topic, partition)));
-        for (i, (topic, partition)) in all.enumerate() {
-            if i % self.workers == self.worker {
-                mine.add_partition(topic, partition);
-            }
+        for (topic, partition) in static_share(&self.topics, &counts, self.worker, self.workers) {
+            mine.add_partition(topic, partition);
         }
         consumer.context().take(consumer, &mut mine);
         self.awaiting_partitions = false;
