@@ -3,7 +3,8 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::error::BoxError;
+/// A boxed error, as [`crate::BoxError`] (spelled out so this module imports nothing above it).
+type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// What restarting the job from its last checkpoint can do about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
