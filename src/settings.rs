@@ -17,6 +17,21 @@ pub(crate) fn de_on_bad_record<'de, D: serde::Deserializer<'de>>(
     text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
+/// Reads an optional duration as configuration files spell it: a number of seconds (`10`)
+/// or text [`parse_duration`] reads (`"500ms"`, `"2m"`).
+pub(crate) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match <Raw as serde::Deserialize>::deserialize(d)? {
+        Raw::Seconds(s) => Ok(Some(Duration::from_secs(s))),
+        Raw::Text(t) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// A duration as `10` (seconds) or with a unit: `500ms`, `1s`, `2m`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

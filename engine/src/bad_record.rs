@@ -19,7 +19,8 @@ pub enum OnBadRecord<D = NoDeadLetters> {
     /// Stop the job with an error naming where the record came from (the default).
     #[default]
     Fail,
-    /// Drop the record, count it, and go on.
+    /// Drop the record and go on (sources count it in `bad_records_skipped`; the Cassandra
+    /// sink logs it with its key).
     Skip,
     /// Hand the record to `D` with where it came from and why it was refused, and go on.
     DeadLetter(D),

@@ -2,8 +2,6 @@ use std::fmt;
 
 use sluice_state::StateError;
 
-use crate::retry::{Retry, retry_of};
-
 /// A boxed error from user code (operator functions, sources, sinks).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -126,8 +124,9 @@ pub enum EngineError {
         step: &'static str,
     },
     /// The engine broke one of its own rules (e.g. an exchange received bytes it cannot
-    /// decode); this is a bug in Sluice, and restarting would not help.
-    #[error("internal error in operator '{operator}' (a bug in Sluice): {reason}")]
+    /// decode: a bug in Sluice, or a record type whose serde implementation does not read
+    /// back what it writes); restarting would not help.
+    #[error("internal error in operator '{operator}': {reason}")]
     Internal {
         /// The operator where it showed.
         operator: String,
@@ -178,37 +177,6 @@ impl EngineError {
             },
             other => other,
         }
-    }
-
-    /// Whether restarting the job from its last checkpoint may help. Failures of operators,
-    /// sources, sinks and state may pass (unless their error carries a [`ConnectorError`](crate::ConnectorError)
-    /// saying [`Retry::Stop`]); a broken job definition, a bad record, an unusable
-    /// checkpoint, an engine bug or an explicit stop do not.
-    pub fn retry(&self) -> Retry {
-        match self {
-            EngineError::OperatorFailed { source, .. }
-            | EngineError::SourceFailed { source, .. }
-            | EngineError::SinkFailed { source, .. } => retry_of(source.as_ref()),
-            EngineError::OperatorPanicked { .. }
-            | EngineError::State { .. }
-            | EngineError::WorkerPanicked { .. }
-            | EngineError::RestartsExhausted { .. } => Retry::Restart,
-            EngineError::DuplicateOperator { .. }
-            | EngineError::InvalidOperatorName { .. }
-            | EngineError::DanglingStream { .. }
-            | EngineError::InvalidJob { .. }
-            | EngineError::InvalidConfig { .. }
-            | EngineError::BadRecord { .. }
-            | EngineError::Checkpoint { .. }
-            | EngineError::Aborted
-            | EngineError::SimulatedCrash { .. }
-            | EngineError::Internal { .. } => Retry::Stop,
-        }
-    }
-
-    /// Whether [`EngineError::retry`] says a restart may help.
-    pub fn is_restartable(&self) -> bool {
-        self.retry() == Retry::Restart
     }
 }
 

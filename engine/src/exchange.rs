@@ -175,7 +175,12 @@ where
                         bincode::serde::decode_from_slice(rest, codec()).map_err(|e| {
                             EngineError::Internal {
                                 operator: self.name.to_string(),
-                                reason: format!("cannot decode a record from worker {from}: {e}"),
+                                reason: format!(
+                                "cannot decode a record from worker {from} ({e}); the record type's serde \
+                                 implementation must read back what it writes with bincode \
+                                 (untagged enums, skip_serializing_if and self-describing values such as \
+                                 serde_json::Value do not)"
+                            ),
                             }
                         })?;
                     rest = &rest[n..];

@@ -161,7 +161,8 @@ impl Job {
                             std::thread::sleep(delay);
                             attempt += 1;
                         }
-                        _ if attempt > 1 => {
+                        // A failure no restart can mend is the job's error as it is.
+                        _ if attempt > 1 && e.is_restartable() => {
                             return Err(EngineError::RestartsExhausted {
                                 attempts: attempt,
                                 last: Box::new(e),

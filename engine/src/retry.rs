@@ -1,10 +1,10 @@
-//! Whether restarting a failed job may help: a hint connectors put on their errors.
+//! Whether restarting a failed job may help: [`EngineError::retry`], and the hint connectors
+//! put on their errors.
 
 use std::error::Error;
 use std::fmt;
 
-/// A boxed error, as [`crate::BoxError`] (spelled out so this module imports nothing above it).
-type BoxError = Box<dyn Error + Send + Sync + 'static>;
+use crate::error::{BoxError, EngineError};
 
 /// What restarting the job from its last checkpoint can do about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,39 @@ impl fmt::Debug for ConnectorError {
 impl Error for ConnectorError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.error.source()
+    }
+}
+
+impl EngineError {
+    /// Whether restarting the job from its last checkpoint may help. Failures of operators,
+    /// sources, sinks and state may pass (unless their error carries a [`ConnectorError`]
+    /// saying [`Retry::Stop`]); a broken job definition, a bad record, an unusable
+    /// checkpoint, an engine bug or an explicit stop do not.
+    pub fn retry(&self) -> Retry {
+        match self {
+            EngineError::OperatorFailed { source, .. }
+            | EngineError::SourceFailed { source, .. }
+            | EngineError::SinkFailed { source, .. } => retry_of(source.as_ref()),
+            EngineError::OperatorPanicked { .. }
+            | EngineError::State { .. }
+            | EngineError::WorkerPanicked { .. } => Retry::Restart,
+            EngineError::RestartsExhausted { last, .. } => last.retry(),
+            EngineError::DuplicateOperator { .. }
+            | EngineError::InvalidOperatorName { .. }
+            | EngineError::DanglingStream { .. }
+            | EngineError::InvalidJob { .. }
+            | EngineError::InvalidConfig { .. }
+            | EngineError::BadRecord { .. }
+            | EngineError::Checkpoint { .. }
+            | EngineError::Aborted
+            | EngineError::SimulatedCrash { .. }
+            | EngineError::Internal { .. } => Retry::Stop,
+        }
+    }
+
+    /// Whether [`EngineError::retry`] says a restart may help.
+    pub fn is_restartable(&self) -> bool {
+        self.retry() == Retry::Restart
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::PipelineError;
-use crate::settings::{OnBadRecord, de_on_bad_record, parse_duration};
+use crate::settings::{OnBadRecord, de_duration, de_on_bad_record};
 
 /// A declarative Kafka → (window + aggregates) → Cassandra pipeline.
 ///
@@ -328,11 +328,6 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ShopError;
-use crate::settings::de_on_bad_record;
 pub use crate::settings::{OnBadRecord, parse_duration};
+use crate::settings::{de_duration, de_on_bad_record};
 
 /// Everything the e-commerce job can be told. [`ShopSettings::default`] is the no-servers run:
 /// embedded Kafka and CQL store, 1,000,000 generated orders.
@@ -221,19 +221,6 @@ impl PartialSettings {
     }
 }
 
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Seconds(s) => Ok(Some(Duration::from_secs(s))),
-        Raw::Text(t) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +263,34 @@ mod tests {
             .expect_err("bad duration")
             .to_string();
         assert!(error.contains("line 1") && error.contains("often"), "{error}");
+    }
+
+    #[test]
+    fn the_defaults_the_flags_announce_are_the_defaults() {
+        use clap::Args as _;
+        let d = ShopSettings::default();
+        let expected = [
+            ("keyspace", d.keyspace.clone()),
+            ("orders_topic", d.orders_topic.clone()),
+            ("page_views_topic", d.page_views_topic.clone()),
+            ("partitions", d.partitions.to_string()),
+            ("group", d.group.clone()),
+            ("events", d.events.to_string()),
+            (
+                "checkpoint_interval",
+                format!("{}s", d.checkpoint_interval.as_secs()),
+            ),
+            ("on_bad_record", d.on_bad_record.to_string()),
+        ];
+        let command = PartialSettings::augment_args(clap::Command::new("shop"));
+        for (id, value) in expected {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag for {id}"));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains(&format!("[default: {value}]")), "--{id}: {help}");
+        }
     }
 
     #[test]

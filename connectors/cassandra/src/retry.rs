@@ -3,6 +3,8 @@ use std::time::Duration;
 use rand::Rng;
 use scylla::errors::{ConnectionPoolError, DbError, ExecutionError, PrepareError, RequestAttemptError};
 
+use super::error::CassandraError;
+
 /// Exponential backoff with jitter for retryable write failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Backoff {
@@ -92,6 +94,20 @@ pub(crate) fn classify(error: &ExecutionError) -> Failure {
         _ => Failure::Systemic,
     };
     class(error.to_string())
+}
+
+/// A statement the sink prepares at start (reading the table's columns, the insert) failed:
+/// a store that cannot be reached may come back (restart), anything else concerns the table
+/// and will fail again.
+pub(crate) fn prepare_failed(table: &str, what: &str, error: PrepareError) -> CassandraError {
+    let reason = format!("{what}: {error}");
+    match classify(&ExecutionError::PrepareError(error)) {
+        Failure::Retryable(_) => CassandraError::Connect(format!("table {table}: {reason}")),
+        Failure::RowRejected(_) | Failure::Systemic(_) => CassandraError::Table {
+            table: table.to_string(),
+            reason,
+        },
+    }
 }
 
 fn attempt_class(error: &RequestAttemptError) -> fn(String) -> Failure {

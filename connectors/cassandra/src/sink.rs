@@ -18,6 +18,7 @@ use super::driver_runtime;
 use super::encode::RowLayout;
 use super::error::{CassandraError, with_retry_hint};
 use super::mapping::{Field, FieldFormat, bind_columns, row_fields};
+use super::retry::prepare_failed;
 use super::schema::TableSchema;
 use super::writer::{Dispatcher, DriverTarget, SinkStats, WriteTarget};
 use sluice_operators::{DeadLetter, DeadLetterSink};
@@ -235,10 +236,7 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
         let select = session
             .prepare(format!("SELECT * FROM {table}"))
             .await
-            .map_err(|e| CassandraError::Table {
-                table: table.clone(),
-                reason: format!("cannot read its columns (does it exist?): {e}"),
-            })?;
+            .map_err(|e| prepare_failed(&table, "cannot read its columns (does it exist?)", e))?;
         let columns: Vec<_> = select
             .get_current_result_set_col_specs()
             .get()
@@ -252,10 +250,10 @@ impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {
         if let Some(ttl) = self.ttl {
             cql.push_str(&format!(" USING TTL {}", ttl.as_secs().max(1)));
         }
-        let mut insert = session.prepare(cql).await.map_err(|e| CassandraError::Table {
-            table: table.clone(),
-            reason: format!("cannot prepare the insert: {e}"),
-        })?;
+        let mut insert = session
+            .prepare(cql)
+            .await
+            .map_err(|e| prepare_failed(&table, "cannot prepare the insert", e))?;
         insert.set_is_idempotent(true);
         let mut key: Vec<_> = insert
             .get_variable_pk_indexes()

@@ -324,13 +324,38 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
     }
 
     fn flush(&mut self) -> Result<(), BoxError> {
+        self.flush_dead_letters().map_err(with_retry_hint)
+    }
+
+    fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
+        self.pause_partitions(partitions, pause).map_err(with_retry_hint)
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        self.seek_to(position).map_err(with_retry_hint)
+    }
+
+    /// Commits the checkpoint's offsets of the partitions this reader still owns to the
+    /// consumer group, so lag monitoring sees them; restores use the checkpoint, not these.
+    fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+        self.commit_offsets(position).map_err(with_retry_hint)
+    }
+
+    fn keep_alive(&mut self) -> Result<(), BoxError> {
+        self.stay_in_group().map_err(with_retry_hint)
+    }
+}
+
+/// The reader's steps, before their errors get a retry hint.
+impl<T: Data> KafkaReader<T> {
+    fn flush_dead_letters(&mut self) -> Result<(), BoxError> {
         match &self.state.dead_letter {
             Some(dlq) => dlq.flush(),
             None => Ok(()),
         }
     }
 
-    fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
+    fn pause_partitions(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
         let mut tpl = TopicPartitionList::new();
         for id in partitions {
             if let Some((topic, partition)) = self.state.owned(*id) {
@@ -349,7 +374,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         Ok(true)
     }
 
-    fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+    fn seek_to(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
         let topics: Vec<String> = self.state.topics.iter().map(|t| t.to_string()).collect();
         add_starts(
             &self.consumer.context().offsets,
@@ -374,8 +399,8 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
     }
 
     /// Commits the checkpoint's offsets of the partitions this reader still owns to the
-    /// consumer group, so lag monitoring sees them; restores use the checkpoint, not these.
-    fn checkpoint_complete(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
+    /// consumer group.
+    fn commit_offsets(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
         let mut commit = TopicPartitionList::new();
         for (id, offset) in &position.offsets {
             if let Some((topic, partition)) = self.state.owned(*id) {
@@ -390,7 +415,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         Ok(())
     }
 
-    fn keep_alive(&mut self) -> Result<(), BoxError> {
+    fn stay_in_group(&mut self) -> Result<(), BoxError> {
         let Self { consumer, state } = self;
         if state.finished {
             return Ok(());
