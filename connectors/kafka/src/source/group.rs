@@ -83,7 +83,9 @@ impl<T: Data> ReaderState<T> {
                 None => return Ok(false),
             }
         }
-        let idle = self.last_record.elapsed() >= limit;
+        // Idle: no record for `limit`, and every partition read to its end (not merely
+        // silent, as behind a broker that stalls).
+        let idle = self.last_record.elapsed() >= limit && self.read_to_end();
         self.votes.idle[self.worker].store(idle, Ordering::SeqCst);
         let source_idle =
             idle && self.votes.settled_for(limit) && self.votes.idle.iter().all(|v| v.load(Ordering::SeqCst));

@@ -149,9 +149,11 @@ impl<T: Data> KafkaSource<T> {
         self
     }
 
-    /// Ends the input once every partition of the topics is assigned, no rebalance happened
-    /// and no worker received a record for `idle`, as if the topics had ended: open windows
-    /// are emitted. (Brokers' end offsets are not used: some report them low.) In a job with
+    /// Ends the input once every partition of the topics is assigned, no rebalance happened,
+    /// no worker received a record for `idle` and every worker has read each of its
+    /// partitions to its end (the consumer's end-of-partition event, with no record since),
+    /// as if the topics had ended: open windows are emitted. A broker that stalls or is down
+    /// sends no end-of-partition event, so it never ends the input. In a job with
     /// several sources, it waits until every other source is idle too (or has ended): a quiet
     /// side of a join does not end while the other side is still being read. A source without
     /// an idle limit never counts as idle.
@@ -267,8 +269,10 @@ impl<T: Data> KafkaSource<T> {
                 positions: Vec::new(),
                 assigned: Vec::new(),
                 stash: VecDeque::new(),
+                stashed_ends: Vec::new(),
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
+                at_end: Vec::new(),
                 votes,
                 job_idle: ctx.idle_vote(),
                 awaiting_partitions: self.assignment == Assignment::Static,

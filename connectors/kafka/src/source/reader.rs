@@ -23,8 +23,13 @@ pub(super) struct ReaderState<T> {
     pub(super) assigned: Vec<(String, i32)>,
     /// Records polled by `keep_alive` while downstream was busy, at most [`MAX_STASH`].
     pub(super) stash: VecDeque<OwnedMessage>,
+    /// Partition numbers whose end `keep_alive` saw behind the stashed records.
+    pub(super) stashed_ends: Vec<i32>,
     pub(super) exit_when_idle: Option<Duration>,
     pub(super) last_record: Instant,
+    /// Partitions the brokers said this reader had read to their end, with the reader's
+    /// position then: one still there has had no record since.
+    pub(super) at_end: Vec<(PartitionId, Option<u64>)>,
     pub(super) votes: Arc<GroupProgress>,
     /// Whether every source of the job is idle too.
     pub(super) job_idle: IdleVote,
@@ -200,12 +205,17 @@ impl<T: Data> ReaderState<T> {
     /// Marks as caught up the partitions numbered `partition` that this reader has read to
     /// their end (librdkafka says which partition number reached its end, not of which topic).
     pub(super) fn reached_end(
-        &self,
+        &mut self,
         consumer: &BaseConsumer<ReaderContext>,
         partition: i32,
         batch: &mut SourceOutput<'_, T>,
     ) {
-        let owned: Vec<&(String, i32)> = self.assigned.iter().filter(|(_, p)| *p == partition).collect();
+        let owned: Vec<(String, i32)> = self
+            .assigned
+            .iter()
+            .filter(|(_, p)| *p == partition)
+            .cloned()
+            .collect();
         for (topic, p) in &owned {
             let Some(ti) = self.topic_index(topic) else {
                 continue;
@@ -221,8 +231,34 @@ impl<T: Data> ReaderState<T> {
                     });
             if at_end {
                 batch.caught_up(id);
+                let position = self.position_of(id);
+                self.at_end.retain(|(q, _)| *q != id);
+                self.at_end.push((id, position));
             }
         }
+    }
+
+    /// The next offset this reader reads of partition `id`, if it knows.
+    fn position_of(&self, id: PartitionId) -> Option<u64> {
+        self.positions
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map(|(_, next)| *next)
+    }
+
+    /// Whether every assigned partition has been read to its end, as the brokers said, with
+    /// no record since. A broker that stops answering says nothing, so a reader waiting for
+    /// one is never taken for a reader that read everything.
+    pub(super) fn read_to_end(&self) -> bool {
+        self.assigned.iter().all(|(topic, partition)| {
+            let Some(ti) = self.topic_index(topic) else {
+                return true;
+            };
+            let id = partition_id(ti, *partition);
+            self.at_end
+                .iter()
+                .any(|(q, position)| *q == id && *position == self.position_of(id))
+        })
     }
 }
 
@@ -258,6 +294,10 @@ impl<T: Data> KafkaReader<T> {
         for m in std::mem::take(&mut state.stash) {
             state.handle(&m, batch)?;
             got += 1;
+        }
+        // Ends reached behind the stashed records count once those are handed on.
+        for partition in std::mem::take(&mut state.stashed_ends) {
+            state.reached_end(consumer, partition, batch);
         }
         state.apply_rebalances(consumer.context(), batch);
         while !batch.is_full() {
@@ -433,6 +473,11 @@ impl<T: Data> KafkaReader<T> {
                 state.stash.push_back(m.detach());
                 // A record is waiting: the input is not idle.
                 state.last_record = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if !state.stashed_ends.contains(&partition) {
+                    state.stashed_ends.push(partition);
+                }
             }
             Some(Err(e)) if is_fatal(&e) => {
                 return Err(KafkaConnectorError::client("Kafka consumer failed", e).into());
