@@ -255,6 +255,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# One broker on a shared machine: a pause of some seconds (a busy disk, a starved CPU) must
+# not fence it, which would take the leaders of all its partitions away mid-test.
+broker.session.timeout.ms=60000
 EOF
     cat >"$dir/log4j2.properties" <<'EOF'
 status = warn

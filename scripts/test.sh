@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_prerequisites
 
+# Build every test first: compiling and linking while the servers run starves them (a Kafka
+# controller that stalls for half a minute fences its broker and times out the tests' writes).
+log "building the tests"
+cargo test --workspace --no-run
 start_run_services
 log "running the test suite (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA)"
 cargo test --workspace -- --include-ignored "$@"

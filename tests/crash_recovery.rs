@@ -130,7 +130,10 @@ fn crash_child() {
     let config = JobConfig::new("crash-revenue")
         .workers(CHILD_WORKERS)
         .state_backend(StateBackendConfig::rocksdb(state.join("rocksdb")))
-        .checkpoints(CheckpointConfig::new(state.join("checkpoints")).interval(Duration::from_secs(1)));
+        .checkpoints(CheckpointConfig::new(state.join("checkpoints")).interval(Duration::from_secs(1)))
+        // As a deployment would: a failure a restart may mend (a broker that stalled past a
+        // flush's wait) restarts the job from its last checkpoint, which must change nothing.
+        .restart_strategy(RestartStrategy::backoff(5, Duration::from_secs(1)));
     let kafka = KafkaConfig::new(&spec.brokers);
     let job = Job::new(config, move |b| {
         // Partitions are assigned by the source, not the group: a killed run's consumers need

@@ -125,7 +125,7 @@ impl DeadLetterWriter {
     /// Waits until every queued write is acknowledged.
     pub(crate) fn flush(&self) -> Result<(), BoxError> {
         self.producer
-            .flush(Duration::from_secs(30))
+            .flush(Duration::from_secs(60))
             .context(|| format!("dead-letter writes to '{}' not acknowledged", self.topic))?;
         self.check()
     }
