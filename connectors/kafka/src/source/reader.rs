@@ -474,10 +474,8 @@ impl<T: Data> KafkaReader<T> {
                 // A record is waiting: the input is not idle.
                 state.last_record = Instant::now();
             }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if !state.stashed_ends.contains(&partition) {
-                    state.stashed_ends.push(partition);
-                }
+            Some(Err(KafkaError::PartitionEOF(partition))) if !state.stashed_ends.contains(&partition) => {
+                state.stashed_ends.push(partition);
             }
             Some(Err(e)) if is_fatal(&e) => {
                 return Err(KafkaConnectorError::client("Kafka consumer failed", e).into());
