@@ -40,6 +40,18 @@ impl ConnectorError {
         }
     }
 
+    /// `error` with `retry(e)`'s hint if it is an `E` (a connector's own error type); any
+    /// other error unchanged. Connectors call this where errors leave their sources and sinks.
+    pub fn hint_if<E: Error + Send + Sync + 'static>(
+        error: BoxError,
+        retry: impl FnOnce(&E) -> Retry,
+    ) -> BoxError {
+        match error.downcast::<E>() {
+            Ok(e) => Box::new(ConnectorError::new(retry(&e), *e)),
+            Err(other) => other,
+        }
+    }
+
     /// The hint.
     pub fn retry(&self) -> Retry {
         self.retry

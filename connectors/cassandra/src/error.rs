@@ -106,10 +106,7 @@ impl CassandraError {
 /// Puts [`CassandraError::retry`]'s hint on an error leaving the sink, for the engine's
 /// restart strategy; other errors pass unchanged.
 pub(crate) fn with_retry_hint(error: BoxError) -> BoxError {
-    match error.downcast::<CassandraError>() {
-        Ok(e) => Box::new(ConnectorError::new(e.retry(), *e)),
-        Err(other) => other,
-    }
+    ConnectorError::hint_if(error, CassandraError::retry)
 }
 
 #[cfg(test)]

@@ -108,10 +108,7 @@ fn retry_for_code(code: RDKafkaErrorCode) -> Retry {
 /// Puts [`KafkaConnectorError::retry`]'s hint on an error leaving a source or sink, for the
 /// engine's restart strategy; other errors pass unchanged.
 pub(crate) fn with_retry_hint(error: BoxError) -> BoxError {
-    match error.downcast::<KafkaConnectorError>() {
-        Ok(e) => Box::new(ConnectorError::new(e.retry(), *e)),
-        Err(other) => other,
-    }
+    ConnectorError::hint_if(error, KafkaConnectorError::retry)
 }
 
 /// Wraps a client error with what the connector was doing.

@@ -16,6 +16,18 @@ pub(super) struct GroupProgress {
 }
 
 impl GroupProgress {
+    /// Nobody idle, nothing assigned, for `readers` readers.
+    pub(super) fn new(readers: usize) -> Self {
+        GroupProgress {
+            idle: (0..readers).map(|_| AtomicBool::new(false)).collect(),
+            assigned: (0..readers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            total_partitions: std::sync::OnceLock::new(),
+            last_rebalance: Mutex::new(Instant::now()),
+        }
+    }
+
     pub(super) fn rebalanced(&self) {
         *self.last_rebalance.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
@@ -110,20 +122,9 @@ impl<T: Data> ReaderState<T> {
 mod tests {
     use super::*;
 
-    fn progress(readers: usize) -> GroupProgress {
-        GroupProgress {
-            idle: (0..readers).map(|_| AtomicBool::new(false)).collect(),
-            assigned: (0..readers)
-                .map(|_| std::sync::atomic::AtomicUsize::new(0))
-                .collect(),
-            total_partitions: std::sync::OnceLock::new(),
-            last_rebalance: Mutex::new(Instant::now()),
-        }
-    }
-
     #[test]
     fn the_group_settles_only_once_every_partition_is_assigned() {
-        let p = progress(2);
+        let p = GroupProgress::new(2);
         assert!(
             !p.settled_for(Duration::ZERO),
             "the partition count is not known yet"
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_rebalance_restarts_the_wait() {
-        let p = progress(1);
+        let p = GroupProgress::new(1);
         let _ = p.total_partitions.set(1);
         p.assigned[0].store(1, Ordering::SeqCst);
         *p.last_rebalance.lock().unwrap_or_else(|e| e.into_inner()) =

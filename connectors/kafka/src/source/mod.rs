@@ -217,14 +217,7 @@ impl<T: Data> KafkaSource<T> {
         let offsets = ctx.shared(StartOffsets::default);
         add_starts(&offsets, &self.topics, &self.start_offsets, StartKind::Configured);
         let workers = ctx.workers;
-        let context_votes = ctx.shared(|| GroupProgress {
-            idle: (0..workers).map(|_| AtomicBool::new(false)).collect(),
-            assigned: (0..workers)
-                .map(|_| std::sync::atomic::AtomicUsize::new(0))
-                .collect(),
-            total_partitions: std::sync::OnceLock::new(),
-            last_rebalance: Mutex::new(Instant::now()),
-        });
+        let context_votes = ctx.shared(|| GroupProgress::new(workers));
         let context = ReaderContext {
             start: self.start,
             progress: Arc::clone(&context_votes),
