@@ -44,14 +44,15 @@ struct Args {
     /// Settings file (TOML; keys as the flags below with underscores).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    #[command(flatten)]
-    settings: PartialSettings,
     /// Rows in the report's product list.
     #[arg(long, default_value_t = 5)]
     top: usize,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    // Last: its security sections bring their own help headings.
+    #[command(flatten)]
+    settings: PartialSettings,
 }
 
 impl Args {
@@ -100,9 +101,11 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     let metrics_server = match settings.metrics_addr {
         Some(addr) => {
             let (tables, metrics) = (shop.tables().clone(), handle.metrics().clone());
-            Some(sluice::engine::serve_prometheus(addr, move || {
-                tables.prometheus_page(&metrics)
-            })?)
+            Some(sluice::engine::serve_prometheus_with_token(
+                addr,
+                settings.metrics_token()?,
+                move || tables.prometheus_page(&metrics),
+            )?)
         }
         None => None,
     };

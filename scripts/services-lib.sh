@@ -15,6 +15,8 @@ SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-$SLUICE_CACHE/run}"
 SERVICES_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC2034 # used by scripts/services.sh
 SERVICES_ALL=(kafka cassandra)
+# shellcheck source=scripts/services-secure.sh
+source "$SERVICES_REPO/scripts/services-secure.sh"
 
 # Seconds a service may take from launch to answering; past that, start gives up.
 SLUICE_KAFKA_START_TIMEOUT="${SLUICE_KAFKA_START_TIMEOUT:-120}"
@@ -229,17 +231,29 @@ kafka_configure() {
     local dir port controller_port cluster_id
     dir="$(services_dir kafka)"
     mkdir -p "$dir/data"
-    local ports
-    ports="$(services_ports 2 "$dir/ports")"
+    local ports secure=0 listeners advertised
+    secure_enabled && secure=1
+    ports="$(services_ports $((secure ? 5 : 2)) "$dir/ports")"
     port="$(sed -n 1p <<<"$ports")"
     controller_port="$(sed -n 2p <<<"$ports")"
+    listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+    advertised="PLAINTEXT://127.0.0.1:$port"
+    if [ "$secure" = 1 ]; then
+        secure_certificates "$KAFKA_JAVA"
+        local sasl_ssl mtls wrong_name
+        sasl_ssl="127.0.0.1:$(sed -n 3p <<<"$ports")"
+        mtls="127.0.0.1:$(sed -n 4p <<<"$ports")"
+        wrong_name="127.0.0.1:$(sed -n 5p <<<"$ports")"
+        listeners+=",SASL_SSL://$sasl_ssl,MTLS://$mtls,WRONGNAME://$wrong_name"
+        advertised+=",SASL_SSL://$sasl_ssl,MTLS://$mtls,WRONGNAME://$wrong_name"
+    fi
     cat >"$dir/server.properties" <<EOF
 # Written by scripts/services.sh on each start; edits are lost.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -272,6 +286,15 @@ logger.request.level = WARN
 EOF
     printf 'default.api.timeout.ms=10000\nrequest.timeout.ms=5000\n' >"$dir/admin.properties"
     echo "SLUICE_KAFKA_BROKERS=127.0.0.1:$port" >"$dir/env"
+    local users=()
+    if [ "$secure" = 1 ]; then
+        # Later lines win over the plaintext listener map above.
+        secure_kafka_properties >>"$dir/server.properties"
+        chmod 600 "$dir/server.properties"
+        printf '%s\n' "SLUICE_KAFKA_SASL_SSL=$sasl_ssl" "SLUICE_KAFKA_MTLS=$mtls" \
+            "SLUICE_KAFKA_WRONG_NAME=$wrong_name" "SLUICE_TLS_DIR=$(secure_dir)" >>"$dir/env"
+        mapfile -t users < <(secure_kafka_scram_users)
+    fi
     if [ ! -f "$dir/data/meta.properties" ]; then
         # A Kafka cluster id: 16 random bytes in URL-safe base64 without padding, not starting
         # with '-' (as Kafka's own Uuid.randomUuid).
@@ -281,7 +304,7 @@ while True:
     if not s.startswith("-"): print(s); break')"
         "$KAFKA_JAVA" -cp "$(services_lib kafka)/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
             kafka.tools.StorageTool format --config "$dir/server.properties" \
-            --cluster-id "$cluster_id" >"$dir/format.log" 2>&1 || {
+            --cluster-id "$cluster_id" "${users[@]}" >"$dir/format.log" 2>&1 || {
             echo "formatting Kafka's storage failed:" >&2
             cat "$dir/format.log" >&2
             exit 1
@@ -417,6 +440,12 @@ EOF
 </configuration>
 EOF
     echo "SLUICE_CASSANDRA=127.0.0.1:$native_port" >"$dir/env"
+    if secure_enabled; then
+        secure_certificates "$CASSANDRA_JAVA"
+        secure_cassandra_yaml >>"$dir/cassandra.yaml"
+        chmod 600 "$dir/cassandra.yaml"
+        echo "SLUICE_TLS_DIR=$(secure_dir)" >>"$dir/env"
+    fi
 }
 
 cassandra_launch() {
@@ -443,8 +472,10 @@ cassandra_probe() {
     local dir address
     dir="$(services_dir cassandra)"
     address="$(sed -n 's/^SLUICE_CASSANDRA=//p' "$dir/env")"
-    python3 - "${address%:*}" "${address##*:}" <<'EOF'
-import socket, struct, sys
+    local tls=""
+    secure_enabled && tls="$(secure_dir)"
+    python3 - "${address%:*}" "${address##*:}" "$tls" <<'EOF'
+import os, socket, ssl, struct, sys
 
 def frame(opcode, body, stream):
     return struct.pack(">BBhBi", 4, 0, stream, opcode, len(body)) + body
@@ -489,14 +520,32 @@ def response(sock):
         sys.exit("error 0x%04x: %s" % (code, r.string()))
     return opcode, r
 
+def query(sock, text, stream):
+    q = text.encode()
+    sock.sendall(frame(0x07, struct.pack(">i", len(q)) + q + struct.pack(">HB", 0x0001, 0), stream))
+    return response(sock)
+
 sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+tls = sys.argv[3]
+if tls:
+    # The secured node: TLS with a client certificate, then the default superuser's login.
+    context = ssl.create_default_context(cafile=os.path.join(tls, "ca.pem"))
+    context.load_cert_chain(os.path.join(tls, "client.pem"), os.path.join(tls, "client.key"))
+    sock = context.wrap_socket(sock, server_hostname=sys.argv[1])
 sock.sendall(frame(0x01, struct.pack(">H", 1) + short_string("CQL_VERSION") + short_string("3.0.0"), 0))
 opcode, _ = response(sock)
-if opcode != 0x02:
+if opcode == 0x03 and tls:                                         # AUTHENTICATE
+    token = b"\0cassandra\0cassandra"
+    sock.sendall(frame(0x0F, struct.pack(">i", len(token)) + token, 0))
+    opcode, _ = response(sock)
+    if opcode != 0x10:
+        sys.exit("expected AUTH_SUCCESS, got opcode %d" % opcode)
+    with open(os.path.join(tls, "cassandra-password")) as f:
+        password = f.read().strip()
+    query(sock, "CREATE ROLE IF NOT EXISTS sluice WITH PASSWORD = '%s' AND LOGIN = true AND SUPERUSER = true" % password, 2)
+elif opcode != 0x02:
     sys.exit("expected READY, got opcode %d" % opcode)
-query = b"SELECT release_version FROM system.local"
-sock.sendall(frame(0x07, struct.pack(">i", len(query)) + query + struct.pack(">HB", 0x0001, 0), 1))
-opcode, r = response(sock)
+opcode, r = query(sock, "SELECT release_version FROM system.local", 1)
 if opcode != 0x08 or r.take(">i") != 2:
     sys.exit("expected ROWS, got opcode %d" % opcode)
 flags, columns = r.take(">ii")
@@ -566,12 +615,13 @@ services_ready() {
     date +%s.%N >"$dir/ready"
     start="$(cat "$dir/started")"
     elapsed="$(awk -v a="$start" -v b="$(cat "$dir/ready")" 'BEGIN { printf "%.1f", b - a }')"
-    log "$service answers at $(cut -d= -f2 "$dir/env") ($elapsed s after launch, RSS $(services_rss_mib "$(services_pid "$service")") MiB)"
+    log "$service answers at $(head -n 1 "$dir/env" | cut -d= -f2) ($elapsed s after launch, RSS $(services_rss_mib "$(services_pid "$service")") MiB)"
 }
 
-# Prints the service's address as a shell line to eval: export SLUICE_...=127.0.0.1:PORT
+# Prints the service's address (and, secured, its other listeners and the certificates'
+# directory) as shell lines to eval: export SLUICE_...=127.0.0.1:PORT
 services_print_env() {
-    echo "export $(cat "$(services_dir "$1")/env")"
+    sed 's/^/export /' "$(services_dir "$1")/env"
 }
 
 # Stops the services started by services_launch: SIGTERM to all, then SIGKILL to those still
@@ -612,7 +662,7 @@ services_status() {
         dir="$(services_dir "$service")"
         if pid="$(services_pid "$service")"; then
             printf '%s: running, pid %s, %s, RSS %s MiB, log %s\n' "$service" "$pid" \
-                "$(cat "$dir/env")" "$(services_rss_mib "$pid")" "$dir/log" >&2
+                "$(head -n 1 "$dir/env")" "$(services_rss_mib "$pid")" "$dir/log" >&2
             services_print_env "$service"
         else
             printf '%s: not running\n' "$service" >&2

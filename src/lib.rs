@@ -1,6 +1,7 @@
 //! The Sluice application: what users run rather than build on. The e-commerce job
 //! ([`shop`]), declarative pipelines ([`pipeline`]), data generators ([`datagen`]) and a JSON
-//! producer ([`producer`]) for the examples' input, the embedded Kafka and CQL services the
+//! producer ([`producer`]) for the examples' input, how they reach secured clusters
+//! ([`security`]), the embedded Kafka and CQL services the
 //! zero-install demo runs on ([`embedded`]), and setting values they share ([`settings`]).
 //! The `sluice` command, the examples, the benchmarks and the end-to-end tests are built on
 //! it. Jobs of your own need only the library, the `sluice` crate.
@@ -9,5 +10,6 @@ pub mod datagen;
 pub mod embedded;
 pub mod pipeline;
 pub mod producer;
+pub mod security;
 pub mod settings;
 pub mod shop;

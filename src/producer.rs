@@ -25,20 +25,22 @@ pub struct ProduceError {
     pub reason: String,
 }
 
-/// Remembers failed deliveries, so that a flush can report them.
+/// Remembers failed deliveries, so that a flush can report them, and refusals (bad
+/// credentials, failed TLS handshakes), which end producing at once.
 #[derive(Default)]
 struct DeliveryCheck {
     failed: AtomicU64,
     first: Mutex<Option<String>>,
+    logging: LoggingContext,
 }
 
 impl ClientContext for DeliveryCheck {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        LoggingContext.log(level, facility, message);
+        self.logging.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        LoggingContext.error(error, reason);
+        self.logging.error(error, reason);
     }
 }
 
@@ -125,6 +127,7 @@ impl JsonProducer {
                 Ok(()) => break,
                 Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     self.producer.poll(Duration::from_millis(5));
+                    self.refused()?;
                     record = back;
                 }
                 Err((e, _)) => return Err(self.error(format!("cannot produce to '{topic}': {e}"))),
@@ -137,11 +140,17 @@ impl JsonProducer {
         Ok(())
     }
 
-    /// Waits until the brokers acknowledged every record sent; fails if any was refused.
+    /// Waits until the brokers acknowledged every record sent; fails if any was refused, or
+    /// the brokers refused the producer itself (bad credentials, a failed TLS handshake).
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
-        self.producer
-            .flush(timeout)
-            .map_err(|e| self.error(format!("not every record was acknowledged: {e}")))?;
+        let deadline = std::time::Instant::now() + timeout;
+        // In short rounds, so that a refusal ends the wait at once.
+        while let Err(e) = self.producer.flush(Duration::from_millis(500)) {
+            self.refused()?;
+            if std::time::Instant::now() >= deadline {
+                return Err(self.error(format!("not every record was acknowledged: {e}")));
+            }
+        }
         let context = self.producer.context();
         match context.failed.load(Ordering::Relaxed) {
             0 => Ok(()),
@@ -157,6 +166,23 @@ impl JsonProducer {
                 )))
             }
         }
+    }
+
+    /// The refusal the brokers answered with, if any.
+    fn refused(&self) -> Result<(), ProduceError> {
+        self.producer
+            .context()
+            .logging
+            .refused(&self.brokers)
+            .map_err(|e| ProduceError {
+                brokers: self.brokers.clone(),
+                reason: match e {
+                    sluice_kafka::KafkaConnectorError::Refused { refusal, reason, .. } => {
+                        format!("{refusal}: {reason}")
+                    }
+                    other => other.to_string(),
+                },
+            })
     }
 
     fn error(&self, reason: String) -> ProduceError {

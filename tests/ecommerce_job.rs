@@ -8,20 +8,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::TempDir;
 use common::kafka::{brokers, unique};
-use sluice::cassandra::read_rows;
-use sluice::cassandra::scylla::value::CqlTimestamp;
+use common::shop::{Table, assert_tables_match_batch, read_tables};
 use sluice::engine::{JobReport, list_checkpoints};
-use sluice_cli::datagen::{Order, PageView};
-use sluice_cli::shop::{
-    ATTRIBUTION_WINDOW, MALFORMED_ORDERS, SESSION_GAP, Shop, ShopReport, ShopSettings, VIEWS_PER_ORDER,
-};
-
-type Table = BTreeMap<(String, i64), Vec<i64>>;
+use sluice_cli::shop::{MALFORMED_ORDERS, Shop, ShopReport, ShopSettings, VIEWS_PER_ORDER};
 
 /// Runs the job to the end of its input, producing the input first or (as the example does)
 /// while the job runs; returns its report and the tables as read back.
@@ -38,147 +31,8 @@ fn run(settings: ShopSettings, alongside: bool) -> (Shop, JobReport, [Table; 4])
         assert_eq!(produced.orders, shop.settings().events);
         job.run().expect("job runs")
     };
-    let tables = read_tables(&shop);
+    let tables = read_tables(&shop.services().cql);
     (shop, report, tables)
-}
-
-fn read_tables(shop: &Shop) -> [Table; 4] {
-    let config = &shop.services().cql;
-    let ks = config.keyspace();
-    let ms = |t: CqlTimestamp| t.0;
-    let product = read_rows::<(String, CqlTimestamp, i64, i64, i64)>(
-        config,
-        &format!(
-            "SELECT product_id, window_start, revenue_cents, orders, units FROM {ks}.product_revenue_1m"
-        ),
-    )
-    .expect("product_revenue_1m")
-    .into_iter()
-    .map(|(k, w, r, o, u)| ((k, ms(w)), vec![r, o, u]))
-    .collect();
-    let category = read_rows::<(String, CqlTimestamp, i64, i64)>(
-        config,
-        &format!("SELECT category, window_start, revenue_cents, orders FROM {ks}.category_revenue_5m"),
-    )
-    .expect("category_revenue_5m")
-    .into_iter()
-    .map(|(k, w, r, o)| ((k, ms(w)), vec![r, o]))
-    .collect();
-    let sessions = read_rows::<(String, CqlTimestamp, CqlTimestamp, i64, i64)>(
-        config,
-        &format!("SELECT user_id, session_start, session_end, orders, revenue_cents FROM {ks}.user_sessions"),
-    )
-    .expect("user_sessions")
-    .into_iter()
-    .map(|(k, s, e, o, r)| ((k, ms(s)), vec![ms(e), o, r]))
-    .collect();
-    let conversions = read_rows::<(String, String, String, CqlTimestamp, i64, CqlTimestamp)>(
-        config,
-        &format!(
-            "SELECT order_id, user_id, product_id, order_ts, views_before, first_view_ts FROM {ks}.conversions"
-        ),
-    )
-    .expect("conversions")
-    .into_iter()
-    .map(|(id, user, product, ts, views, first)| {
-        let check = format!("{user}/{product}");
-        ((format!("{id} {check}"), ms(ts)), vec![views, ms(first)])
-    })
-    .collect();
-    [product, category, sessions, conversions]
-}
-
-/// The four tables computed over the whole input at once.
-fn expected_tables(orders: &[Order], views: &[PageView]) -> [Table; 4] {
-    let minute = 60_000;
-    let mut product = Table::new();
-    let mut category = Table::new();
-    for o in orders {
-        let start = o.ts - o.ts.rem_euclid(minute);
-        let row = product
-            .entry((o.product_id.clone(), start))
-            .or_insert_with(|| vec![0; 3]);
-        row[0] += o.revenue_cents();
-        row[1] += 1;
-        row[2] += o.quantity;
-        // The 5-minute windows sliding by a minute that contain the order.
-        for k in 0..5 {
-            let row = category
-                .entry((o.category.clone(), start - k * minute))
-                .or_insert_with(|| vec![0; 2]);
-            row[0] += o.revenue_cents();
-            row[1] += 1;
-        }
-    }
-
-    let gap = SESSION_GAP.as_millis() as i64;
-    let mut by_user: HashMap<&str, Vec<&Order>> = HashMap::new();
-    for o in orders {
-        by_user.entry(&o.user_id).or_default().push(o);
-    }
-    let mut sessions = Table::new();
-    for (user, mut list) in by_user {
-        list.sort_by_key(|o| o.ts);
-        let mut current: Option<(i64, Vec<i64>)> = None;
-        for o in list {
-            match &mut current {
-                Some((_, row)) if o.ts - row[0] < gap => {
-                    row[0] = o.ts;
-                    row[1] += 1;
-                    row[2] += o.revenue_cents();
-                }
-                _ => {
-                    if let Some((start, row)) = current.take() {
-                        sessions.insert((user.to_string(), start), row);
-                    }
-                    current = Some((o.ts, vec![o.ts, 1, o.revenue_cents()]));
-                }
-            }
-        }
-        if let Some((start, row)) = current {
-            sessions.insert((user.to_string(), start), row);
-        }
-    }
-
-    let window = ATTRIBUTION_WINDOW.as_millis() as i64;
-    let mut views_by_user: HashMap<&str, Vec<i64>> = HashMap::new();
-    for v in views {
-        views_by_user.entry(&v.user_id).or_default().push(v.ts);
-    }
-    let mut conversions = Table::new();
-    for o in orders {
-        let before: Vec<i64> = views_by_user
-            .get(o.user_id.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|ts| *ts >= o.ts - window && *ts <= o.ts)
-            .collect();
-        if let Some(first) = before.iter().min() {
-            let key = format!("{} {}/{}", o.order_id, o.user_id, o.product_id);
-            conversions.insert((key, o.ts), vec![before.len() as i64, *first]);
-        }
-    }
-    [product, category, sessions, conversions]
-}
-
-fn assert_tables_match_batch(shop: &Shop, tables: &[Table; 4]) {
-    let n = shop.settings().events;
-    let data = shop.data();
-    let orders: Vec<Order> = (0..n).map(|i| data.orders.nth(i)).collect();
-    let views: Vec<PageView> = (0..n * VIEWS_PER_ORDER).map(|i| data.views.nth(i)).collect();
-    let expected = expected_tables(&orders, &views);
-    let names = [
-        "product_revenue_1m",
-        "category_revenue_5m",
-        "user_sessions",
-        "conversions",
-    ];
-    for ((name, got), want) in names.iter().zip(tables).zip(&expected) {
-        assert!(!want.is_empty(), "{name}: the input must produce rows");
-        assert_eq!(got.len(), want.len(), "{name}: row count");
-        assert!(got == want, "{name}: rows differ from the batch computation");
-    }
 }
 
 #[test]
@@ -199,7 +53,7 @@ fn embedded_defaults_write_the_tables_a_batch_computation_gives() {
         .filter(|(_, name, n)| name == "late_records" && *n > 0)
         .collect();
     assert!(late.is_empty(), "late records: {late:?}");
-    assert_tables_match_batch(&shop, &tables);
+    assert_tables_match_batch(shop.data(), shop.settings().events, &tables);
 
     let summary = shop.report(3, 4).expect("report");
     assert_eq!(summary.rows[0], tables[0].len() as u64);
@@ -265,7 +119,7 @@ fn against_real_kafka_and_cassandra_with_checkpoints_the_tables_match_a_batch_co
         ..ShopSettings::default()
     };
     let (shop, report, tables) = run(settings, false);
-    assert_tables_match_batch(&shop, &tables);
+    assert_tables_match_batch(shop.data(), shop.settings().events, &tables);
     assert_eq!(report.metrics.total("orders", "dead_lettered"), MALFORMED_ORDERS);
     let checkpoints = list_checkpoints(&dir.0.join("checkpoints")).expect("checkpoints listed");
     assert!(!checkpoints.is_empty(), "the run took checkpoints");

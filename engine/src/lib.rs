@@ -66,7 +66,7 @@ pub use ids::{CheckpointId, PartitionId, WorkerId};
 pub use job::{Job, JobHandle, JobReport};
 pub use metrics::{Counter, Gauge, JobMetrics};
 pub use operator::{Operator, OperatorContext};
-pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus};
+pub use prometheus::{MetricsServer, render_prometheus, serve_prometheus, serve_prometheus_with_token};
 pub use push::{Barrier, Control, Data, Output, Push};
 pub use retry::{ConnectorError, Retry};
 pub use sink::{Sink, SinkFactory};

@@ -64,7 +64,7 @@ impl Drop for MetricsServer {
 
 /// Serves the text `render` returns (e.g. [`render_prometheus`] of a job's metrics, plus
 /// whatever else the caller appends) on `addr` (port 0 picks a free one) from a background
-/// thread.
+/// thread, to anyone who can reach `addr`.
 ///
 /// # Errors
 /// When `addr` cannot be bound.
@@ -72,6 +72,23 @@ pub fn serve_prometheus(
     addr: SocketAddr,
     render: impl Fn() -> String + Send + 'static,
 ) -> Result<MetricsServer> {
+    serve_prometheus_with_token(addr, None, render)
+}
+
+/// [`serve_prometheus`], answering only requests that carry `Authorization: Bearer <token>`
+/// when `token` is given (others get 401). A non-loopback `addr` without a token is logged
+/// at `warn`.
+///
+/// # Errors
+/// When `addr` cannot be bound.
+pub fn serve_prometheus_with_token(
+    addr: SocketAddr,
+    token: Option<String>,
+    render: impl Fn() -> String + Send + 'static,
+) -> Result<MetricsServer> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the metrics endpoint is open to the network without a bearer token");
+    }
     let server = tiny_http::Server::http(addr).map_err(|e| EngineError::InvalidConfig {
         key: "metrics_addr",
         reason: format!("cannot listen on {addr}: {e}"),
@@ -89,7 +106,13 @@ pub fn serve_prometheus(
         .name("sluice-metrics".into())
         .spawn(move || {
             for request in serving.incoming_requests() {
-                let response = if request.url() == "/metrics" {
+                let response = if !authorized(&request, token.as_deref()) {
+                    let challenge = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
+                        .expect("a valid static header");
+                    tiny_http::Response::from_string("a bearer token is required\n")
+                        .with_status_code(401)
+                        .with_header(challenge)
+                } else if request.url() == "/metrics" {
                     let header = tiny_http::Header::from_bytes(
                         &b"Content-Type"[..],
                         &b"text/plain; version=0.0.4"[..],
@@ -112,6 +135,25 @@ pub fn serve_prometheus(
         addr,
         server,
         thread: Some(thread),
+    })
+}
+
+/// Whether `request` carries the bearer `token` (always, without a token). The comparison
+/// takes as long whatever prefix matches.
+fn authorized(request: &tiny_http::Request, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    request.headers().iter().any(|h| {
+        h.field.equiv("Authorization")
+            && h.value.as_str().strip_prefix("Bearer ").is_some_and(|given| {
+                given.len() == token.len()
+                    && given
+                        .bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                        == 0
+            })
     })
 }
 
@@ -160,6 +202,46 @@ mod tests {
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(
             body.contains("sluice_records_out{operator=\"orders\",worker=\"0\"} 7"),
+            "{body}"
+        );
+    }
+
+    fn get(addr: SocketAddr, authorization: Option<&str>) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        let header = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).expect("response");
+        body
+    }
+
+    #[test]
+    fn a_token_keeps_out_requests_without_it() {
+        let server = serve_prometheus_with_token(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some("t0ken-value".into()),
+            || "sluice_up 1\n".to_string(),
+        )
+        .expect("bind");
+        for refused in [
+            None,
+            Some("Bearer wrong-value"),
+            Some("Bearer t0ken-valuE"),
+            Some("t0ken-value"),
+        ] {
+            let body = get(server.addr(), refused);
+            assert!(body.starts_with("HTTP/1.1 401"), "{refused:?}: {body}");
+            assert!(!body.contains("sluice_up"), "{body}");
+        }
+        let body = get(server.addr(), Some("Bearer t0ken-value"));
+        assert!(
+            body.starts_with("HTTP/1.1 200") && body.contains("sluice_up 1"),
             "{body}"
         );
     }

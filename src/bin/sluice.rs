@@ -21,6 +21,7 @@ use sluice::kafka::KafkaConfig;
 use sluice_cli::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice_cli::pipeline::Pipeline;
 use sluice_cli::producer::JsonProducer;
+use sluice_cli::security::{CassandraSecuritySettings, KafkaSecuritySettings};
 use sluice_cli::shop::{ProduceSpec, ShopData, produce, thousands, utc};
 
 #[derive(Parser, Debug)]
@@ -69,12 +70,20 @@ enum Command {
         /// Partitions of topics it creates.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// TLS and SASL towards the brokers (the password: --kafka-password-file or
+        /// SLUICE_KAFKA_PASSWORD).
+        #[command(flatten)]
+        security: KafkaSecuritySettings,
     },
     /// Run a CQL statement against Cassandra and print its rows (where no cqlsh is at hand).
     Cql {
         /// A Cassandra node.
         #[arg(long, value_name = "HOST:PORT", env = "SLUICE_CASSANDRA")]
         cassandra: String,
+        /// Credentials and TLS (the password: --cassandra-password-file or
+        /// SLUICE_CASSANDRA_PASSWORD).
+        #[command(flatten)]
+        security: CassandraSecuritySettings,
         /// The statement, e.g. "SELECT * FROM shop.product_revenue_1m LIMIT 10".
         statement: String,
     },
@@ -135,6 +144,7 @@ fn main() {
             events,
             rate,
             partitions,
+            security,
         } => {
             let spec = ProduceSpec {
                 orders_topic: topic.unwrap_or_else(|| default_topic(kind).to_string()),
@@ -143,9 +153,16 @@ fn main() {
                 events,
                 orders_per_second: rate,
             };
-            produce_events(&brokers, kind, &spec)
+            security
+                .apply_to(KafkaConfig::new(brokers), "kafka", Some("SLUICE_KAFKA"))
+                .map_err(anyhow::Error::from)
+                .and_then(|kafka| produce_events(&kafka, kind, &spec))
         }
-        Command::Cql { cassandra, statement } => cql(&cassandra, &statement),
+        Command::Cql {
+            cassandra,
+            statement,
+            security,
+        } => cql(&cassandra, &security, &statement),
         Command::Checkpoints { command } => match command {
             CheckpointCommand::List { state_dir } => list(&state_dir),
             CheckpointCommand::Show { state_dir, id } => show(&state_dir, id),
@@ -200,9 +217,13 @@ fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cql(cassandra: &str, statement: &str) -> anyhow::Result<()> {
+fn cql(cassandra: &str, security: &CassandraSecuritySettings, statement: &str) -> anyhow::Result<()> {
     // No keyspace of its own: statements name their tables in full.
-    let config = CassandraConfig::new([cassandra.to_string()], "system");
+    let config = security.apply_to(
+        CassandraConfig::new([cassandra.to_string()], "system"),
+        "cassandra",
+        Some("SLUICE_CASSANDRA"),
+    )?;
     let table = query_text(&config, statement)?;
     if table.columns.is_empty() {
         println!("done");
@@ -252,18 +273,17 @@ fn default_topic(kind: Kind) -> &'static str {
     }
 }
 
-fn produce_events(brokers: &str, kind: Kind, spec: &ProduceSpec) -> anyhow::Result<()> {
-    let kafka = KafkaConfig::new(brokers);
+fn produce_events(kafka: &KafkaConfig, kind: Kind, spec: &ProduceSpec) -> anyhow::Result<()> {
     let mut topics = vec![&spec.orders_topic];
     if kind == Kind::Ecommerce {
         topics.push(&spec.page_views_topic);
     }
     for topic in topics {
-        sluice::kafka::ensure_topic(&kafka, topic, spec.partitions).map_err(|e| anyhow::anyhow!("{e}"))?;
+        sluice::kafka::ensure_topic(kafka, topic, spec.partitions).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let started = Instant::now();
     if kind == Kind::Ecommerce {
-        let produced = produce(&kafka, spec, &ShopData::default(), |_| {})?;
+        let produced = produce(kafka, spec, &ShopData::default(), |_| {})?;
         println!(
             "produced {} orders, {} page views and {} malformed orders in {:.1} s",
             thousands(produced.orders),
@@ -278,7 +298,7 @@ fn produce_events(brokers: &str, kind: Kind, spec: &ProduceSpec) -> anyhow::Resu
         PaymentGenerator::default(),
         HostMetricGenerator::default(),
     );
-    let mut producer = JsonProducer::new(&kafka)?;
+    let mut producer = JsonProducer::new(kafka)?;
     let topic = spec.orders_topic.as_str();
     for n in 0..spec.events {
         if let Some(rate) = spec.orders_per_second.filter(|r| *r > 0 && n % 64 == 0) {
@@ -368,4 +388,14 @@ fn show(state_dir: &std::path::Path, id: Option<u64>) -> anyhow::Result<()> {
     };
     println!("{}", show_manifest(&checkpoint.dir)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_an_id_and_a_name_of_its_own() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -14,6 +14,10 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// A security setting cannot be used (a secret that cannot be read, a key without its
+    /// certificate).
+    #[error(transparent)]
+    Security(#[from] crate::security::SecuritySettingError),
     /// The file says something invalid.
     #[error("{}:{line}: {reason}", path.display())]
     Invalid {

@@ -36,17 +36,26 @@ pub type Row = Map<String, Value>;
 pub struct Pipeline {
     spec: PipelineSpec,
     fields: Fields,
+    kafka: KafkaConfig,
     sink: CassandraSink<Row>,
 }
 
 impl Pipeline {
-    /// Reads and checks the pipeline file at `path`.
+    /// Reads and checks the pipeline file at `path`, and reads the secrets it refers to.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
-        Ok(Self::new(PipelineSpec::from_file(path)?))
+        Self::new(PipelineSpec::from_file(path)?).map_err(|e| match e {
+            PipelineError::Security(e) => PipelineError::Invalid {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: e.to_string(),
+            },
+            other => other,
+        })
     }
 
-    /// The pipeline a checked spec describes.
-    pub fn new(spec: PipelineSpec) -> Self {
+    /// The pipeline a checked spec describes; reads the secrets its security sections refer
+    /// to (environment variables, files).
+    pub fn new(spec: PipelineSpec) -> Result<Self, PipelineError> {
         let source = spec.source.get_ref();
         let sink_spec = spec.sink.get_ref();
         let windowed = spec.window.is_some();
@@ -88,8 +97,18 @@ impl Pipeline {
             .collect();
         let config = CassandraConfig::new(contact_points, sink_spec.keyspace.clone())
             .schema_metadata(sink_spec.schema_metadata);
+        let config = sink_spec.security.apply_to(config, "sink.security", None)?;
         let sink = CassandraSink::new(config, sink_spec.table.clone()).columns(columns);
-        Pipeline { spec, fields, sink }
+        let kafka =
+            source
+                .security
+                .apply_to(KafkaConfig::new(source.brokers.clone()), "source.security", None)?;
+        Ok(Pipeline {
+            spec,
+            fields,
+            kafka,
+            sink,
+        })
     }
 
     /// The spec.
@@ -110,7 +129,7 @@ impl Pipeline {
     /// The job.
     pub fn job(&self) -> Result<Job, PipelineError> {
         let spec = self.spec.clone();
-        let (fields, sink) = (self.fields.clone(), self.sink.clone());
+        let (fields, sink, kafka) = (self.fields.clone(), self.sink.clone(), self.kafka.clone());
         let mut config = JobConfig::new(spec.name.clone());
         if let Some(workers) = spec.workers {
             config = config.workers(workers);
@@ -125,7 +144,7 @@ impl Pipeline {
             let source_spec = spec.source.get_ref();
             let decode = fields.clone();
             let mut source = KafkaSource::new(
-                KafkaConfig::new(source_spec.brokers.clone()),
+                kafka.clone(),
                 source_spec
                     .group
                     .clone()

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::PipelineError;
+use crate::security::{CassandraSecuritySettings, KafkaSecuritySettings};
 use crate::settings::{OnBadRecord, de_duration, de_on_bad_record};
 
 /// A declarative Kafka → (window + aggregates) → Cassandra pipeline.
@@ -42,6 +43,11 @@ use crate::settings::{OnBadRecord, de_duration, de_on_bad_record};
 /// keyspace = "shop"
 /// table = "product_revenue_1m"  # key column = the key field's name, plus window_start
 /// ```
+///
+/// Secured clusters: `[source.security]` (`ca_file`, `cert_file`, `key_file`, `username`,
+/// `sasl_mechanism`, `password = "${KAFKA_PASSWORD}"` or `password_file`) and
+/// `[sink.security]` (`username`, `password`/`password_file`, `tls`, `ca_file`, `cert_file`,
+/// `key_file`), as in the README's "Connecting to secured clusters".
 ///
 /// Without `[window]` each record is written as it is: `[sink.columns]` maps columns to the
 /// record's fields (`order_id = "order_id"`).
@@ -112,6 +118,9 @@ pub struct SourceSpec {
     /// Dead-letter topic (default `<topic>-dlq`).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// `[source.security]`: TLS and SASL towards the brokers.
+    #[serde(default)]
+    pub security: KafkaSecuritySettings,
 }
 
 fn json() -> String {
@@ -206,6 +215,9 @@ pub struct SinkSpec {
     /// with incomplete system tables (such as the in-process test store) need `false`.
     #[serde(default = "yes")]
     pub schema_metadata: bool,
+    /// `[sink.security]`: credentials and TLS towards the store.
+    #[serde(default)]
+    pub security: CassandraSecuritySettings,
 }
 
 fn yes() -> bool {

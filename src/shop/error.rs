@@ -30,6 +30,10 @@ pub enum ShopError {
         /// What went wrong.
         reason: String,
     },
+    /// A service refused the job: bad credentials, a failed TLS handshake. The message names
+    /// the service.
+    #[error("{0}")]
+    Refused(String),
     /// A service could not be started or reached.
     #[error(transparent)]
     Service(#[from] crate::embedded::ServiceError),

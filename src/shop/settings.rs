@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ShopError;
+use crate::security::{CassandraSecuritySettings, KafkaSecuritySettings};
 pub use crate::settings::{OnBadRecord, parse_duration};
 use crate::settings::{de_duration, de_on_bad_record};
 
@@ -45,6 +46,13 @@ pub struct ShopSettings {
     pub on_bad_record: OnBadRecord,
     /// Serve Prometheus metrics here.
     pub metrics_addr: Option<SocketAddr>,
+    /// File holding the bearer token the metrics endpoint requires (or the environment
+    /// variable `SLUICE_METRICS_TOKEN`); without either it answers anyone who can reach it.
+    pub metrics_token_file: Option<PathBuf>,
+    /// TLS and SASL towards Kafka.
+    pub kafka_security: KafkaSecuritySettings,
+    /// Credentials and TLS towards Cassandra.
+    pub cassandra_security: CassandraSecuritySettings,
 }
 
 impl Default for ShopSettings {
@@ -64,6 +72,9 @@ impl Default for ShopSettings {
             checkpoint_interval: Duration::from_secs(10),
             on_bad_record: OnBadRecord::DeadLetter(()),
             metrics_addr: None,
+            metrics_token_file: None,
+            kafka_security: KafkaSecuritySettings::default(),
+            cassandra_security: CassandraSecuritySettings::default(),
         }
     }
 }
@@ -106,8 +117,11 @@ impl ShopSettings {
             exit_when_idle,
             workers,
             state_dir,
-            metrics_addr
+            metrics_addr,
+            metrics_token_file
         );
+        self.kafka_security.apply(o.kafka_security);
+        self.cassandra_security.apply(o.cassandra_security);
     }
 
     /// Refuses settings the job cannot run with, naming the setting.
@@ -202,9 +216,72 @@ pub struct PartialSettings {
     #[arg(long, env = "SLUICE_ON_BAD_RECORD", value_name = "CHOICE")]
     #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
-    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
+    /// Serve Prometheus metrics on this address; a port alone listens on loopback only
+    /// (e.g. 9464 = 127.0.0.1:9464, 0.0.0.0:9464 for every interface).
+    #[arg(long, env = "SLUICE_METRICS_ADDR", value_parser = parse_listen_addr, value_name = "[HOST:]PORT")]
+    #[serde(default, deserialize_with = "de_listen_addr")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on the metrics endpoint, the token read from
+    /// this file (or from SLUICE_METRICS_TOKEN).
+    #[arg(long, env = "SLUICE_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Kafka TLS and SASL; `[kafka_security]` in a settings file.
+    #[command(flatten)]
+    #[serde(default)]
+    pub kafka_security: KafkaSecuritySettings,
+    /// Cassandra credentials and TLS; `[cassandra_security]` in a settings file.
+    #[command(flatten)]
+    #[serde(default)]
+    pub cassandra_security: CassandraSecuritySettings,
+}
+
+/// A listening address: `host:port`, or a port alone for loopback.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("'{text}' is not an address (host:port, or a port for 127.0.0.1)"))
+}
+
+fn de_listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Port(u16),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Port(port) => Ok(Some(SocketAddr::from(([127, 0, 0, 1], port)))),
+        Raw::Text(text) => parse_listen_addr(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+impl ShopSettings {
+    /// The metrics endpoint's bearer token: the contents of `metrics_token_file` (one
+    /// trailing newline dropped), else `SLUICE_METRICS_TOKEN`, else none.
+    pub fn metrics_token(&self) -> Result<Option<String>, ShopError> {
+        if let Some(path) = &self.metrics_token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ShopError::Setting {
+                key: "metrics-token-file".into(),
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            let token = text.trim_end_matches(['\n', '\r']).to_string();
+            if token.is_empty() {
+                return Err(ShopError::Setting {
+                    key: "metrics-token-file".into(),
+                    reason: format!("{} is empty", path.display()),
+                });
+            }
+            return Ok(Some(token));
+        }
+        Ok(std::env::var("SLUICE_METRICS_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 impl PartialSettings {
@@ -283,6 +360,8 @@ mod tests {
             ("on_bad_record", d.on_bad_record.to_string()),
         ];
         let command = PartialSettings::augment_args(clap::Command::new("shop"));
+        // Every flag has an id and a name of its own (the security sections share field names).
+        command.clone().debug_assert();
         for (id, value) in expected {
             let arg = command
                 .get_arguments()

@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod kafka_jobs;
 pub mod services;
+pub mod shop;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -7,6 +7,10 @@ use openssl::ssl::{SslContext, SslFiletype, SslMethod, SslVerifyMode};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{
+    ConnectionError, ConnectionPoolError, ConnectionSetupRequestErrorKind, DbError, MetadataError,
+    NewSessionError,
+};
 use scylla::policies::retry::FallthroughRetryPolicy;
 pub use scylla::statement::Consistency;
 
@@ -349,7 +353,50 @@ impl CassandraConfig {
         builder
             .build()
             .await
-            .map_err(|e| CassandraError::Connect(format!("{} ({e})", self.contact_points.join(", "))))
+            .map_err(|e| connect_error(&self.contact_points.join(", "), &e))
+    }
+}
+
+/// What a failed session set-up means: bad credentials and failed TLS handshakes stop the
+/// job (retrying cannot mend them); anything else may be a node on its way back.
+fn connect_error(nodes: &str, error: &NewSessionError) -> CassandraError {
+    let NewSessionError::MetadataError(MetadataError::ConnectionPoolError(ConnectionPoolError::Broken {
+        last_connection_error,
+    })) = error
+    else {
+        return CassandraError::Connect(format!("{nodes} ({error})"));
+    };
+    match last_connection_error {
+        ConnectionError::ConnectionSetupRequestError(setup) => match setup.get_error() {
+            ConnectionSetupRequestErrorKind::DbError(DbError::AuthenticationError, message) => {
+                CassandraError::Authentication {
+                    nodes: nodes.to_string(),
+                    reason: message.clone(),
+                }
+            }
+            ConnectionSetupRequestErrorKind::MissingAuthentication => CassandraError::Authentication {
+                nodes: nodes.to_string(),
+                reason: "the node requires credentials and none are configured".into(),
+            },
+            ConnectionSetupRequestErrorKind::StartAuthSessionError(e)
+            | ConnectionSetupRequestErrorKind::AuthChallengeEvaluationError(e)
+            | ConnectionSetupRequestErrorKind::AuthFinishError(e) => CassandraError::Authentication {
+                nodes: nodes.to_string(),
+                reason: e.to_string(),
+            },
+            _ => CassandraError::Connect(format!("{nodes} ({error})")),
+        },
+        ConnectionError::IoError(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<openssl::ssl::Error>().is_some()) =>
+        {
+            CassandraError::Tls {
+                nodes: nodes.to_string(),
+                reason: io.to_string(),
+            }
+        }
+        _ => CassandraError::Connect(format!("{nodes} ({error})")),
     }
 }
 

@@ -16,6 +16,23 @@ pub enum CassandraError {
     /// The store cannot be reached or the session cannot be set up.
     #[error("cannot connect to Cassandra: {0}")]
     Connect(String),
+    /// The store refused the credentials (or asked for some and none were configured).
+    #[error("Cassandra at {nodes}: authentication failed: {reason}")]
+    Authentication {
+        /// The contact points.
+        nodes: String,
+        /// What the store or the driver said.
+        reason: String,
+    },
+    /// The TLS handshake failed: an untrusted or misnamed certificate, a client certificate
+    /// the node refused, or a node that does not speak TLS.
+    #[error("Cassandra at {nodes}: TLS handshake failed: {reason}")]
+    Tls {
+        /// The contact points.
+        nodes: String,
+        /// What OpenSSL said.
+        reason: String,
+    },
     /// The target table does not exist or cannot be read.
     #[error("table {table}: {reason}")]
     Table {
@@ -98,7 +115,9 @@ impl CassandraError {
             | CassandraError::Mapping { .. }
             | CassandraError::Encode { .. }
             | CassandraError::Rejected { .. }
-            | CassandraError::Refused { .. } => Retry::Stop,
+            | CassandraError::Refused { .. }
+            | CassandraError::Authentication { .. }
+            | CassandraError::Tls { .. } => Retry::Stop,
         }
     }
 }

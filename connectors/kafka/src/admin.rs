@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,7 +19,7 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
     }
     let admin: AdminClient<LoggingContext> = config
         .client_config(&[])
-        .create_with_context(LoggingContext)
+        .create_with_context(LoggingContext::default())
         .context(|| format!("cannot create a Kafka admin client for {}", config.brokers()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -48,15 +48,37 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
 /// Whether the brokers know `topic` (asking does not create it).
 ///
 /// # Errors
-/// When the brokers do not answer within 10 s.
+/// When the brokers do not answer within 10 s, or refuse the client (bad credentials, a
+/// failed TLS handshake: [`KafkaConnectorError::Refused`], as soon as it happens).
 pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError> {
     let consumer: BaseConsumer<LoggingContext> = config
         .client_config(&[("allow.auto.create.topics", "false")])
-        .create_with_context(LoggingContext)
+        .create_with_context(LoggingContext::default())
         .context(|| format!("cannot create a Kafka client for {}", config.brokers()))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context(|| format!("no metadata from {} within 10 s", config.brokers()))?;
+    // Asked in short rounds, so that a refusal ends the wait at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metadata = loop {
+        match consumer.fetch_metadata(Some(topic), Duration::from_millis(500)) {
+            Ok(metadata) => break metadata,
+            Err(e) => {
+                // Serves the client's error events (to its context), where a refusal shows.
+                let _ = consumer.poll(Duration::ZERO);
+                consumer.context().refused(config.brokers())?;
+                if Instant::now() >= deadline {
+                    let last = consumer
+                        .context()
+                        .last_error()
+                        .map(|reason| format!(" (last error: {reason})"))
+                        .unwrap_or_default();
+                    return Err(KafkaConnectorError::client(
+                        format!("no metadata from {} within 10 s{last}", config.brokers()),
+                        e,
+                    )
+                    .into());
+                }
+            }
+        }
+    };
     Ok(metadata
         .topics()
         .iter()

@@ -3,6 +3,8 @@ use std::fmt;
 
 use rdkafka::ClientConfig;
 
+use super::security::KafkaSecurity;
+
 /// Connection settings shared by Kafka sources, sinks and dead-letter writers.
 ///
 /// Any librdkafka property can be set (TLS, SASL, fetch and batch sizes...). Values of
@@ -37,6 +39,25 @@ impl KafkaConfig {
         self
     }
 
+    /// Connects with `security` (TLS, SASL); logs at `warn` what it leaves unprotected.
+    ///
+    /// ```
+    /// use sluice_kafka::{KafkaConfig, KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
+    /// let security = KafkaSecurity {
+    ///     tls: Some(KafkaTls::with_ca_file("/etc/kafka/ca.pem")),
+    ///     sasl: Some(Sasl::new(SaslMechanism::ScramSha512, "sluice", "hunter2")),
+    /// };
+    /// let config = KafkaConfig::new("kafka-1:9093").security(&security);
+    /// assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+    /// assert!(!format!("{config:?}").contains("hunter2"));
+    /// ```
+    pub fn security(mut self, security: &KafkaSecurity) -> Self {
+        for (key, value) in security.properties(&self.brokers) {
+            self.properties.insert(key.to_string(), value);
+        }
+        self
+    }
+
     /// The bootstrap servers.
     pub fn brokers(&self) -> &str {
         &self.brokers
@@ -47,10 +68,16 @@ impl KafkaConfig {
         self.properties.get(key).map(String::as_str)
     }
 
-    /// A librdkafka configuration: `defaults` first, then the user's properties.
+    /// A librdkafka configuration: `defaults` first, then the user's properties. With the
+    /// `librdkafka` log target at debug (`RUST_LOG=librdkafka=debug`), librdkafka's own debug
+    /// logs of its configuration, connections and security handshakes are turned on too
+    /// (unless the user set `debug`).
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+            config.set("debug", "conf,broker,security");
+        }
         for (k, v) in defaults {
             config.set(*k, *v);
         }

@@ -9,7 +9,7 @@ use sluice_engine::BoxError;
 use super::admin::ensure_topic;
 use super::config::KafkaConfig;
 use super::dead_lettered::{GROUP_HEADER, Origin};
-use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
+use super::delivery::{ReportingContext, flush_checked, send_waiting};
 use super::error::Context;
 
 /// What a dead-lettered record came from.
@@ -41,10 +41,7 @@ impl DeadLetterWriter {
             // Brokers that auto-create topics, or refuse the admin API, still take the writes.
             tracing::warn!(topic, error = %e, "could not create the dead-letter topic");
         }
-        let context = ReportingContext {
-            report: Arc::new(DeliveryReport::default()),
-            what: "a dead-letter write",
-        };
+        let context = ReportingContext::new(config.brokers(), "a dead-letter write");
         let producer = config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
             .create_with_context(context)
@@ -119,14 +116,13 @@ impl DeadLetterWriter {
     /// Serves delivery reports; fails if a write was rejected.
     pub(crate) fn check(&self) -> Result<(), BoxError> {
         self.producer.poll(Duration::ZERO);
-        self.producer.context().report.check()
+        self.producer.context().check()
     }
 
     /// Waits until every queued write is acknowledged.
     pub(crate) fn flush(&self) -> Result<(), BoxError> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .context(|| format!("dead-letter writes to '{}' not acknowledged", self.topic))?;
-        self.check()
+        flush_checked(&self.producer, Duration::from_secs(60), || {
+            format!("dead-letter writes to '{}' not acknowledged", self.topic)
+        })
     }
 }

@@ -1,5 +1,5 @@
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -9,6 +9,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_engine::BoxError;
 
+use super::context::Refusals;
 use super::error::KafkaConnectorError;
 
 /// Keeps the first delivery failure of a producer for its owner to report.
@@ -27,16 +28,62 @@ impl DeliveryReport {
     }
 }
 
-/// A producer context that logs and records failed deliveries; `what` names the writes in
-/// error messages.
+/// A producer context that logs and records failed deliveries and refusals (bad
+/// credentials, failed TLS handshakes); `what` names the writes in error messages.
 pub(crate) struct ReportingContext {
-    pub(crate) report: Arc<DeliveryReport>,
-    pub(crate) what: &'static str,
+    report: Arc<DeliveryReport>,
+    what: &'static str,
+    brokers: String,
+    refusals: Refusals,
+}
+
+impl ReportingContext {
+    /// A context for a producer writing to `brokers`.
+    pub(crate) fn new(brokers: &str, what: &'static str) -> Self {
+        ReportingContext {
+            report: Arc::new(DeliveryReport::default()),
+            what,
+            brokers: brokers.to_string(),
+            refusals: Refusals::default(),
+        }
+    }
+
+    /// The first failed delivery or refusal since the last call, as an error.
+    pub(crate) fn check(&self) -> Result<(), BoxError> {
+        self.report.check()?;
+        Ok(self.refusals.check(&self.brokers)?)
+    }
 }
 
 impl ClientContext for ReportingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         super::context::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.refusals.note(&error, reason);
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+/// Waits up to `limit` until every write queued in `producer` is acknowledged, in short
+/// rounds so that a failed delivery or a refusal ends the wait at once.
+pub(crate) fn flush_checked(
+    producer: &BaseProducer<ReportingContext>,
+    limit: Duration,
+    context: impl FnOnce() -> String,
+) -> Result<(), BoxError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let flushed = producer.flush(Duration::from_millis(500));
+        producer.context().check()?;
+        match flushed {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(KafkaConnectorError::client(context(), e).into());
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -70,7 +117,7 @@ where
             Ok(()) => break,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 producer.poll(Duration::from_millis(20));
-                producer.context().report.check()?;
+                producer.context().check()?;
                 record = r;
             }
             Err((e, r)) => {
@@ -81,5 +128,5 @@ where
         }
     }
     producer.poll(Duration::ZERO);
-    producer.context().report.check()
+    producer.context().check()
 }

@@ -7,6 +7,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_engine::{BoxError, ConnectorError, Retry};
 
+use super::context::Refusal;
+
 /// What went wrong talking to Kafka.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,6 +62,17 @@ pub enum KafkaConnectorError {
     /// The partitions a rebalance assigned could not be taken.
     #[error("cannot take the assigned partitions: {0}")]
     Assignment(String),
+    /// The brokers refused the client: bad credentials, a failed TLS handshake, or a listener
+    /// of another security protocol. Retrying does not help.
+    #[error("Kafka at {brokers}: {refusal}: {reason}")]
+    Refused {
+        /// The bootstrap servers.
+        brokers: String,
+        /// What was refused.
+        refusal: Refusal,
+        /// librdkafka's description.
+        reason: String,
+    },
 }
 
 impl KafkaConnectorError {
@@ -72,7 +85,7 @@ impl KafkaConnectorError {
                 source.rdkafka_error_code().map_or(Retry::Restart, retry_for_code)
             }
             KafkaConnectorError::TopicRefused { code, .. } => retry_for_code(*code),
-            KafkaConnectorError::Encode { .. } => Retry::Stop,
+            KafkaConnectorError::Encode { .. } | KafkaConnectorError::Refused { .. } => Retry::Stop,
             KafkaConnectorError::DeadLetterScan { .. } | KafkaConnectorError::Assignment(_) => Retry::Restart,
         }
     }

@@ -13,15 +13,17 @@ mod delivery;
 mod error;
 mod format;
 mod gaps;
+mod security;
 mod sink;
 mod source;
 mod start;
 
 pub use admin::{ensure_topic, topic_exists};
 pub use config::KafkaConfig;
-pub use context::LoggingContext;
+pub use context::{LoggingContext, Refusal};
 pub use dead_letter_sink::KafkaDeadLetters;
 pub use error::KafkaConnectorError;
 pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
+pub use security::{KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, StartFrom};

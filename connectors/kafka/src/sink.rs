@@ -1,11 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
-use super::delivery::{DeliveryReport, ReportingContext, send_waiting};
+use super::delivery::{ReportingContext, flush_checked, send_waiting};
 use super::error::{Context, KafkaConnectorError, with_retry_hint};
 use super::format::RecordSerializer;
 
@@ -50,10 +50,7 @@ impl<T: Data> SinkFactory<T> for KafkaSink<T> {
 
 impl<T: Data> KafkaSink<T> {
     fn writer(&self) -> Result<Box<dyn Sink<T>>, BoxError> {
-        let context = ReportingContext {
-            report: Arc::new(DeliveryReport::default()),
-            what: "a write",
-        };
+        let context = ReportingContext::new(self.config.brokers(), "a write");
         let producer = self
             .config
             .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
@@ -75,10 +72,9 @@ struct KafkaWriter<T> {
 
 impl<T> KafkaWriter<T> {
     fn flush(&self) -> Result<(), BoxError> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .context(|| format!("writes to topic '{}' not acknowledged", self.topic))?;
-        self.producer.context().report.check()
+        flush_checked(&self.producer, Duration::from_secs(60), || {
+            format!("writes to topic '{}' not acknowledged", self.topic)
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use sluice_engine::{
 };
 
 use super::config::KafkaConfig;
-use super::context;
+use super::context::{self, Refusals};
 use super::dead_letter::{BadRecord, DeadLetterWriter};
 use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
 use super::error::{Context, KafkaConnectorError, with_retry_hint};
@@ -227,6 +227,8 @@ impl<T: Data> KafkaSource<T> {
             failure: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
+            refusals: Refusals::default(),
+            brokers: self.config.brokers().to_string(),
         };
         let consumer: BaseConsumer<ReaderContext> = self
             .consumer_config()

@@ -182,6 +182,9 @@ impl<T: Data> ReaderState<T> {
             return false;
         }
         let Some(counts) = count_partitions(consumer, &self.topics) else {
+            // Serves the client's error events, where bad credentials or a failed TLS
+            // handshake show (no records come: nothing is assigned yet).
+            let _ = consumer.poll(Duration::ZERO);
             self.assignment_tries += 1;
             if self.assignment_tries == 5 && self.worker == 0 {
                 tracing::warn!(topics = ?self.topics, "waiting for the topics' metadata (do they exist?)");
@@ -276,6 +279,8 @@ impl<T: Data> KafkaReader<T> {
         if state.finished {
             return Ok(PollStatus::Finished);
         }
+        let context = consumer.context();
+        context.refusals.check(&context.brokers)?;
         if state.awaiting_partitions && !state.assign_static(consumer) {
             return Ok(PollStatus::Pending);
         }

@@ -24,6 +24,10 @@ pub(super) struct ReaderContext {
     pub(super) events: Mutex<Vec<Rebalanced>>,
     /// Whether `events` holds something (checked without the lock on every record).
     pub(super) has_events: AtomicBool,
+    /// Bad credentials or a failed TLS handshake, for the next poll to report.
+    pub(super) refusals: Refusals,
+    /// The bootstrap servers, for error messages.
+    pub(super) brokers: String,
 }
 
 impl ClientContext for ReaderContext {
@@ -36,6 +40,7 @@ impl ClientContext for ReaderContext {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
             return;
         }
+        self.refusals.note(&error, reason);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }
