@@ -45,6 +45,19 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
     Ok(())
 }
 
+/// A hint for a plaintext client whose connections were closed during its first request:
+/// what a listener that expects TLS or SASL does.
+fn protocol_hint(config: &KafkaConfig, last_error: &str) -> &'static str {
+    let plaintext = config
+        .get("security.protocol")
+        .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"));
+    if plaintext && last_error.contains("state APIVERSION_QUERY") {
+        "; a listener that expects TLS or SASL closes a plaintext client's connection this way: check the security settings"
+    } else {
+        ""
+    }
+}
+
 /// Whether the brokers know `topic` (asking does not create it).
 ///
 /// # Errors
@@ -61,14 +74,15 @@ pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError>
         match consumer.fetch_metadata(Some(topic), Duration::from_millis(500)) {
             Ok(metadata) => break metadata,
             Err(e) => {
-                // Serves the client's error events (to its context), where a refusal shows.
-                let _ = consumer.poll(Duration::ZERO);
+                // Serves the client's queued events (logs, errors) to its context, where a
+                // refusal shows; a poll with no time left would serve only one.
+                let _ = consumer.poll(Duration::from_millis(100));
                 consumer.context().refused(config.brokers())?;
                 if Instant::now() >= deadline {
                     let last = consumer
                         .context()
                         .last_error()
-                        .map(|reason| format!(" (last error: {reason})"))
+                        .map(|reason| format!(" (last error: {reason}){}", protocol_hint(config, &reason)))
                         .unwrap_or_default();
                     return Err(KafkaConnectorError::client(
                         format!("no metadata from {} within 10 s{last}", config.brokers()),

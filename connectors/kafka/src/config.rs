@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 
 use super::security::KafkaSecurity;
 
@@ -77,6 +78,11 @@ impl KafkaConfig {
         config.set("bootstrap.servers", &self.brokers);
         if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
             config.set("debug", "conf,broker,security");
+            config.set_log_level(RDKafkaLogLevel::Debug);
+        } else {
+            // Info at least: connection failures (a peer closing the connection during the
+            // first request) are logged at info only, and say why a broker cannot be reached.
+            config.set_log_level(RDKafkaLogLevel::Info);
         }
         for (k, v) in defaults {
             config.set(*k, *v);

@@ -92,6 +92,14 @@ impl Refusals {
         }
     }
 
+    /// Keeps a connection failure librdkafka only logs (facility `FAIL`, e.g. a peer that
+    /// closed the connection) as the last error seen.
+    pub(crate) fn note_log(&self, facility: &str, message: &str) {
+        if facility == "FAIL" {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
+        }
+    }
+
     /// The last error seen (other than "all brokers are down").
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -135,6 +143,7 @@ impl LoggingContext {
 
 impl ClientContext for LoggingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.refusals.note_log(fac, log_message);
         log(level, fac, log_message);
     }
 

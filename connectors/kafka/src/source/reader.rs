@@ -182,9 +182,10 @@ impl<T: Data> ReaderState<T> {
             return false;
         }
         let Some(counts) = count_partitions(consumer, &self.topics) else {
-            // Serves the client's error events, where bad credentials or a failed TLS
-            // handshake show (no records come: nothing is assigned yet).
-            let _ = consumer.poll(Duration::ZERO);
+            // Serves the client's queued events (logs, errors), where bad credentials or a
+            // failed TLS handshake show (no records come: nothing is assigned yet); a poll
+            // with no time left would serve only one.
+            let _ = consumer.poll(Duration::from_millis(20));
             self.assignment_tries += 1;
             if self.assignment_tries == 5 && self.worker == 0 {
                 tracing::warn!(topics = ?self.topics, "waiting for the topics' metadata (do they exist?)");
