@@ -56,20 +56,21 @@ impl SecretText {
     }
 }
 
-/// A password: the file's `password` (value or `${VAR}`), else the contents of `password_file`
+/// A password: the file's `<name>` (value or `${VAR}`), else the contents of `<name>_file`
 /// (one trailing newline dropped), else the environment variable `fallback_env`.
 fn password(
     section: &str,
+    name: &str,
     text: Option<&SecretText>,
     file: Option<&Path>,
     fallback_env: Option<&str>,
 ) -> Result<Option<SecretString>, SecuritySettingError> {
     if let Some(text) = text {
-        return text.resolve(&format!("{section}.password")).map(Some);
+        return text.resolve(&format!("{section}.{name}")).map(Some);
     }
     if let Some(path) = file {
         let read = std::fs::read_to_string(path).map_err(|e| SecuritySettingError {
-            key: format!("{section}.password_file"),
+            key: format!("{section}.{name}_file"),
             reason: format!("{}: {e}", path.display()),
         })?;
         let secret = read.strip_suffix('\n').unwrap_or(&read);
@@ -216,6 +217,7 @@ impl KafkaSecuritySettings {
         let client_cert = client_cert(section, &self.cert_file, &self.key_file)?;
         let key_password = password(
             section,
+            "key_password",
             self.key_password.as_ref(),
             self.key_password_file.as_deref(),
             var("KEY_PASSWORD").as_deref(),
@@ -240,6 +242,7 @@ impl KafkaSecuritySettings {
             (Some(user), mechanism) => {
                 let password = password(
                     section,
+                    "password",
                     self.password.as_ref(),
                     self.password_file.as_deref(),
                     var("PASSWORD").as_deref(),
@@ -373,6 +376,7 @@ impl CassandraSecuritySettings {
         if let Some(user) = &self.username {
             let password = password(
                 section,
+                "password",
                 self.password.as_ref(),
                 self.password_file.as_deref(),
                 fallback.as_deref(),

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -75,6 +76,8 @@ impl fmt::Display for Refusal {
 /// any kind, to say why a request timed out.
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
+    /// Whether `first` holds one: checked without the lock on every poll.
+    refused: AtomicBool,
     first: Mutex<Option<(Refusal, String)>>,
     last_error: Mutex<Option<String>>,
 }
@@ -86,6 +89,7 @@ impl Refusals {
         if let Some(refusal) = Refusal::of(error, reason) {
             let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
             first.get_or_insert_with(|| (refusal, reason.to_string()));
+            self.refused.store(true, Ordering::Release);
         }
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
@@ -107,6 +111,9 @@ impl Refusals {
 
     /// The refusal seen, as an error naming `brokers`.
     pub(crate) fn check(&self, brokers: &str) -> Result<(), KafkaConnectorError> {
+        if !self.refused.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.first.lock().unwrap_or_else(|p| p.into_inner()) {
             Some((refusal, reason)) => Err(KafkaConnectorError::Refused {
                 brokers: brokers.to_string(),
