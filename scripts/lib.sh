@@ -33,8 +33,9 @@ ensure_build_prerequisites() {
     ensure_apt_packages build-essential pkg-config zlib1g-dev libclang-dev libssl-dev python3
 }
 
-# Starts the services a run needs ("$@", default both Kafka and Cassandra; those
-# SLUICE_KAFKA_BROKERS and SLUICE_CASSANDRA already name are not started) with
+# Starts the services a run needs ("$@": kafka, cassandra, s3; default Kafka and Cassandra;
+# those SLUICE_KAFKA_BROKERS, SLUICE_CASSANDRA and SLUICE_S3_ENDPOINT already name are not
+# started) with
 # scripts/services.sh, in a state directory of the run's own, and exports their addresses. When the calling script exits they are stopped, and
 # so is every server a test or benchmark started there for itself (own-*), even one whose
 # process died; then the directory is removed. Sets the EXIT trap.
@@ -45,6 +46,7 @@ start_run_services() {
     local wanted=" ${*:-kafka cassandra} "
     [[ "$wanted" == *" kafka "* && -z "${SLUICE_KAFKA_BROKERS:-}" ]] && RUN_SERVICES+=(kafka)
     [[ "$wanted" == *" cassandra "* && -z "${SLUICE_CASSANDRA:-}" ]] && RUN_SERVICES+=(cassandra)
+    [[ "$wanted" == *" s3 "* && -z "${SLUICE_S3_ENDPOINT:-}" ]] && RUN_SERVICES+=(s3)
     trap stop_run_services EXIT
     if [ ${#RUN_SERVICES[@]} -gt 0 ]; then
         local exports

@@ -17,6 +17,8 @@ SERVICES_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICES_ALL=(kafka cassandra)
 # shellcheck source=scripts/services-secure.sh
 source "$SERVICES_REPO/scripts/services-secure.sh"
+# shellcheck source=scripts/services-s3.sh
+source "$SERVICES_REPO/scripts/services-s3.sh"
 
 # Seconds a service may take from launch to answering; past that, start gives up.
 SLUICE_KAFKA_START_TIMEOUT="${SLUICE_KAFKA_START_TIMEOUT:-120}"
@@ -52,6 +54,10 @@ services_ensure_tools() {
 
 # The version a pom pins: services_version kafka -> 4.4.0 (its <kafka.version>).
 services_version() {
+    if [ "$1" = s3 ]; then
+        s3_version
+        return
+    fi
     sed -n "s:.*<$1.version>\(.*\)</$1.version>.*:\1:p" "$SERVICES_REPO/deploy/services/$1/pom.xml" | head -n 1
 }
 
@@ -157,7 +163,10 @@ services_pid() {
     [ -f "$dir/pid" ] || return 1
     pid="$(cat "$dir/pid")"
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/" || return 1
+    # The JVMs name the directory in their arguments; others carry it in SLUICE_SERVICE_DIR.
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/" ||
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF -- "SLUICE_SERVICE_DIR=$dir/" ||
+        return 1
     echo "$pid"
 }
 
@@ -573,9 +582,17 @@ services_launch() {
         return 0
     fi
     rm -f "$dir/pid" "$dir/ready"
-    services_install "$service"
+    if [ "$service" = s3 ]; then
+        s3_install
+    else
+        services_install "$service"
+    fi
     mkdir -p "$dir"
     case "$service" in
+        s3)
+            s3_configure
+            s3_launch
+            ;;
         kafka)
             services_java kafka
             KAFKA_JAVA="$SERVICES_JAVA"
@@ -610,6 +627,9 @@ services_ready() {
             ;;
         cassandra)
             services_wait_ready cassandra "$SLUICE_CASSANDRA_START_TIMEOUT" cassandra_probe
+            ;;
+        s3)
+            services_wait_ready s3 60 s3_probe
             ;;
     esac
     date +%s.%N >"$dir/ready"

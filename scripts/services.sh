@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts, stops or shows real Apache Kafka (KRaft) and Apache Cassandra on loopback ports, for
-# Sluice's end-to-end tests:
+# Sluice's end-to-end tests, and an S3-compatible object store (`s3`: moto's server, for
+# checkpoints in object storage; started only when named):
 #
 #   eval "$(scripts/services.sh start)"       # both; or: start kafka, start cassandra
 #   cargo test ... (sees SLUICE_KAFKA_BROKERS and SLUICE_CASSANDRA)
@@ -9,6 +10,7 @@
 #   start [SERVICE...]   install the jars once, launch, wait until each answers (Kafka: a topic
 #                        is created and has a leader; Cassandra: CQL answers a query), then print
 #                        one `export NAME=127.0.0.1:PORT` line per service on stdout
+#                        (s3: SLUICE_S3_ENDPOINT=http://127.0.0.1:PORT)
 #   stop [SERVICE...]    stop what start launched (by pid file)
 #   status [SERVICE...]  one line per service on stderr, the export lines of those running on
 #                        stdout; exit status 3 if one of them is not running
@@ -16,14 +18,15 @@
 #
 # Everything listens on 127.0.0.1 only, on ports free when first started (kept across restarts
 # while they stay free). State: ${SLUICE_SERVICES_DIR:-~/.cache/sluice/run}/<service>/ (log in
-# log); jars: ~/.cache/sluice/<service>-<version>/lib. Time limits: SLUICE_KAFKA_START_TIMEOUT
+# log); jars: ~/.cache/sluice/<service>-<version>/lib (moto: a Python environment in
+# ~/.cache/sluice/s3-<version>). Time limits: SLUICE_KAFKA_START_TIMEOUT
 # (120 s) and SLUICE_CASSANDRA_START_TIMEOUT (240 s); heaps: SLUICE_KAFKA_HEAP (512m) and
 # SLUICE_CASSANDRA_HEAP (1G).
 set -euo pipefail
 source "$(dirname "$0")/services-lib.sh"
 
 usage() {
-    echo "usage: $0 start|stop|status|reset [kafka|cassandra]..." >&2
+    echo "usage: $0 start|stop|status|reset [kafka|cassandra|s3]..." >&2
     exit 2
 }
 
@@ -34,7 +37,7 @@ services=("$@")
 [ ${#services[@]} -gt 0 ] || services=("${SERVICES_ALL[@]}")
 for service in "${services[@]}"; do
     case "$service" in
-        kafka | cassandra) ;;
+        kafka | cassandra | s3) ;;
         *) usage ;;
     esac
 done

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace (unit, integration, doc, and the end-to-end tests against
-# real Apache Kafka and Apache Cassandra), installing what is missing first. It starts one
-# Kafka broker and one Cassandra node on free loopback ports for the whole run (from jars it
-# installs once into ~/.cache/sluice, see scripts/services.sh) and stops them afterwards; set
-# SLUICE_KAFKA_BROKERS and/or SLUICE_CASSANDRA to use servers of your own instead. Extra
+# real Apache Kafka and Apache Cassandra, and an S3-compatible store), installing what is
+# missing first. It starts one Kafka broker, one Cassandra node and moto's S3 server on free
+# loopback ports for the whole run (installed once into ~/.cache/sluice, see
+# scripts/services.sh) and stops them afterwards; set SLUICE_KAFKA_BROKERS, SLUICE_CASSANDRA
+# and/or SLUICE_S3_ENDPOINT to use servers of your own instead. Extra
 # arguments go to the test binaries (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,6 @@ ensure_build_prerequisites
 # controller that stalls for half a minute fences its broker and times out the tests' writes).
 log "building the tests"
 cargo test --workspace --no-run
-start_run_services
-log "running the test suite (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA)"
+start_run_services kafka cassandra s3
+log "running the test suite (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA, S3 at $SLUICE_S3_ENDPOINT)"
 cargo test --workspace -- --include-ignored "$@"

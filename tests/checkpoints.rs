@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::TempDir;
 use sluice::engine::{
-    CheckpointConfig, EngineError, JobHandle, RestoreFrom, StateBackendConfig, list_checkpoints,
+    CheckpointConfig, EngineError, JobHandle, RemoteCheckpoints, RestoreFrom, StateBackendConfig,
+    list_checkpoints,
 };
 use sluice::prelude::*;
 use sluice_cli::datagen::{Order, OrderGenerator};
@@ -343,4 +344,127 @@ fn a_changed_graph_or_lost_state_is_refused_with_a_clear_error() {
         .run()
         .expect("fresh start");
     check(&fresh.take());
+}
+
+/// The job's checkpoints also in an S3-compatible store (`SLUICE_S3_ENDPOINT`: moto's server
+/// under scripts/test.sh), a bucket and prefix of this test's own.
+fn remote_checkpoints(prefix: &str) -> RemoteCheckpoints {
+    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
+        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
+    RemoteCheckpoints::s3(
+        &format!("s3://sluice-checkpoints/{prefix}"),
+        &[
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+        ],
+    )
+    .expect("an S3 client")
+}
+
+/// Creates the test bucket (moto takes unsigned requests; buckets are outside `object_store`).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("the S3 server");
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
+        "{response}"
+    );
+}
+
+fn remote_config(dir: &Path, backend: &StateBackendConfig, remote: RemoteCheckpoints) -> JobConfig {
+    JobConfig::new("remote")
+        .workers(2)
+        .state_backend(backend.clone())
+        .checkpoints(
+            CheckpointConfig::new(dir.join("checkpoints"))
+                .interval(Duration::from_millis(40))
+                .remote(remote),
+        )
+}
+
+#[test]
+#[ignore = "needs an S3-compatible server: run scripts/test.sh"]
+fn checkpoints_in_object_storage_restore_on_another_machine_and_fence_a_superseded_run() {
+    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
+        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
+    create_bucket(&endpoint, "sluice-checkpoints");
+    let prefix = format!("remote-{}-{}", std::process::id(), sluice::engine::now_millis());
+    let out = CollectSink::new();
+
+    // The first machine runs until some checkpoints were uploaded, then stops.
+    let first = TempDir::new("chk-remote-first");
+    let job = revenue_job(
+        remote_config(&first.0, &rocksdb(&first.0), remote_checkpoints(&prefix)),
+        &out,
+        "revenue_1m",
+        None,
+    )
+    .expect("job");
+    let handle = job.start().expect("start");
+    wait_for_checkpoints(&handle, 3);
+    handle.stop();
+    handle.join().expect("stopped cleanly");
+    let published = remote_checkpoints(&prefix).published().expect("HEAD");
+    assert!(published.is_some(), "the first run published checkpoints");
+
+    // A second machine, with nothing on its disk, restores from the store and finishes.
+    let second = TempDir::new("chk-remote-second");
+    let report = revenue_job(
+        remote_config(&second.0, &rocksdb(&second.0), remote_checkpoints(&prefix)),
+        &out,
+        "revenue_1m",
+        None,
+    )
+    .expect("job")
+    .run()
+    .expect("runs to the end");
+    let read = report.metrics.total("orders", "records_out");
+    assert!(
+        read < u64::from(PARTITIONS) * PER_PARTITION,
+        "the second machine restored from the store ({read} records read)"
+    );
+    check(&out.take());
+
+    // Two runs at once: the one started later claims a newer epoch, and the older one fails
+    // at its next checkpoint instead of publishing over it.
+    let fenced_prefix = format!("{prefix}-fenced");
+    let older_dir = TempDir::new("chk-remote-older");
+    let older = revenue_job(
+        remote_config(
+            &older_dir.0,
+            &rocksdb(&older_dir.0),
+            remote_checkpoints(&fenced_prefix),
+        ),
+        &CollectSink::new(),
+        "revenue_1m",
+        None,
+    )
+    .expect("job")
+    .start()
+    .expect("start");
+    wait_for_checkpoints(&older, 1);
+    let newer_remote = remote_checkpoints(&fenced_prefix);
+    newer_remote.claim().expect("a newer run claims the checkpoints");
+    let at_claim = newer_remote.published().expect("HEAD");
+    let error = older
+        .join()
+        .expect_err("the superseded run is fenced")
+        .to_string();
+    assert!(error.contains("fenced"), "{error}");
+    assert_eq!(
+        newer_remote.published().expect("HEAD"),
+        at_claim,
+        "the superseded run published nothing after the claim"
+    );
 }

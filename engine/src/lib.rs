@@ -56,6 +56,8 @@ pub use checkpoint::{
     CheckpointConfig, CheckpointStep, CheckpointSummary, RestoreFrom, StateBackendConfig, create_savepoint,
     list_checkpoints, show_manifest,
 };
+#[cfg(feature = "remote-checkpoints")]
+pub use checkpoint::{RemoteCheckpoints, RemoteError};
 pub use clock::Clock;
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};

@@ -101,6 +101,8 @@ pub struct CheckpointConfig {
     pub(crate) timeout: Duration,
     pub(crate) restore: RestoreFrom,
     pub(crate) crash_at: Option<(CheckpointStep, u64)>,
+    #[cfg(feature = "remote-checkpoints")]
+    pub(crate) remote: Option<super::remote::RemoteCheckpoints>,
 }
 
 impl CheckpointConfig {
@@ -114,7 +116,20 @@ impl CheckpointConfig {
             timeout: Duration::from_secs(120),
             restore: RestoreFrom::Latest,
             crash_at: None,
+            #[cfg(feature = "remote-checkpoints")]
+            remote: None,
         }
+    }
+
+    /// Also keeps the checkpoints in object storage: each completed checkpoint is uploaded
+    /// and published there, and a run whose local directory holds none restores from the
+    /// newest published one (on another machine, say). Each run claims a new epoch when it
+    /// starts; a run superseded by a newer one fails at its next checkpoint instead of
+    /// publishing over it.
+    #[cfg(feature = "remote-checkpoints")]
+    pub fn remote(mut self, remote: super::remote::RemoteCheckpoints) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Time between the end of one checkpoint and the start of the next.

@@ -85,6 +85,9 @@ pub(crate) struct Coordinator {
     /// A simulated crash happened ([`CheckpointConfig::crash_at`]): nothing more may change.
     crashed: AtomicBool,
     metrics: CheckpointMetrics,
+    /// Uploads completed checkpoints to object storage (`CheckpointConfig::remote`).
+    #[cfg(feature = "remote-checkpoints")]
+    uploader: Option<super::upload::Uploader>,
 }
 
 /// Name under which checkpoint metrics are reported.
@@ -108,6 +111,26 @@ impl Coordinator {
     ) -> Result<Self> {
         let store = CheckpointStore::open(&config.dir)?;
         store.remove_incomplete()?;
+        #[cfg(feature = "remote-checkpoints")]
+        let uploader = match &config.remote {
+            Some(remote) => {
+                let failed = |reason: String| EngineError::Checkpoint {
+                    job: job.to_string(),
+                    reason,
+                };
+                remote.claim().map_err(|e| failed(e.to_string()))?;
+                // Nothing here to restore from: take the newest published checkpoint.
+                if config.restore == RestoreFrom::Latest && store.list()?.iter().all(|c| !c.complete) {
+                    remote
+                        .download_latest(|id| store.checkpoint_dir(id))
+                        .map_err(|e| failed(e.to_string()))?;
+                }
+                let uploader = super::upload::Uploader::start(remote.clone(), job, config.retain)
+                    .map_err(|e| failed(format!("cannot start the upload thread: {e}")))?;
+                Some(uploader)
+            }
+            None => None,
+        };
         let newest = store.list()?.last().map_or(0, |c| c.id);
         let scope = |name| metrics.counter(METRICS_SCOPE, name, 0);
         let gauge = |name| metrics.gauge(METRICS_SCOPE, name, 0);
@@ -134,6 +157,8 @@ impl Coordinator {
             finished_workers: AtomicUsize::new(0),
             base_offsets: Mutex::new(BTreeMap::new()),
             base_event_time: Mutex::new(BTreeMap::new()),
+            #[cfg(feature = "remote-checkpoints")]
+            uploader,
             metrics: CheckpointMetrics {
                 completed: scope("completed"),
                 abandoned: scope("abandoned"),
@@ -233,7 +258,8 @@ impl Coordinator {
         }
     }
 
-    /// The run ended (finished or stopped): a checkpoint still in flight cannot complete.
+    /// The run ended (finished or stopped): a checkpoint still in flight cannot complete;
+    /// the newest completed one is uploaded before the run returns.
     pub(crate) fn run_ended(&self) {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if self.crashed() {
@@ -242,10 +268,23 @@ impl Coordinator {
         if let Some(f) = inflight.take() {
             self.abandon(f, "the job ended");
         }
+        drop(inflight);
+        #[cfg(feature = "remote-checkpoints")]
+        if let Some(uploader) = &self.uploader {
+            uploader.drain(Duration::from_secs(60));
+        }
     }
 
-    /// Starts the next checkpoint when it is due, and abandons one that takes too long.
+    /// Starts the next checkpoint when it is due, and abandons one that takes too long. Fails
+    /// once a newer run of the job has taken over its checkpoints in object storage.
     pub(crate) fn poll(&self) -> Result<()> {
+        #[cfg(feature = "remote-checkpoints")]
+        if let Some(reason) = self.uploader.as_ref().and_then(super::upload::Uploader::fenced) {
+            return Err(EngineError::Checkpoint {
+                job: self.job.clone(),
+                reason,
+            });
+        }
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if self.crashed() {
             return Ok(());
@@ -361,7 +400,17 @@ impl Coordinator {
                     .set(started.elapsed().as_millis() as i64);
                 self.settle(id);
                 tracing::debug!(job = %self.job, checkpoint = id, bytes, "checkpoint complete");
-                if let Err(e) = self.store.retain(self.config.retain) {
+                #[allow(unused_mut)]
+                let mut keep = self.config.retain;
+                #[cfg(feature = "remote-checkpoints")]
+                if let Some(uploader) = &self.uploader {
+                    uploader.submit(id, dir.clone());
+                    // What is still to be uploaded stays on disk.
+                    if let Some(oldest) = uploader.oldest_in_use() {
+                        keep = keep.max((id.saturating_sub(oldest) + 1) as usize);
+                    }
+                }
+                if let Err(e) = self.store.retain(keep) {
                     tracing::warn!(job = %self.job, error = %e, "cannot remove old checkpoints");
                 }
                 Ok(())
