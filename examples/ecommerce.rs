@@ -186,10 +186,12 @@ fn describe(shop: &Shop) {
         None => "in memory, no checkpoints (--state-dir DIR to keep it)".to_string(),
     };
     println!("  state:     {state}");
-    println!(
-        "  workers:   {}; watermark: newest order time per partition − 5 s\n",
-        sluice_cli::shop::job_config(s).worker_count()
-    );
+    if let Ok(config) = sluice_cli::shop::job_config(s) {
+        println!(
+            "  workers:   {}; watermark: newest order time per partition − 5 s\n",
+            config.worker_count()
+        );
+    }
 }
 
 fn status(m: &JobMetrics, started: Instant, produced: u64) -> String {

@@ -468,3 +468,46 @@ fn checkpoints_in_object_storage_restore_on_another_machine_and_fence_a_supersed
         "the superseded run published nothing after the claim"
     );
 }
+
+/// The e-commerce example as a user runs it with `--checkpoint-store` (embedded Kafka and CQL
+/// store, the S3 endpoint and credentials from the `AWS_…` environment): its checkpoints are
+/// published in the store.
+#[test]
+#[ignore = "needs an S3-compatible server: run scripts/test.sh"]
+fn the_ecommerce_job_publishes_its_checkpoints_in_the_store_it_is_given() {
+    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
+        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
+    create_bucket(&endpoint, "sluice-checkpoints");
+    let prefix = format!("shop-{}-{}", std::process::id(), sluice::engine::now_millis());
+    let dir = TempDir::new("chk-remote-shop");
+    let out = std::process::Command::new(common::example("ecommerce"))
+        .args(["--events", "20000", "--workers", "2", "--quiet"])
+        .args([
+            "--state-dir",
+            &dir.0.display().to_string(),
+            "--checkpoint-interval",
+            "100ms",
+        ])
+        .args(["--checkpoint-store", &format!("s3://sluice-checkpoints/{prefix}")])
+        .env("AWS_ENDPOINT", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run the ecommerce example");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let published = remote_checkpoints(&prefix).published().expect("HEAD");
+    let local = list_checkpoints(&dir.0.join("checkpoints")).expect("local checkpoints");
+    let newest = local.iter().map(|c| c.id).max();
+    assert!(published.is_some(), "nothing published");
+    assert_eq!(
+        published, newest,
+        "the newest checkpoint is published before the job returns"
+    );
+}

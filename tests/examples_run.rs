@@ -4,18 +4,11 @@
 //!
 //! `cargo test` builds the examples next to the test binaries (`target/<profile>/examples`).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
-fn example(name: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
-    let profile = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile.join("examples").join(name)
-}
+use common::example;
 
 /// Runs an example; returns its standard output, failing the test on a non-zero exit.
 fn run(name: &str, args: &[&str]) -> String {

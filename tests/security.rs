@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::TempDir;
 use common::kafka::{read_topic, unique};
 use common::services::SecureServices;
 use common::shop::{assert_tables_match_batch, read_tables};
+use common::{TempDir, example};
 use sluice::cassandra::scylla::value::CqlTimestamp;
 use sluice::cassandra::{CassandraConfig, CassandraError, TlsConfig, read_rows};
 use sluice::kafka::{
@@ -29,15 +29,6 @@ use sluice_cli::shop::{MALFORMED_ORDERS, ShopData};
 
 /// The topic the services' readiness probe created.
 const PROBE_TOPIC: &str = "sluice-services-ready";
-
-fn example(name: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("test binary path");
-    let profile = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile.join("examples").join(name)
-}
 
 fn text(out: &Output) -> (String, String) {
     (

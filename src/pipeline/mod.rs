@@ -136,9 +136,13 @@ impl Pipeline {
         }
         if let Some(dir) = &spec.state_dir {
             let interval = spec.checkpoint_interval.unwrap_or(Duration::from_secs(10));
+            let mut checkpoints = CheckpointConfig::new(dir.join("checkpoints")).interval(interval);
+            if let Some(url) = &spec.checkpoint_store {
+                checkpoints = checkpoints.remote(crate::shop::checkpoint_store(url)?);
+            }
             config = config
                 .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
-                .checkpoints(CheckpointConfig::new(dir.join("checkpoints")).interval(interval));
+                .checkpoints(checkpoints);
         }
         Ok(Job::new(config, move |b| {
             let source_spec = spec.source.get_ref();

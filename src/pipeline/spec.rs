@@ -65,6 +65,10 @@ pub struct PipelineSpec {
     /// Time between checkpoints (with `state_dir`; default 10 s).
     #[serde(default, deserialize_with = "de_duration")]
     pub checkpoint_interval: Option<Duration>,
+    /// Also keep the checkpoints in S3-compatible storage (`s3://bucket/prefix`, with
+    /// `state_dir`; endpoint and credentials from the `AWS_…` environment variables).
+    #[serde(default)]
+    pub checkpoint_store: Option<String>,
     /// Where records come from.
     pub source: Spanned<SourceSpec>,
     /// Optional window over which the aggregates are computed per key.
@@ -260,6 +264,12 @@ impl PipelineSpec {
         }
         if self.workers == Some(0) {
             return Err((0, "workers must be at least 1".into()));
+        }
+        if self.checkpoint_store.is_some() && self.state_dir.is_none() {
+            return Err((
+                0,
+                "checkpoint_store needs state_dir (checkpoints are taken there first)".into(),
+            ));
         }
         let sink = self.sink.get_ref();
         match &self.window {

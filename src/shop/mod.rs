@@ -31,7 +31,9 @@ mod settings;
 mod tables;
 
 pub use error::ShopError;
-pub use pipeline::{OUT_OF_ORDERNESS, PARTITION_IDLENESS, job_config, product_revenue, shop_job};
+pub use pipeline::{
+    OUT_OF_ORDERNESS, PARTITION_IDLENESS, checkpoint_store, job_config, product_revenue, shop_job,
+};
 pub use produce::{MALFORMED_ORDERS, ProduceSpec, Produced, ShopData, VIEWS_PER_ORDER, produce};
 pub use report::{ShopReport, dollars, thousands, utc, utc_clock};
 pub use settings::{OnBadRecord, PartialSettings, ShopSettings, parse_duration};

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use sluice_engine::{
-    CheckpointConfig, Job, JobBuilder, JobConfig, Result, StateBackendConfig, Stream, WatermarkStrategy,
+    CheckpointConfig, EngineError, Job, JobBuilder, JobConfig, RemoteCheckpoints, Result, StateBackendConfig,
+    Stream, WatermarkStrategy,
 };
 use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{Count, JoinInterval, KeyedJoinExt, KeyedStreamExt, Min, StreamExt, Sum, Windows};
@@ -22,26 +23,42 @@ pub const OUT_OF_ORDERNESS: Duration = Duration::from_secs(5);
 pub const PARTITION_IDLENESS: Duration = Duration::from_secs(10);
 
 /// The job's configuration from the settings: workers, and with a state directory RocksDB
-/// state under `<dir>/state` and checkpoints under `<dir>/checkpoints` (restoring the latest).
-pub fn job_config(settings: &ShopSettings) -> JobConfig {
+/// state under `<dir>/state` and checkpoints under `<dir>/checkpoints` (restoring the latest),
+/// also kept in the checkpoint store when one is set.
+///
+/// # Errors
+/// A checkpoint store URL the S3 client does not take.
+pub fn job_config(settings: &ShopSettings) -> Result<JobConfig> {
     let mut config = JobConfig::new("ecommerce");
     if let Some(workers) = settings.workers {
         config = config.workers(workers);
     }
     if let Some(dir) = &settings.state_dir {
+        let mut checkpoints =
+            CheckpointConfig::new(dir.join("checkpoints")).interval(settings.checkpoint_interval);
+        if let Some(url) = &settings.checkpoint_store {
+            checkpoints = checkpoints.remote(checkpoint_store(url)?);
+        }
         config = config
             .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
-            .checkpoints(
-                CheckpointConfig::new(dir.join("checkpoints")).interval(settings.checkpoint_interval),
-            );
+            .checkpoints(checkpoints);
     }
-    config
+    Ok(config)
+}
+
+/// The checkpoint store at `url` (`s3://bucket/prefix`), configured from the environment
+/// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+pub fn checkpoint_store(url: &str) -> Result<RemoteCheckpoints> {
+    RemoteCheckpoints::s3(url, &[]).map_err(|e| EngineError::InvalidConfig {
+        key: "checkpoint_store",
+        reason: e.to_string(),
+    })
 }
 
 /// The e-commerce job reading `kafka` and writing `tables`.
 pub fn shop_job(settings: &ShopSettings, kafka: &KafkaConfig, tables: &ShopTables) -> Result<Job> {
     let (settings, kafka, tables) = (settings.clone(), kafka.clone(), tables.clone());
-    Job::new(job_config(&settings), move |b| {
+    Job::new(job_config(&settings)?, move |b| {
         build(b, &settings, &kafka, &tables);
         Ok(())
     })

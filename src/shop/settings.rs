@@ -42,6 +42,8 @@ pub struct ShopSettings {
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints (with `state_dir`).
     pub checkpoint_interval: Duration,
+    /// Also keep the checkpoints here (`s3://bucket/prefix`, with `state_dir`).
+    pub checkpoint_store: Option<String>,
     /// What to do with undecodable records.
     pub on_bad_record: OnBadRecord,
     /// Serve Prometheus metrics here.
@@ -70,6 +72,7 @@ impl Default for ShopSettings {
             workers: None,
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
+            checkpoint_store: None,
             on_bad_record: OnBadRecord::DeadLetter(()),
             metrics_addr: None,
             metrics_token_file: None,
@@ -117,6 +120,7 @@ impl ShopSettings {
             exit_when_idle,
             workers,
             state_dir,
+            checkpoint_store,
             metrics_addr,
             metrics_token_file
         );
@@ -140,6 +144,17 @@ impl ShopSettings {
         }
         if self.checkpoint_interval.is_zero() {
             return invalid("checkpoint-interval", "must be longer than zero");
+        }
+        if let Some(url) = &self.checkpoint_store {
+            if self.state_dir.is_none() {
+                return invalid(
+                    "checkpoint-store",
+                    "needs --state-dir (checkpoints are taken there first)",
+                );
+            }
+            if let Err(e) = super::pipeline::checkpoint_store(url) {
+                return invalid("checkpoint-store", &e.to_string());
+            }
         }
         if !self
             .keyspace
@@ -208,6 +223,12 @@ pub struct PartialSettings {
     /// from the last complete checkpoint [default: state in memory, no checkpoints].
     #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Also keep the checkpoints in S3-compatible storage (s3://bucket/prefix; with
+    /// --state-dir): a run with an empty state directory restores from there, and an older
+    /// run still going is fenced. Endpoint and credentials from AWS_ENDPOINT, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "SLUICE_CHECKPOINT_STORE", value_name = "URL")]
+    pub checkpoint_store: Option<String>,
     /// Time between checkpoints (with --state-dir) [default: 10s].
     #[arg(long, env = "SLUICE_CHECKPOINT_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de_duration")]
@@ -370,6 +391,24 @@ mod tests {
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
             assert!(help.contains(&format!("[default: {value}]")), "--{id}: {help}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_store_needs_a_state_directory_and_an_s3_url() {
+        let mut settings = ShopSettings {
+            checkpoint_store: Some("s3://checkpoints/shop".into()),
+            ..ShopSettings::default()
+        };
+        let error = settings.validate().expect_err("no state dir").to_string();
+        assert!(
+            error.contains("checkpoint-store") && error.contains("state-dir"),
+            "{error}"
+        );
+        settings.state_dir = Some("/var/lib/sluice/shop".into());
+        assert!(settings.validate().is_ok());
+        settings.checkpoint_store = Some("ftp://checkpoints/shop".into());
+        let error = settings.validate().expect_err("not S3").to_string();
+        assert!(error.contains("checkpoint-store"), "{error}");
     }
 
     #[test]

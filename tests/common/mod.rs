@@ -196,6 +196,18 @@ pub fn batch_sessions(events: &[Event], gap: i64) -> Rows {
 }
 
 /// A unique scratch directory under the system temp dir, removed on drop.
+/// The path of example `name`, which `cargo test` builds next to the test binaries
+/// (`target/<profile>/examples`).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile.join("examples").join(name)
+}
+
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
