@@ -12,6 +12,12 @@ use serde::Deserialize;
 use sluice_cassandra::{CassandraConfig, TlsConfig};
 use sluice_kafka::{KafkaConfig, KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 
+/// Sets each listed `Option` field of `$to` that `$from` has.
+macro_rules! take_present {
+    ($to:ident, $from:ident: $($field:ident),*) => { $(if $from.$field.is_some() { $to.$field = $from.$field; })* };
+}
+pub(crate) use take_present;
+
 /// A setting that cannot be used, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("setting '{key}': {reason}")]
@@ -191,11 +197,7 @@ pub struct KafkaSecuritySettings {
 impl KafkaSecuritySettings {
     /// Takes every setting `other` has.
     pub fn apply(&mut self, other: KafkaSecuritySettings) {
-        macro_rules! take {
-            ($($field:ident),*) => { $(if other.$field.is_some() { self.$field = other.$field; })* };
-        }
-        take!(
-            tls,
+        take_present!(self, other: tls,
             ca_file,
             cert_file,
             key_file,
@@ -348,11 +350,7 @@ pub struct CassandraSecuritySettings {
 impl CassandraSecuritySettings {
     /// Takes every setting `other` has.
     pub fn apply(&mut self, other: CassandraSecuritySettings) {
-        macro_rules! take {
-            ($($field:ident),*) => { $(if other.$field.is_some() { self.$field = other.$field; })* };
-        }
-        take!(
-            username,
+        take_present!(self, other: username,
             password_file,
             password,
             tls,

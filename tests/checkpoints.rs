@@ -346,11 +346,26 @@ fn a_changed_graph_or_lost_state_is_refused_with_a_clear_error() {
     check(&fresh.take());
 }
 
-/// The job's checkpoints also in an S3-compatible store (`SLUICE_S3_ENDPOINT`: moto's server
-/// under scripts/test.sh), a bucket and prefix of this test's own.
-fn remote_checkpoints(prefix: &str) -> RemoteCheckpoints {
+/// The S3-compatible server (`SLUICE_S3_ENDPOINT`: moto's under scripts/test.sh), with the
+/// tests' bucket created (moto takes unsigned requests; buckets are outside `object_store`).
+fn s3_endpoint() -> String {
     let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
         .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
+    let response = common::http(
+        endpoint.trim_start_matches("http://"),
+        "PUT /sluice-checkpoints",
+        "",
+    );
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
+        "{response}"
+    );
+    endpoint
+}
+
+/// The job's checkpoints also in the S3-compatible store, under a prefix of this test's own.
+fn remote_checkpoints(prefix: &str) -> RemoteCheckpoints {
+    let endpoint = s3_endpoint();
     RemoteCheckpoints::s3(
         &format!("s3://sluice-checkpoints/{prefix}"),
         &[
@@ -362,24 +377,6 @@ fn remote_checkpoints(prefix: &str) -> RemoteCheckpoints {
         ],
     )
     .expect("an S3 client")
-}
-
-/// Creates the test bucket (moto takes unsigned requests; buckets are outside `object_store`).
-fn create_bucket(endpoint: &str, bucket: &str) {
-    use std::io::{Read, Write};
-    let host = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("the S3 server");
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    assert!(
-        response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
-        "{response}"
-    );
 }
 
 fn remote_config(dir: &Path, backend: &StateBackendConfig, remote: RemoteCheckpoints) -> JobConfig {
@@ -396,9 +393,6 @@ fn remote_config(dir: &Path, backend: &StateBackendConfig, remote: RemoteCheckpo
 #[test]
 #[ignore = "needs an S3-compatible server: run scripts/test.sh"]
 fn checkpoints_in_object_storage_restore_on_another_machine_and_fence_a_superseded_run() {
-    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
-        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
-    create_bucket(&endpoint, "sluice-checkpoints");
     let prefix = format!("remote-{}-{}", std::process::id(), sluice::engine::now_millis());
     let out = CollectSink::new();
 
@@ -475,9 +469,7 @@ fn checkpoints_in_object_storage_restore_on_another_machine_and_fence_a_supersed
 #[test]
 #[ignore = "needs an S3-compatible server: run scripts/test.sh"]
 fn the_ecommerce_job_publishes_its_checkpoints_in_the_store_it_is_given() {
-    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
-        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
-    create_bucket(&endpoint, "sluice-checkpoints");
+    let endpoint = s3_endpoint();
     let prefix = format!("shop-{}-{}", std::process::id(), sluice::engine::now_millis());
     let dir = TempDir::new("chk-remote-shop");
     let out = std::process::Command::new(common::example("ecommerce"))

@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -271,18 +271,10 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// GET /metrics with an optional bearer token; the whole response.
 fn get_metrics(addr: &str, token: Option<&str>) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
+    common::http(addr, "GET /metrics", &auth)
 }
 
 fn ecommerce_runs_over_sasl_ssl_and_cassandra_tls(s: &SecureServices) {

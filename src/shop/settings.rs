@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ShopError;
-use crate::security::{CassandraSecuritySettings, KafkaSecuritySettings};
+use crate::security::{CassandraSecuritySettings, KafkaSecuritySettings, take_present};
 pub use crate::settings::{OnBadRecord, parse_duration};
 use crate::settings::{de_duration, de_on_bad_record};
 
@@ -111,11 +111,7 @@ impl ShopSettings {
             checkpoint_interval,
             on_bad_record
         );
-        macro_rules! take_some {
-            ($($field:ident),*) => { $(if o.$field.is_some() { self.$field = o.$field; })* };
-        }
-        take_some!(
-            brokers,
+        take_present!(self, o: brokers,
             cassandra,
             exit_when_idle,
             workers,

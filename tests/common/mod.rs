@@ -208,6 +208,21 @@ pub fn example(name: &str) -> std::path::PathBuf {
     profile.join("examples").join(name)
 }
 
+/// Sends one HTTP/1.1 request (`method path`, extra header lines each ending in `\r\n`) to
+/// `host:port` and returns the whole response.
+pub fn http(host: &str, method_and_path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("{host}: {e}"));
+    write!(
+        stream,
+        "{method_and_path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
