@@ -24,6 +24,12 @@ pub trait Sink<T>: 'static {
         Ok(())
     }
 
+    /// The input has no data for now and does not hold event time back (every partition
+    /// upstream of this sink is idle), until its next record or watermark.
+    fn on_idle(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Checkpoint `id` reached this sink: make every earlier write durable before returning.
     fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
         Ok(())
@@ -114,7 +120,7 @@ impl<T: Data> Push<T> for SinkInput<T> {
     }
 
     fn idle(&mut self) -> Result<()> {
-        Ok(())
+        self.0.borrow_mut().guarded(|s| s.on_idle())
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {

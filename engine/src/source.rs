@@ -12,7 +12,7 @@ use crate::idleness::IdleVote;
 use crate::ids::{PartitionId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::push::Data;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Watermark};
 
 /// How a connector words a [`RecordLocation`], e.g. "topic orders partition 3 offset 17".
 pub type DescribeLocation = fn(&RecordLocation, &mut fmt::Formatter<'_>) -> fmt::Result;
@@ -76,11 +76,28 @@ impl PartialEq for RecordLocation {
 
 impl Eq for RecordLocation {}
 
-/// How far a source reader has read: the next offset of every partition it owns.
+/// How far a source reader has read: the next offset of every partition it owns, and what
+/// the reader must know again to continue there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourcePosition {
     /// Next offset to read per partition.
     pub offsets: BTreeMap<PartitionId, u64>,
+    /// The reader's own state of a partition at that offset (e.g. which records it has
+    /// already seen, to drop them when they come again), opaque to the engine. It is stored
+    /// with the offset in checkpoints and handed back by `seek`; a partition's state goes with
+    /// its offset, so it is only kept for partitions that have one here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<PartitionId, Vec<u8>>,
+}
+
+impl SourcePosition {
+    /// A position of `offsets`, without reader state.
+    pub fn of_offsets(offsets: impl IntoIterator<Item = (PartitionId, u64)>) -> Self {
+        SourcePosition {
+            offsets: offsets.into_iter().collect(),
+            state: BTreeMap::new(),
+        }
+    }
 }
 
 /// One item produced by a reader poll.
@@ -115,6 +132,11 @@ pub enum SourceItem<T> {
     PartitionRevoked(PartitionId),
     /// The partition has no more records.
     PartitionEnd(PartitionId),
+    /// The partition's watermark, from a reader that knows it from its input (a
+    /// repartition topic carrying its writers' watermarks), for readers whose
+    /// [`SourceReader::provides_watermarks`] is true. The partition's records then do not
+    /// move its watermark.
+    Watermark(PartitionId, Watermark),
     /// The reader has read everything the partition holds for now (a Kafka partition at its
     /// end offset). Until its next record, the time the source keeps being read counts
     /// towards the partition's idleness.
@@ -212,6 +234,11 @@ impl<'a, T> SourceOutput<'a, T> {
     /// Marks `partition` as finished.
     pub fn partition_end(&mut self, partition: PartitionId) {
         self.add(SourceItem::PartitionEnd(partition));
+    }
+
+    /// Reports the watermark of `partition` (see [`SourceItem::Watermark`]).
+    pub fn watermark(&mut self, partition: PartitionId, watermark: Watermark) {
+        self.add(SourceItem::Watermark(partition, watermark));
     }
 
     /// Says that `partition` has nothing more to give for now (see
@@ -359,6 +386,14 @@ pub trait SourceReader<T> {
     /// # Errors
     /// When the position cannot be reached.
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError>;
+
+    /// Whether the reader reports its partitions' watermarks itself
+    /// ([`SourceOutput::watermark`]) instead of the engine deriving them from record
+    /// timestamps. The source's out-of-orderness bound is then added to nothing: a reported
+    /// watermark is the partition's watermark.
+    fn provides_watermarks(&self) -> bool {
+        false
+    }
 
     /// Whether the reader knows which partitions it owns. A reader that knows it owns none
     /// does not hold event time back; one that does not know yet (a Kafka reader before its

@@ -114,6 +114,8 @@ struct DriverCore<T: Data> {
     restored: HashMap<PartitionId, Timestamp>,
     /// Idleness was announced because the reader knows it owns no partition.
     idle_without_partitions: bool,
+    /// The reader reports watermarks ([`SourceItem::Watermark`]); records do not move them.
+    reported_watermarks: bool,
     counters: SourceCounters,
 }
 
@@ -137,9 +139,11 @@ impl<T: Data> SourceDriver<T> {
             .into_iter()
             .map(|id| PartitionState::new(id, None))
             .collect();
+        let reported_watermarks = reader.provides_watermarks();
         SourceDriver {
             reader,
             core: DriverCore {
+                reported_watermarks,
                 name,
                 clock,
                 strategy,
@@ -252,7 +256,11 @@ impl<T: Data> DriverCore<T> {
                     p.caught_up = false;
                     p.quiet_ms = 0;
                     p.delivered = true;
-                    if ts > p.max_ts {
+                    if self.reported_watermarks {
+                        if !p.dirty && self.tracker.is_idle(slot) {
+                            p.dirty = true;
+                        }
+                    } else if ts > p.max_ts {
                         p.max_ts = ts;
                         p.dirty = true;
                     } else {
@@ -303,6 +311,20 @@ impl<T: Data> DriverCore<T> {
             SourceItem::PartitionEnd(partition) => {
                 let slot = self.slot(partition);
                 self.ended.push(slot);
+                Ok(())
+            }
+            SourceItem::Watermark(partition, wm) => {
+                let slot = self.slot(partition);
+                let bound = self.strategy.out_of_orderness;
+                let p = &mut self.partitions[slot];
+                // The partition's watermark is `max_ts - bound`: keep it that way, so
+                // checkpoints and restores treat it as any other partition's.
+                let max_ts = wm.0.saturating_add(bound);
+                if self.reported_watermarks && !p.revoked && max_ts > p.max_ts {
+                    p.max_ts = max_ts;
+                    p.delivered = true;
+                    p.dirty = true;
+                }
                 Ok(())
             }
             SourceItem::PartitionCaughtUp(partition) => {
@@ -619,8 +641,8 @@ mod tests {
     use crate::idleness::InputIdleness;
     use crate::push::Push;
 
-    /// Hands out scripted items, one poll at a time.
-    struct Script(VecDeque<Vec<SourceItem<u64>>>);
+    /// Hands out scripted items, one poll at a time; reports watermarks itself if `.1`.
+    struct Script(VecDeque<Vec<SourceItem<u64>>>, bool);
 
     impl SourceReader<u64> for Script {
         fn partitions(&self) -> Vec<PartitionId> {
@@ -637,6 +659,7 @@ mod tests {
                     SourceItem::PartitionRevoked(p) => batch.partition_revoked(p),
                     SourceItem::PartitionEnd(p) => batch.partition_end(p),
                     SourceItem::PartitionCaughtUp(p) => batch.caught_up(p),
+                    SourceItem::Watermark(p, wm) => batch.watermark(p, wm),
                     SourceItem::BadRecord { .. } => {}
                 }
             }
@@ -647,6 +670,9 @@ mod tests {
         }
         fn seek(&mut self, _: &SourcePosition) -> std::result::Result<(), BoxError> {
             Ok(())
+        }
+        fn provides_watermarks(&self) -> bool {
+            self.1
         }
     }
 
@@ -681,6 +707,10 @@ mod tests {
     }
 
     fn driver(polls: Vec<Vec<SourceItem<u64>>>) -> (SourceDriver<u64>, Rc<RefCell<Vec<Watermark>>>) {
+        driver_of(Script(polls.into(), false))
+    }
+
+    fn driver_of(script: Script) -> (SourceDriver<u64>, Rc<RefCell<Vec<Watermark>>>) {
         let watermarks = Rc::new(RefCell::new(Vec::new()));
         let out = Output::new();
         out.attach(Box::new(Watermarks(Rc::clone(&watermarks))));
@@ -696,7 +726,7 @@ mod tests {
         let strategy = WatermarkStrategy::monotonous().with_timestamps(|v: &u64| *v as i64);
         let driver = SourceDriver::new(
             "s".into(),
-            Box::new(Script(polls.into())),
+            Box::new(script),
             strategy,
             OnBadRecord::Fail,
             out,
@@ -732,5 +762,34 @@ mod tests {
             "partition 1 belongs to another reader now: {:?}",
             watermarks.borrow()
         );
+    }
+
+    #[test]
+    fn a_reader_that_reports_watermarks_sets_them_and_its_records_do_not() {
+        let wm = |p: u32, t: i64| SourceItem::Watermark(PartitionId(p), Watermark(t));
+        let polls = vec![
+            vec![
+                SourceItem::PartitionStart(PartitionId(0)),
+                SourceItem::PartitionStart(PartitionId(1)),
+                record(0, 900),
+                record(1, 800),
+            ],
+            vec![wm(0, 300), wm(1, 200)],
+            // A lower report than the partition's watermark is ignored.
+            vec![wm(1, 100), wm(0, 500), record(1, 5_000)],
+        ];
+        let (mut d, watermarks) = driver_of(Script(polls.into(), true));
+        d.drive().unwrap();
+        assert!(
+            watermarks.borrow().is_empty(),
+            "records of a reporting reader set no watermark: {:?}",
+            watermarks.borrow()
+        );
+        d.drive().unwrap();
+        assert_eq!(watermarks.borrow().last(), Some(&Watermark(200)));
+        d.drive().unwrap();
+        assert_eq!(watermarks.borrow().last(), Some(&Watermark(200)));
+        let (_, event_time) = d.inject_barrier(CheckpointId(1)).unwrap();
+        assert_eq!(event_time.get(&PartitionId(0)), Some(&500));
     }
 }

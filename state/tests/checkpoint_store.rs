@@ -26,6 +26,7 @@ fn write_checkpoint(store: &CheckpointStore, id: u64) -> std::path::PathBuf {
         watermark: 0,
         offsets: BTreeMap::from([("orders".to_string(), BTreeMap::from([(0, id * 10)]))]),
         event_time: BTreeMap::new(),
+        reader_state: BTreeMap::new(),
         workers: vec![WorkerEntry {
             worker: 0,
             key_groups: KeyGroupRange::all(128),

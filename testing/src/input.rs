@@ -303,9 +303,7 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self.owned.iter().map(|p| (p.id, p.next as u64)).collect(),
-        }
+        SourcePosition::of_offsets(self.owned.iter().map(|p| (p.id, p.next as u64)))
     }
 
     fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {

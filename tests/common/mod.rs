@@ -140,9 +140,7 @@ impl<T: Data> SourceReader<T> for ScriptedReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self.owned.iter().map(|p| (p.id, p.next as u64)).collect(),
-        }
+        SourcePosition::of_offsets(self.owned.iter().map(|p| (p.id, p.next as u64)))
     }
 
     fn seek(&mut self, _position: &SourcePosition) -> Result<(), BoxError> {

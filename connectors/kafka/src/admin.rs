@@ -64,6 +64,15 @@ fn protocol_hint(config: &KafkaConfig, last_error: &str) -> &'static str {
 /// When the brokers do not answer within 10 s, or refuse the client (bad credentials, a
 /// failed TLS handshake: [`KafkaConnectorError::Refused`], as soon as it happens).
 pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError> {
+    Ok(partition_count(config, topic)?.is_some())
+}
+
+/// The number of partitions of `topic`, or `None` if the brokers do not know it (asking does
+/// not create it).
+///
+/// # Errors
+/// As [`topic_exists`].
+pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option<usize>, BoxError> {
     let consumer: BaseConsumer<LoggingContext> = config
         .client_config(&[("allow.auto.create.topics", "false")])
         .create_with_context(LoggingContext::default())
@@ -96,5 +105,6 @@ pub fn topic_exists(config: &KafkaConfig, topic: &str) -> Result<bool, BoxError>
     Ok(metadata
         .topics()
         .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len()))
 }

@@ -59,6 +59,18 @@ pub enum KafkaConnectorError {
         /// How long the source waited.
         limit: Duration,
     },
+    /// A topic the job depends on has not the partitions the job expects (or does not exist).
+    #[error("topic '{topic}' on {brokers} has {found} partitions; {expected}")]
+    Partitions {
+        /// The topic.
+        topic: String,
+        /// The brokers asked.
+        brokers: String,
+        /// How many it has (0: it does not exist).
+        found: usize,
+        /// What the job expects, and why.
+        expected: String,
+    },
     /// The partitions a rebalance assigned could not be taken.
     #[error("cannot take the assigned partitions: {0}")]
     Assignment(String),
@@ -86,7 +98,9 @@ impl KafkaConnectorError {
             }
             KafkaConnectorError::TopicRefused { code, .. } => retry_for_code(*code),
             KafkaConnectorError::Encode { .. } | KafkaConnectorError::Refused { .. } => Retry::Stop,
-            KafkaConnectorError::DeadLetterScan { .. } | KafkaConnectorError::Assignment(_) => Retry::Restart,
+            KafkaConnectorError::DeadLetterScan { .. }
+            | KafkaConnectorError::Assignment(_)
+            | KafkaConnectorError::Partitions { .. } => Retry::Restart,
         }
     }
 

@@ -2,6 +2,7 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sluice_engine::PartitionId;
 
 /// Turns a Kafka record's key and payload into a value; an `Err` is a bad record.
 ///
@@ -13,6 +14,21 @@ pub trait RecordDeserializer<T>: Send + Sync + 'static {
     /// # Errors
     /// A description of why the record is unusable.
     fn deserialize(&self, key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<T, String>;
+
+    /// Decodes one record knowing where it was read: the source's partition id (see
+    /// [`KafkaSource`](crate::KafkaSource)) and the record's offset. The default ignores both.
+    ///
+    /// # Errors
+    /// As [`Self::deserialize`].
+    fn deserialize_at(
+        &self,
+        _partition: PartitionId,
+        _offset: u64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<T, String> {
+        self.deserialize(key, payload)
+    }
 }
 
 impl<T, F> RecordDeserializer<T> for F

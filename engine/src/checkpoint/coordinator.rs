@@ -74,6 +74,8 @@ pub(crate) struct Coordinator {
     base_offsets: Mutex<BTreeMap<String, BTreeMap<u32, u64>>>,
     /// Event time per partition of the checkpoint the current attempt restored, likewise.
     base_event_time: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
+    /// The restored checkpoint's reader states, kept with `base_offsets`.
+    base_reader_state: Mutex<BTreeMap<String, BTreeMap<u32, Vec<u8>>>>,
     /// Workers of the current attempt that ran out of input.
     finished_workers: AtomicUsize,
     /// Set once a checkpoint completed in this process: later attempts restore the latest.
@@ -157,6 +159,7 @@ impl Coordinator {
             finished_workers: AtomicUsize::new(0),
             base_offsets: Mutex::new(BTreeMap::new()),
             base_event_time: Mutex::new(BTreeMap::new()),
+            base_reader_state: Mutex::new(BTreeMap::new()),
             #[cfg(feature = "remote-checkpoints")]
             uploader,
             metrics: CheckpointMetrics {
@@ -189,6 +192,10 @@ impl Coordinator {
         *self.base_event_time.lock().unwrap_or_else(|p| p.into_inner()) = point
             .as_ref()
             .map(|p| p.manifest.event_time.clone())
+            .unwrap_or_default();
+        *self.base_reader_state.lock().unwrap_or_else(|p| p.into_inner()) = point
+            .as_ref()
+            .map(|p| p.manifest.reader_state.clone())
             .unwrap_or_default();
         if let Some(p) = &point {
             for (id, reason) in &p.skipped {
@@ -440,11 +447,24 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let mut reader_state = self
+            .base_reader_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (source, position, times) in acks.iter().flat_map(|a| &a.positions) {
             let merged = offsets.entry(source.clone()).or_default();
+            let states = reader_state.entry(source.clone()).or_default();
             for (p, o) in &position.offsets {
                 let e = merged.entry(p.0).or_insert(*o);
-                *e = (*e).max(*o);
+                // A partition's reader state goes with the highest offset reported for it.
+                if *o >= *e {
+                    *e = *o;
+                    match position.state.get(p) {
+                        Some(state) => states.insert(p.0, state.clone()),
+                        None => states.remove(&p.0),
+                    };
+                }
             }
             let merged = event_time.entry(source.clone()).or_default();
             for (p, t) in times {
@@ -475,6 +495,7 @@ impl Coordinator {
             watermark: acks.iter().map(|a| a.watermark.0).min().unwrap_or(i64::MIN),
             offsets,
             event_time,
+            reader_state: reader_state.into_iter().filter(|(_, s)| !s.is_empty()).collect(),
             workers: acks.into_iter().map(|a| a.entry).collect(),
             checksum: 0,
         };

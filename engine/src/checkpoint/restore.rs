@@ -1,5 +1,4 @@
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -165,12 +164,10 @@ pub(crate) fn restore_worker(
             source.restore_event_time(&event_time);
         }
         if let Some(offsets) = point.manifest.offsets.get(source.name()) {
-            let position = SourcePosition {
-                offsets: offsets
-                    .iter()
-                    .map(|(p, o)| (PartitionId(*p), *o))
-                    .collect::<BTreeMap<_, _>>(),
-            };
+            let mut position = SourcePosition::of_offsets(offsets.iter().map(|(p, o)| (PartitionId(*p), *o)));
+            if let Some(states) = point.manifest.reader_state.get(source.name()) {
+                position.state = states.iter().map(|(p, s)| (PartitionId(*p), s.clone())).collect();
+            }
             source.seek(&position)?;
         }
     }

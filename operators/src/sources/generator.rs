@@ -96,9 +96,7 @@ impl<T: Data> SourceReader<T> for GeneratorReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self.owned.iter().map(|(p, o, _)| (*p, *o)).collect(),
-        }
+        SourcePosition::of_offsets(self.owned.iter().map(|(p, o, _)| (*p, *o)))
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {

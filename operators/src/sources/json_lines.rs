@@ -243,9 +243,7 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for JsonLinesReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self.offsets.iter().copied().collect(),
-        }
+        SourcePosition::of_offsets(self.offsets.iter().copied())
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {

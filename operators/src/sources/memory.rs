@@ -98,13 +98,11 @@ impl<T: Data> SourceReader<T> for MemoryReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self
-                .owned
+        SourcePosition::of_offsets(
+            self.owned
                 .iter()
-                .map(|(p, o, _)| (PartitionId(*p as u32), *o as u64))
-                .collect(),
-        }
+                .map(|(p, o, _)| (PartitionId(*p as u32), *o as u64)),
+        )
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {

@@ -38,6 +38,10 @@ pub struct Manifest {
     /// restored partition's watermark continues where it was.
     #[serde(default)]
     pub event_time: BTreeMap<String, BTreeMap<u32, i64>>,
+    /// Per source, per partition: the reader's own state at that partition's offset (for
+    /// example the deduplication marks of a repartition topic's reader), opaque bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reader_state: BTreeMap<String, BTreeMap<u32, Vec<u8>>>,
     /// One entry per worker of the run that wrote the checkpoint.
     pub workers: Vec<WorkerEntry>,
     /// Checksum (xxh3) of the manifest with this field set to 0.

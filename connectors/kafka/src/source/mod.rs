@@ -7,6 +7,8 @@ mod partition;
 mod reader;
 mod rebalance;
 
+pub(crate) use partition::partition_id;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,11 +33,12 @@ use super::dead_lettered::{DeadLetterLog, already_dead_lettered};
 use super::error::{Context, KafkaConnectorError, with_retry_hint};
 use super::format::{Json, RecordDeserializer};
 use super::gaps::OffsetGaps;
+use super::repartition::{Located, LocatedFormat};
 pub use super::start::StartFrom;
 use super::start::{StartKind, StartOffsets, resolve};
 
 use group::{GroupProgress, count_partitions};
-use partition::{add_starts, partition_id, split_partition_id, static_share};
+use partition::{add_starts, split_partition_id, static_share};
 use reader::{Counters, KafkaReader, ReaderState};
 use rebalance::{ReaderContext, Rebalanced};
 
@@ -168,6 +171,24 @@ impl<T: Data> KafkaSource<T> {
     pub fn group_assignment(mut self) -> Self {
         self.assignment = Assignment::Group;
         self
+    }
+
+    /// Hands on each record with its partition and offset ([`Located`]), what a
+    /// [`Repartition`](crate::Repartition) topic needs to give re-keyed records ids that stay
+    /// the same when the input is read again.
+    pub fn located(self) -> KafkaSource<Located<T>> {
+        KafkaSource {
+            config: self.config,
+            group: self.group,
+            topics: self.topics,
+            format: Arc::new(LocatedFormat(self.format)),
+            on_bad_record: self.on_bad_record,
+            start: self.start,
+            start_offsets: self.start_offsets,
+            exit_when_idle: self.exit_when_idle,
+            max_queued_kbytes: self.max_queued_kbytes,
+            assignment: self.assignment,
+        }
     }
 
     /// Bytes librdkafka may prefetch per consumer, in KiB (default 16 MiB).

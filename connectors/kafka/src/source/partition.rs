@@ -3,7 +3,7 @@
 use super::*;
 
 /// Encodes a topic index and partition into one id.
-pub(super) fn partition_id(topic_index: usize, partition: i32) -> PartitionId {
+pub(crate) fn partition_id(topic_index: usize, partition: i32) -> PartitionId {
     PartitionId(((topic_index as u32) << 20) | (partition as u32 & 0xF_FFFF))
 }
 
@@ -77,9 +77,7 @@ mod tests {
     fn restored_positions_become_starts_of_known_topics_only() {
         let offsets = StartOffsets::default();
         let topics = vec!["orders".to_string()];
-        let position = SourcePosition {
-            offsets: [(partition_id(0, 2), 40), (partition_id(3, 1), 7)].into(),
-        };
+        let position = SourcePosition::of_offsets([(partition_id(0, 2), 40), (partition_id(3, 1), 7)]);
         add_starts(&offsets, &topics, &position, StartKind::Restored);
         assert_eq!(offsets.get("orders", 2), Some(40));
         assert_eq!(offsets.get("orders", 1), None);

@@ -146,7 +146,10 @@ impl<T: Data> ReaderState<T> {
                 },
             )
         };
-        match self.format.deserialize(m.key(), m.payload()) {
+        match self
+            .format
+            .deserialize_at(id, m.offset().max(0) as u64, m.key(), m.payload())
+        {
             Ok(value) => {
                 batch.record_at(id, value, m.timestamp().to_millis(), location());
                 Ok(())
@@ -360,9 +363,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
     }
 
     fn position(&self) -> SourcePosition {
-        SourcePosition {
-            offsets: self.state.positions.iter().copied().collect(),
-        }
+        SourcePosition::of_offsets(self.state.positions.iter().copied())
     }
 
     fn assignment_known(&self) -> bool {

@@ -1,0 +1,215 @@
+//! The writing side of a repartition topic: one per worker, after the stream to re-key.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseProducer, BaseRecord};
+use serde::Serialize;
+use sluice_engine::state::KeyGroup;
+use sluice_engine::{BoxError, CheckpointId, Data, PartitionId, Sink, SinkFactory, Timestamp, Watermark};
+
+use super::Repartition;
+use super::envelope::{Envelope, encode};
+use super::located::Located;
+use crate::admin::ensure_topic;
+use crate::delivery::{ReportingContext, flush_checked, send_waiting};
+use crate::error::{Context, KafkaConnectorError, with_retry_hint};
+
+/// Longest time between two rounds of watermark records while records are written.
+const MARK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The key function of a repartition.
+pub(super) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// Creates a [`RepartitionWriter`] per worker.
+pub(super) struct RepartitionSink<T, K> {
+    pub(super) repartition: Repartition,
+    pub(super) key: KeyFn<T, K>,
+}
+
+impl<T, K> SinkFactory<Located<T>> for RepartitionSink<T, K>
+where
+    T: Data + Serialize,
+    K: Hash + 'static,
+{
+    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<Located<T>>>, BoxError> {
+        let r = &self.repartition;
+        ensure_topic(&r.config, &r.topic, r.partitions as i32).map_err(with_retry_hint)?;
+        r.check_partitions().map_err(with_retry_hint)?;
+        let context = ReportingContext::new(r.config.brokers(), "repartition writes");
+        let producer = r
+            .config
+            .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
+            .create_with_context(context)
+            .context(|| format!("cannot create a producer for {}", r.config.brokers()))?;
+        Ok(Box::new(RepartitionWriter {
+            topic: r.topic.clone(),
+            partitions: r.partitions,
+            bound: sluice_engine::millis(r.out_of_orderness),
+            key: Arc::clone(&self.key),
+            producer,
+            upstream: BTreeMap::new(),
+            marks_sent: Instant::now(),
+        }))
+    }
+}
+
+/// What the writer knows of one upstream partition whose records it wrote.
+struct Upstream {
+    /// Offset of the last record written, and the index its next output gets.
+    last: Option<(u64, u32)>,
+    /// Largest event timestamp written.
+    max_ts: i64,
+    /// Watermark last sent (or `i64::MIN`).
+    sent: i64,
+    /// Whether it was last announced idle.
+    idle: bool,
+}
+
+impl Upstream {
+    fn watermark(&self, bound: i64) -> i64 {
+        if self.max_ts == i64::MAX {
+            i64::MAX
+        } else {
+            self.max_ts.saturating_sub(bound)
+        }
+    }
+}
+
+/// Writes each record to the partition of its key's group, with its id, and the watermark of
+/// every upstream partition it writes for to every partition.
+struct RepartitionWriter<T, K> {
+    topic: String,
+    partitions: u32,
+    bound: i64,
+    key: KeyFn<T, K>,
+    producer: BaseProducer<ReportingContext>,
+    upstream: BTreeMap<PartitionId, Upstream>,
+    marks_sent: Instant,
+}
+
+impl<T: Serialize, K: Hash> RepartitionWriter<T, K> {
+    fn send(&self, partition: u32, envelope: &Envelope<&T>, ts: Option<Timestamp>) -> Result<(), BoxError> {
+        let payload = encode(envelope).map_err(|reason| KafkaConnectorError::Encode {
+            topic: self.topic.clone(),
+            reason,
+        })?;
+        let mut record = BaseRecord::<(), Vec<u8>>::to(&self.topic)
+            .partition(partition as i32)
+            .payload(&payload);
+        if let Some(ts) = ts {
+            record = record.timestamp(ts);
+        }
+        send_waiting(&self.producer, record)
+    }
+
+    /// Sends `envelope` to every partition.
+    fn broadcast(&self, envelope: &Envelope<&T>) -> Result<(), BoxError> {
+        (0..self.partitions).try_for_each(|q| self.send(q, envelope, None))
+    }
+
+    /// Sends the watermark of every upstream partition whose watermark moved (or of all,
+    /// with `all`, idle ones as idle), to every partition.
+    fn send_marks(&mut self, all: bool) -> Result<(), BoxError> {
+        self.marks_sent = Instant::now();
+        let mut marks = Vec::new();
+        for (p, u) in &mut self.upstream {
+            let watermark = u.watermark(self.bound);
+            if u.idle {
+                if all {
+                    marks.push(Envelope::Idle { upstream: p.0 });
+                }
+            } else if all || watermark > u.sent {
+                u.sent = u.sent.max(watermark);
+                marks.push(Envelope::Watermark {
+                    upstream: p.0,
+                    watermark,
+                });
+            }
+        }
+        marks.iter().try_for_each(|m| self.broadcast(m))
+    }
+
+    fn flush(&self) -> Result<(), BoxError> {
+        flush_checked(&self.producer, Duration::from_secs(60), || {
+            format!("writes to repartition topic '{}' not acknowledged", self.topic)
+        })
+    }
+}
+
+impl<T, K> Sink<Located<T>> for RepartitionWriter<T, K>
+where
+    T: Data + Serialize,
+    K: Hash + 'static,
+{
+    fn write(&mut self, record: Located<T>, ts: Timestamp) -> Result<(), BoxError> {
+        let u = self.upstream.entry(record.partition).or_insert(Upstream {
+            last: None,
+            max_ts: i64::MIN,
+            sent: i64::MIN,
+            idle: false,
+        });
+        let index = match u.last {
+            Some((offset, next)) if offset == record.offset => next,
+            _ => 0,
+        };
+        u.last = Some((record.offset, index + 1));
+        u.max_ts = u.max_ts.max(ts);
+        u.idle = false;
+        let key = (self.key)(&record.value);
+        let partition = u32::from(KeyGroup::of(&key, self.partitions as u16).0);
+        let envelope = Envelope::Record {
+            upstream: record.partition.0,
+            offset: record.offset,
+            index,
+            ts,
+            value: &record.value,
+        };
+        self.send(partition, &envelope, Some(ts)).map_err(with_retry_hint)?;
+        if self.marks_sent.elapsed() >= MARK_INTERVAL {
+            self.send_marks(false).map_err(with_retry_hint)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: Watermark) -> Result<(), BoxError> {
+        if wm == Watermark::MAX {
+            // The input has ended: nothing more comes from any upstream partition written here.
+            for u in self.upstream.values_mut() {
+                u.max_ts = i64::MAX;
+                u.idle = false;
+            }
+            self.send_marks(false)?;
+            return self.flush().map_err(with_retry_hint);
+        }
+        if self.marks_sent.elapsed() >= MARK_INTERVAL {
+            self.send_marks(false).map_err(with_retry_hint)?;
+        }
+        Ok(())
+    }
+
+    fn on_idle(&mut self) -> Result<(), BoxError> {
+        let mut idle = Vec::new();
+        for (p, u) in &mut self.upstream {
+            if !u.idle {
+                u.idle = true;
+                idle.push(Envelope::Idle { upstream: p.0 });
+            }
+        }
+        idle.iter().try_for_each(|m| self.broadcast(m)).map_err(with_retry_hint)
+    }
+
+    fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
+        // Every mark again, so a reader restored from a checkpoint hears from every upstream
+        // partition, idle ones included.
+        self.send_marks(true).map_err(with_retry_hint)?;
+        self.flush().map_err(with_retry_hint)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.send_marks(false).map_err(with_retry_hint)?;
+        self.flush().map_err(with_retry_hint)
+    }
+}
