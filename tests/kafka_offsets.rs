@@ -109,7 +109,7 @@ fn a_restored_offset_wins_over_start_at() {
         &topic,
         &(0..10).map(|i| (0, event(i))).collect::<Vec<_>>(),
     );
-    let start = SourcePosition::of_offsets([(PartitionId(0), 2)].into_iter());
+    let start = SourcePosition::of_offsets([(PartitionId(0), 2)]);
     let source = KafkaSource::<Event>::json(KafkaConfig::new(&brokers), unique("g"), &[topic.as_str()])
         .start_at(start);
     let (mut h, out) = job(&dir, source, 1);

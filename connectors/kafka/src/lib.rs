@@ -25,7 +25,7 @@ pub use context::{LoggingContext, Refusal};
 pub use dead_letter_sink::KafkaDeadLetters;
 pub use error::KafkaConnectorError;
 pub use format::{Bincode, Json, JsonRecord, RawBytes, RecordDeserializer, RecordSerializer, Utf8};
-pub use security::{KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 pub use repartition::{Located, Repartition};
+pub use security::{KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, StartFrom};

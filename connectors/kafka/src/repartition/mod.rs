@@ -22,7 +22,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_engine::{
-    BoxError, Data, JobBuilder, OnBadRecord, Source, SourceContext, SourceReader, Stream, WatermarkStrategy,
+    BoxError, Data, JobBuilder, OnBadRecord, SinkFactory, Source, SourceContext, SourceReader, Stream,
+    WatermarkStrategy,
 };
 
 use crate::admin::partition_count;
@@ -60,7 +61,12 @@ impl Repartition {
     /// A repartition topic `topic` with `partitions` partitions (created if missing; an
     /// existing topic must have that many), written from a stream read from `upstream_topics`
     /// (whose partitions the reader waits to hear from).
-    pub fn new(config: KafkaConfig, topic: impl Into<String>, partitions: u32, upstream_topics: &[&str]) -> Self {
+    pub fn new(
+        config: KafkaConfig,
+        topic: impl Into<String>,
+        partitions: u32,
+        upstream_topics: &[&str],
+    ) -> Self {
         Repartition {
             config,
             topic: topic.into(),
@@ -117,25 +123,46 @@ impl Repartition {
         T: Data + Serialize + DeserializeOwned,
         K: Hash + 'static,
     {
-        input.sink(
-            &format!("{name}_write"),
-            RepartitionSink {
-                repartition: self.clone(),
-                key: Arc::new(key),
-            },
-        );
-        b.source(
-            &format!("{name}_read"),
-            RepartitionSource::<T> {
-                repartition: self.clone(),
-                inner: self.envelope_source(),
-            },
-            WatermarkStrategy::monotonous().with_idleness(self.idleness),
-        )
+        input.sink(&format!("{name}_write"), self.writer(key));
+        b.source(&format!("{name}_read"), self.reader::<T>(), self.watermarks())
+    }
+
+    /// The writing side alone, for a job that ends at the topic (a stage of its own): a sink
+    /// sending each record to the partition of `key`'s group.
+    pub fn writer<T, K>(&self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> impl SinkFactory<Located<T>>
+    where
+        T: Data + Serialize,
+        K: Hash + 'static,
+    {
+        RepartitionSink {
+            repartition: self.clone(),
+            key: Arc::new(key),
+        }
+    }
+
+    /// The reading side alone, for a job that starts at the topic; use it with
+    /// [`Repartition::watermarks`].
+    pub fn reader<T: Data + DeserializeOwned>(&self) -> impl Source<Item = T> {
+        RepartitionSource::<T> {
+            repartition: self.clone(),
+            inner: self.envelope_source(),
+        }
+    }
+
+    /// The watermark strategy of the reading side: the watermarks come from the topic; a
+    /// partition with nothing to read stops holding event time back after the idleness
+    /// timeout.
+    pub fn watermarks<T>(&self) -> WatermarkStrategy<T> {
+        WatermarkStrategy::monotonous().with_idleness(self.idleness)
     }
 
     fn envelope_source<T: Data + DeserializeOwned>(&self) -> KafkaSource<Envelope<T>> {
-        let source = KafkaSource::new(self.config.clone(), self.topic.clone(), &[self.topic.as_str()], Bincode);
+        let source = KafkaSource::new(
+            self.config.clone(),
+            self.topic.clone(),
+            &[self.topic.as_str()],
+            Bincode,
+        );
         match self.exit_when_idle {
             Some(idle) => source.exit_when_idle(idle),
             None => source,

@@ -187,8 +187,9 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), BoxError> {
         for (p, bytes) in &position.state {
-            let marks = PartitionMarks::decode(bytes)
-                .ok_or_else(|| format!("partition {p}: the checkpoint's deduplication state cannot be read"))?;
+            let marks = PartitionMarks::decode(bytes).ok_or_else(|| {
+                format!("partition {p}: the checkpoint's deduplication state cannot be read")
+            })?;
             self.marks.insert(*p, marks);
         }
         self.inner.seek(position)
@@ -229,10 +230,18 @@ mod tests {
         let expected = [0, 1, 2];
         m.upstream.insert(0, (100, false));
         m.upstream.insert(1, (50, false));
-        assert_eq!(m.watermark(&expected, true), None, "partition 2 not heard from yet");
+        assert_eq!(
+            m.watermark(&expected, true),
+            None,
+            "partition 2 not heard from yet"
+        );
         assert_eq!(m.watermark(&expected, false), Some(50), "past the grace period");
         m.upstream.insert(2, (10, true));
-        assert_eq!(m.watermark(&expected, true), Some(50), "an idle one holds nothing back");
+        assert_eq!(
+            m.watermark(&expected, true),
+            Some(50),
+            "an idle one holds nothing back"
+        );
         m.upstream.insert(1, (50, true));
         m.upstream.insert(0, (100, true));
         assert_eq!(m.watermark(&expected, true), None, "all idle");

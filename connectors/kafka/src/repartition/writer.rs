@@ -167,7 +167,8 @@ where
             ts,
             value: &record.value,
         };
-        self.send(partition, &envelope, Some(ts)).map_err(with_retry_hint)?;
+        self.send(partition, &envelope, Some(ts))
+            .map_err(with_retry_hint)?;
         if self.marks_sent.elapsed() >= MARK_INTERVAL {
             self.send_marks(false).map_err(with_retry_hint)?;
         }
@@ -198,7 +199,9 @@ where
                 idle.push(Envelope::Idle { upstream: p.0 });
             }
         }
-        idle.iter().try_for_each(|m| self.broadcast(m)).map_err(with_retry_hint)
+        idle.iter()
+            .try_for_each(|m| self.broadcast(m))
+            .map_err(with_retry_hint)
     }
 
     fn on_checkpoint(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
