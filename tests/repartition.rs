@@ -175,11 +175,11 @@ fn a_stage_restored_after_its_reader_drops_what_it_writes_again() {
         Repartition::topic_name(&unique("stages"), "by_key"),
         3,
         &[input.as_str()],
-    )
-    .exit_when_idle(Duration::from_secs(3));
+    );
 
     // Stage 1 reads the input and writes the repartition topic; stage 2 reads it. Each is a
-    // job with checkpoints of its own, as two processes would run them.
+    // job with checkpoints of its own, as two processes would run them. Stage 2 ends when
+    // every partition of the input has ended upstream.
     let (dir1, dir2) = (TempDir::new("stage-1"), TempDir::new("stage-2"));
     let (r, topic, group) = (repartition.clone(), input.clone(), unique("g"));
     let mut stage1 = JobHarness::new(
@@ -242,7 +242,7 @@ fn a_stage_restored_after_its_reader_drops_what_it_writes_again() {
     stage1.finish().expect("stage 1 ends when idle");
     stage2.restart(2).expect("stage 2 restarts");
     let metrics = stage2.metrics().expect("running").clone();
-    stage2.finish().expect("stage 2 ends when idle");
+    stage2.finish().expect("stage 2 ends with its input");
     assert_eq!(
         metrics.total("by_key_read", "duplicates_dropped"),
         (EVENTS / 2) as u64,

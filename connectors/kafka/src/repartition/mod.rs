@@ -45,7 +45,9 @@ use writer::RepartitionSink;
 /// at-least-once (a restored job writes again what it wrote after its checkpoint) and read
 /// exactly once: each carries the id of the input record it came from, and the reader drops
 /// ids it has already applied. Watermarks cross the topic in band: the reader's watermark of
-/// each partition is the lowest over every upstream partition, idle ones excepted.
+/// each partition is the lowest over every upstream partition, idle ones excepted. A
+/// partition ends once every upstream partition has ended (its writer saw the end of its
+/// input), and the reader ends with its last partition.
 #[derive(Debug, Clone)]
 pub struct Repartition {
     config: KafkaConfig,
@@ -55,6 +57,7 @@ pub struct Repartition {
     out_of_orderness: Duration,
     idleness: Duration,
     exit_when_idle: Option<Duration>,
+    only_partitions: Option<Vec<u32>>,
 }
 
 impl Repartition {
@@ -75,6 +78,7 @@ impl Repartition {
             out_of_orderness: Duration::ZERO,
             idleness: Duration::from_secs(10),
             exit_when_idle: None,
+            only_partitions: None,
         }
     }
 
@@ -101,6 +105,13 @@ impl Repartition {
     /// [`KafkaSource::exit_when_idle`]).
     pub fn exit_when_idle(mut self, idle: Duration) -> Self {
         self.exit_when_idle = Some(idle);
+        self
+    }
+
+    /// The reading side reads only partitions numbered `partitions` (a task of a job spread
+    /// over processes), see [`KafkaSource::only_partitions`].
+    pub fn only_partitions(mut self, partitions: &[u32]) -> Self {
+        self.only_partitions = Some(partitions.to_vec());
         self
     }
 
@@ -157,16 +168,19 @@ impl Repartition {
     }
 
     fn envelope_source<T: Data + DeserializeOwned>(&self) -> KafkaSource<Envelope<T>> {
-        let source = KafkaSource::new(
+        let mut source = KafkaSource::new(
             self.config.clone(),
             self.topic.clone(),
             &[self.topic.as_str()],
             Bincode,
         );
-        match self.exit_when_idle {
-            Some(idle) => source.exit_when_idle(idle),
-            None => source,
+        if let Some(idle) = self.exit_when_idle {
+            source = source.exit_when_idle(idle);
         }
+        if let Some(partitions) = &self.only_partitions {
+            source = source.only_partitions(partitions);
+        }
+        source
     }
 
     /// Fails unless the topic has the configured number of partitions: records of one key

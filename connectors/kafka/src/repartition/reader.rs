@@ -1,7 +1,7 @@
 //! The reading side of a repartition topic: drops records read again, and gives each
 //! partition the lowest watermark of the upstream partitions that write to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,13 @@ impl PartitionMarks {
         lowest
     }
 
+    /// Whether every expected upstream partition has ended (sent the largest watermark).
+    pub(super) fn all_ended(&self, expected: &[u32]) -> bool {
+        expected
+            .iter()
+            .all(|p| self.upstream.get(p).is_some_and(|(wm, _)| *wm == i64::MAX))
+    }
+
     fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
@@ -61,6 +68,9 @@ pub(super) struct RepartitionReader<T> {
     /// Until then, an upstream partition never heard from holds the watermark back.
     pub(super) grace_until: Instant,
     pub(super) duplicates: std::sync::Arc<Counter>,
+    /// Partitions this reader reads, and those every upstream partition has ended.
+    owned: BTreeSet<PartitionId>,
+    ended: BTreeSet<PartitionId>,
 }
 
 impl<T> RepartitionReader<T> {
@@ -76,6 +86,8 @@ impl<T> RepartitionReader<T> {
             marks: HashMap::new(),
             grace_until: Instant::now() + grace,
             duplicates,
+            owned: BTreeSet::new(),
+            ended: BTreeSet::new(),
         }
     }
 }
@@ -92,7 +104,12 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
             marks,
             grace_until,
             duplicates,
+            owned,
+            ended,
         } = self;
+        if !owned.is_empty() && owned.is_subset(ended) {
+            return Ok(PollStatus::Finished);
+        }
         let unheard_count = Instant::now() < *grace_until;
         let capacity = batch.capacity();
         let mut changed: Vec<PartitionId> = Vec::new();
@@ -145,10 +162,14 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
                     reason,
                 } => batch.bad_record(partition, location, reason),
                 SourceItem::PartitionStart(p) => {
+                    owned.insert(p);
                     changed.push(p);
                     batch.partition_start(p);
                 }
-                SourceItem::PartitionRevoked(p) => batch.partition_revoked(p),
+                SourceItem::PartitionRevoked(p) => {
+                    owned.remove(&p);
+                    batch.partition_revoked(p);
+                }
                 SourceItem::PartitionEnd(p) => batch.partition_end(p),
                 SourceItem::PartitionCaughtUp(p) => batch.caught_up(p),
                 SourceItem::Watermark(p, wm) => batch.watermark(p, wm),
@@ -171,6 +192,13 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
                     batch.watermark(p, Watermark(wm));
                 }
             }
+            // Every upstream partition has ended: nothing more comes to this partition.
+            if m.all_ended(expected) && owned.contains(&p) && ended.insert(p) {
+                batch.partition_end(p);
+            }
+        }
+        if !owned.is_empty() && owned.is_subset(ended) {
+            return Ok(PollStatus::Finished);
         }
         Ok(status)
     }

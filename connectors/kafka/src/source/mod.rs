@@ -72,6 +72,8 @@ pub struct KafkaSource<T> {
     exit_when_idle: Option<Duration>,
     max_queued_kbytes: u32,
     assignment: Assignment,
+    /// With static assignment, the partition numbers read (all when `None`).
+    only_partitions: Option<Arc<[i32]>>,
 }
 
 /// Who assigns partitions to the source's consumers.
@@ -96,6 +98,7 @@ impl<T> Clone for KafkaSource<T> {
             exit_when_idle: self.exit_when_idle,
             max_queued_kbytes: self.max_queued_kbytes,
             assignment: self.assignment,
+            only_partitions: self.only_partitions.clone(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl<T: Data> KafkaSource<T> {
             exit_when_idle: None,
             max_queued_kbytes: 16 * 1024,
             assignment: Assignment::Static,
+            only_partitions: None,
         }
     }
 
@@ -173,6 +177,14 @@ impl<T: Data> KafkaSource<T> {
         self
     }
 
+    /// Reads only partitions numbered `partitions` of each topic (a task of a job spread over
+    /// processes reads partition *q* of co-partitioned topics), spread over the workers as
+    /// usual. Without effect with [`KafkaSource::group_assignment`].
+    pub fn only_partitions(mut self, partitions: &[u32]) -> Self {
+        self.only_partitions = Some(partitions.iter().map(|p| *p as i32).collect());
+        self
+    }
+
     /// Hands on each record with its partition and offset ([`Located`]), what a
     /// [`Repartition`](crate::Repartition) topic needs to give re-keyed records ids that stay
     /// the same when the input is read again.
@@ -188,6 +200,7 @@ impl<T: Data> KafkaSource<T> {
             exit_when_idle: self.exit_when_idle,
             max_queued_kbytes: self.max_queued_kbytes,
             assignment: self.assignment,
+            only_partitions: self.only_partitions.clone(),
         }
     }
 
@@ -292,6 +305,7 @@ impl<T: Data> KafkaSource<T> {
                 votes,
                 job_idle: ctx.idle_vote(),
                 awaiting_partitions: self.assignment == Assignment::Static,
+                only_partitions: self.only_partitions.clone(),
                 assignment_known: false,
                 gaps: OffsetGaps::new(ctx),
                 next_assignment_try: Instant::now(),

@@ -13,11 +13,12 @@ pub(super) fn split_partition_id(id: PartitionId) -> (usize, i32) {
 }
 
 /// The partitions worker `worker` of `workers` reads when the source assigns them itself:
-/// partition *i* of all the topics' partitions (`counts[t]` of topic `t`), in order, if *i*
-/// mod `workers` is `worker`.
+/// partition *i* of all the topics' partitions (`counts[t]` of topic `t`; only the numbers in
+/// `only`, if given), in order, if *i* mod `workers` is `worker`.
 pub(super) fn static_share<'a>(
     topics: &'a [Arc<str>],
     counts: &[i32],
+    only: Option<&[i32]>,
     worker: usize,
     workers: usize,
 ) -> Vec<(&'a str, i32)> {
@@ -25,6 +26,7 @@ pub(super) fn static_share<'a>(
         .iter()
         .zip(counts)
         .flat_map(|(topic, n)| (0..*n).map(move |partition| (&**topic, partition)))
+        .filter(|(_, partition)| only.is_none_or(|only| only.contains(partition)))
         .enumerate()
         .filter(|(i, _)| i % workers.max(1) == worker)
         .map(|(_, owned)| owned)
@@ -66,11 +68,19 @@ mod tests {
     fn the_static_share_gives_every_partition_to_exactly_one_worker_round_robin() {
         let topics: Vec<Arc<str>> = vec![Arc::from("orders"), Arc::from("page_views")];
         let counts = [3, 2];
-        let shares: Vec<_> = (0..2).map(|w| static_share(&topics, &counts, w, 2)).collect();
+        let shares: Vec<_> = (0..2)
+            .map(|w| static_share(&topics, &counts, None, w, 2))
+            .collect();
         assert_eq!(shares[0], [("orders", 0), ("orders", 2), ("page_views", 1)]);
         assert_eq!(shares[1], [("orders", 1), ("page_views", 0)]);
-        let idle = static_share(&topics, &counts, 5, 6);
+        let idle = static_share(&topics, &counts, None, 5, 6);
         assert!(idle.is_empty(), "six workers, five partitions: {idle:?}");
+        let task = static_share(&topics, &counts, Some(&[1]), 0, 1);
+        assert_eq!(
+            task,
+            [("orders", 1), ("page_views", 1)],
+            "partition 1 of each topic"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(super) struct ReaderState<T> {
     pub(super) job_idle: IdleVote,
     /// Whether this reader still has to take its share of the partitions (static assignment).
     pub(super) awaiting_partitions: bool,
+    /// The partition numbers the source reads (all when `None`).
+    pub(super) only_partitions: Option<Arc<[i32]>>,
     /// Whether the reader has been given its partitions (possibly none).
     pub(super) assignment_known: bool,
     /// Offsets skipped or read twice.
@@ -196,12 +198,13 @@ impl<T: Data> ReaderState<T> {
             self.next_assignment_try = Instant::now() + Duration::from_secs(1);
             return false;
         };
+        let only = self.only_partitions.as_deref();
         let _ = self
             .votes
             .total_partitions
-            .set(counts.iter().sum::<i32>() as usize);
+            .set(static_share(&self.topics, &counts, only, 0, 1).len());
         let mut mine = TopicPartitionList::new();
-        for (topic, partition) in static_share(&self.topics, &counts, self.worker, self.workers) {
+        for (topic, partition) in static_share(&self.topics, &counts, only, self.worker, self.workers) {
             mine.add_partition(topic, partition);
         }
         consumer.context().take(consumer, &mut mine);
