@@ -95,6 +95,9 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    if settings.scale_out {
+        return run_scaled(&shop, &interrupted);
+    }
     let job = shop.job()?;
     let started = Instant::now();
     let handle = job.start().context("the job did not start")?;
@@ -167,6 +170,24 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     }
     println!();
     print!("{}", shop.report(args.top, 6)?);
+    Ok(())
+}
+
+/// One process of the job spread over several: runs the tasks the consumer groups give it
+/// until Ctrl-C or SIGTERM, then hands them over.
+fn run_scaled(shop: &Shop, interrupted: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let s = shop.settings();
+    println!(
+        "  scale-out: member of consumer groups {}-{{orders,views,users,categories}}; tasks move with their checkpoints in {}",
+        s.group,
+        s.checkpoint_store.as_deref().unwrap_or_default()
+    );
+    println!(
+        "  this process only reads its input (produce it with `sluice produce`); Ctrl-C hands its tasks over and leaves"
+    );
+    let scaled = Arc::new(shop.scaled()?);
+    scaled.run(interrupted).context("a stage failed")?;
+    println!("Stopped: tasks handed over");
     Ok(())
 }
 

@@ -346,26 +346,9 @@ fn a_changed_graph_or_lost_state_is_refused_with_a_clear_error() {
     check(&fresh.take());
 }
 
-/// The S3-compatible server (`SLUICE_S3_ENDPOINT`: moto's under scripts/test.sh), with the
-/// tests' bucket created (moto takes unsigned requests; buckets are outside `object_store`).
-fn s3_endpoint() -> String {
-    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
-        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
-    let response = common::http(
-        endpoint.trim_start_matches("http://"),
-        "PUT /sluice-checkpoints",
-        "",
-    );
-    assert!(
-        response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
-        "{response}"
-    );
-    endpoint
-}
-
 /// The job's checkpoints also in the S3-compatible store, under a prefix of this test's own.
 fn remote_checkpoints(prefix: &str) -> RemoteCheckpoints {
-    let endpoint = s3_endpoint();
+    let endpoint = common::s3_endpoint();
     RemoteCheckpoints::s3(
         &format!("s3://sluice-checkpoints/{prefix}"),
         &[
@@ -469,7 +452,7 @@ fn checkpoints_in_object_storage_restore_on_another_machine_and_fence_a_supersed
 #[test]
 #[ignore = "needs an S3-compatible server: run scripts/test.sh"]
 fn the_ecommerce_job_publishes_its_checkpoints_in_the_store_it_is_given() {
-    let endpoint = s3_endpoint();
+    let endpoint = common::s3_endpoint();
     let prefix = format!("shop-{}-{}", std::process::id(), sluice::engine::now_millis());
     let dir = TempDir::new("chk-remote-shop");
     let out = std::process::Command::new(common::example("ecommerce"))

@@ -113,6 +113,15 @@ pub enum EngineError {
         /// What is wrong.
         reason: String,
     },
+    /// A newer run of the job (another process, or a later start) has taken over its
+    /// checkpoints in object storage: this run may not publish any more and stops.
+    #[error("job '{job}': {reason}")]
+    Superseded {
+        /// The job's name.
+        job: String,
+        /// Which epochs.
+        reason: String,
+    },
     /// Another worker failed or the job was stopped, so this worker gave up.
     #[error("job aborted")]
     Aborted,

@@ -111,6 +111,7 @@ impl EngineError {
             | EngineError::InvalidConfig { .. }
             | EngineError::BadRecord { .. }
             | EngineError::Checkpoint { .. }
+            | EngineError::Superseded { .. }
             | EngineError::Aborted
             | EngineError::SimulatedCrash { .. }
             | EngineError::Internal { .. } => Retry::Stop,

@@ -26,6 +26,7 @@ mod error;
 mod pipeline;
 mod produce;
 mod report;
+mod scale_out;
 mod services;
 mod settings;
 mod tables;
@@ -36,6 +37,7 @@ pub use pipeline::{
 };
 pub use produce::{MALFORMED_ORDERS, ProduceSpec, Produced, ShopData, VIEWS_PER_ORDER, produce};
 pub use report::{ShopReport, dollars, thousands, utc, utc_clock};
+pub use scale_out::{ScaledShop, Stage};
 pub use settings::{OnBadRecord, PartialSettings, ShopSettings, parse_duration};
 pub use tables::{
     ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
@@ -125,6 +127,15 @@ impl Shop {
             progress(produced);
             limit.wait(produced);
         })
+    }
+
+    /// This process's part of the job spread over processes (`scale_out`): creates the
+    /// repartition topics if missing.
+    ///
+    /// # Errors
+    /// A repartition topic that cannot be created.
+    pub fn scaled(&self) -> Result<ScaledShop, ShopError> {
+        ScaledShop::new(&self.settings, &self.services.kafka, &self.tables)
     }
 
     /// The job, ready to run or start.

@@ -66,7 +66,7 @@ pub fn shop_job(settings: &ShopSettings, kafka: &KafkaConfig, tables: &ShopTable
 
 /// A source of `topic` in its own consumer group, `<group>-<topic>`: a group whose members
 /// subscribe to different topics rebalances all of them whenever one joins.
-fn source<T>(settings: &ShopSettings, kafka: &KafkaConfig, topic: &str) -> KafkaSource<T>
+pub(super) fn source<T>(settings: &ShopSettings, kafka: &KafkaConfig, topic: &str) -> KafkaSource<T>
 where
     T: sluice_engine::Data + serde::de::DeserializeOwned,
 {
@@ -112,7 +112,13 @@ fn build(b: &mut JobBuilder, settings: &ShopSettings, kafka: &KafkaConfig, table
     );
 
     product_revenue(&orders).sink("product_revenue_1m_table", tables.product_revenue.clone());
+    category_revenue(&orders, tables);
+    users(&orders, &views, tables);
+}
 
+/// `category_revenue_5m` from orders: revenue and orders per category per sliding 5-minute
+/// window, every minute.
+pub(super) fn category_revenue(orders: &Stream<Order>, tables: &ShopTables) {
     orders
         .key_by("orders_by_category", |o| o.category.clone())
         .window(
@@ -122,7 +128,10 @@ fn build(b: &mut JobBuilder, settings: &ShopSettings, kafka: &KafkaConfig, table
         .aggregate((Sum::of(|o: &Order| o.revenue_cents()), Count))
         .map("category_revenue_row", CategoryRevenue::from_window)
         .sink("category_revenue_5m_table", tables.category_revenue.clone());
+}
 
+/// `user_sessions` and `conversions` from orders and page views, both keyed by user.
+pub(super) fn users(orders: &Stream<Order>, views: &Stream<PageView>, tables: &ShopTables) {
     let by_user = orders.key_by("orders_by_user", |o| o.user_id.clone());
     by_user
         .window("user_sessions", Windows::session(SESSION_GAP))

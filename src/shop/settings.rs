@@ -46,6 +46,9 @@ pub struct ShopSettings {
     pub checkpoint_store: Option<String>,
     /// What to do with undecodable records.
     pub on_bad_record: OnBadRecord,
+    /// Run as one of several processes sharing the job through the consumer groups
+    /// `<group>-<stage>` (needs `brokers`, `cassandra`, `state_dir` and `checkpoint_store`).
+    pub scale_out: bool,
     /// Serve Prometheus metrics here.
     pub metrics_addr: Option<SocketAddr>,
     /// File holding the bearer token the metrics endpoint requires (or the environment
@@ -74,6 +77,7 @@ impl Default for ShopSettings {
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_store: None,
             on_bad_record: OnBadRecord::DeadLetter(()),
+            scale_out: false,
             metrics_addr: None,
             metrics_token_file: None,
             kafka_security: KafkaSecuritySettings::default(),
@@ -109,7 +113,8 @@ impl ShopSettings {
             group,
             events,
             checkpoint_interval,
-            on_bad_record
+            on_bad_record,
+            scale_out
         );
         take_present!(self, o: brokers,
             cassandra,
@@ -150,6 +155,21 @@ impl ShopSettings {
             }
             if let Err(e) = super::pipeline::checkpoint_store(url) {
                 return invalid("checkpoint-store", &e.to_string());
+            }
+        }
+        if self.scale_out {
+            for (key, missing) in [
+                ("brokers", self.brokers.is_none()),
+                ("cassandra", self.cassandra.is_none()),
+                ("state-dir", self.state_dir.is_none()),
+                ("checkpoint-store", self.checkpoint_store.is_none()),
+            ] {
+                if missing {
+                    return invalid(
+                        key,
+                        "must be set with --scale-out: the processes share Kafka, Cassandra and the checkpoint store",
+                    );
+                }
             }
         }
         if !self
@@ -233,6 +253,12 @@ pub struct PartialSettings {
     #[arg(long, env = "SLUICE_ON_BAD_RECORD", value_name = "CHOICE")]
     #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
+    /// Run as one of several processes sharing the job: each stage's tasks (one per
+    /// partition) are spread over the processes by consumer groups `<group>-<stage>`, and move
+    /// with their checkpoints when processes come and go. Needs --brokers, --cassandra,
+    /// --state-dir and --checkpoint-store [default: false].
+    #[arg(long, env = "SLUICE_SCALE_OUT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub scale_out: Option<bool>,
     /// Serve Prometheus metrics on this address; a port alone listens on loopback only
     /// (e.g. 9464 = 127.0.0.1:9464, 0.0.0.0:9464 for every interface).
     #[arg(long, env = "SLUICE_METRICS_ADDR", value_parser = parse_listen_addr, value_name = "[HOST:]PORT")]
@@ -405,6 +431,27 @@ mod tests {
         settings.checkpoint_store = Some("ftp://checkpoints/shop".into());
         let error = settings.validate().expect_err("not S3").to_string();
         assert!(error.contains("checkpoint-store"), "{error}");
+    }
+
+    #[test]
+    fn scale_out_needs_shared_services_and_a_checkpoint_store() {
+        let mut settings = ShopSettings {
+            scale_out: true,
+            brokers: Some("127.0.0.1:9092".into()),
+            cassandra: Some("127.0.0.1:9042".into()),
+            state_dir: Some("/var/lib/sluice/shop".into()),
+            ..ShopSettings::default()
+        };
+        let error = settings.validate().expect_err("no store").to_string();
+        assert!(
+            error.contains("checkpoint-store") && error.contains("scale-out"),
+            "{error}"
+        );
+        settings.checkpoint_store = Some("s3://checkpoints/shop".into());
+        assert!(settings.validate().is_ok());
+        settings.brokers = None;
+        let error = settings.validate().expect_err("embedded Kafka").to_string();
+        assert!(error.contains("brokers"), "{error}");
     }
 
     #[test]

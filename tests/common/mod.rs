@@ -221,6 +221,23 @@ pub fn http(host: &str, method_and_path: &str, headers: &str) -> String {
     response
 }
 
+/// The S3-compatible server (`SLUICE_S3_ENDPOINT`: moto's under scripts/test.sh), with the
+/// tests' bucket created (moto takes unsigned requests; buckets are outside `object_store`).
+pub fn s3_endpoint() -> String {
+    let endpoint = std::env::var("SLUICE_S3_ENDPOINT")
+        .expect("SLUICE_S3_ENDPOINT must name an S3-compatible server (scripts/test.sh starts one)");
+    let response = http(
+        endpoint.trim_start_matches("http://"),
+        "PUT /sluice-checkpoints",
+        "",
+    );
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
+        "{response}"
+    );
+    endpoint
+}
+
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {

@@ -133,6 +133,14 @@ fn expected_tables(orders: &[Order], views: &[PageView]) -> [Table; 4] {
 
 /// Fails unless `tables` are what `events` orders (and their page views) of `data` give.
 pub fn assert_tables_match_batch(data: &ShopData, events: u64, tables: &[Table; 4]) {
+    if let Some(difference) = tables_differ(data, events, tables) {
+        panic!("{difference}");
+    }
+}
+
+/// How `tables` differ from what `events` orders (and their page views) of `data` give, if
+/// they do.
+pub fn tables_differ(data: &ShopData, events: u64, tables: &[Table; 4]) -> Option<String> {
     let n = events;
     let orders: Vec<Order> = (0..n).map(|i| data.orders.nth(i)).collect();
     let views: Vec<PageView> = (0..n * VIEWS_PER_ORDER).map(|i| data.views.nth(i)).collect();
@@ -144,8 +152,20 @@ pub fn assert_tables_match_batch(data: &ShopData, events: u64, tables: &[Table; 
         "conversions",
     ];
     for ((name, got), want) in names.iter().zip(tables).zip(&expected) {
-        assert!(!want.is_empty(), "{name}: the input must produce rows");
-        assert_eq!(got.len(), want.len(), "{name}: row count");
-        assert!(got == want, "{name}: rows differ from the batch computation");
+        if want.is_empty() {
+            return Some(format!("{name}: the input must produce rows"));
+        }
+        if got.len() != want.len() {
+            return Some(format!(
+                "{name}: {} rows, the batch computation {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        if got != want {
+            let wrong = want.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count();
+            return Some(format!("{name}: {wrong} rows differ from the batch computation"));
+        }
     }
+    None
 }

@@ -18,6 +18,7 @@ mod security;
 mod sink;
 mod source;
 mod start;
+mod tasks;
 
 pub use admin::{ensure_topic, partition_count, topic_exists};
 pub use config::KafkaConfig;
@@ -29,3 +30,4 @@ pub use repartition::{Located, Repartition};
 pub use security::{KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, StartFrom};
+pub use tasks::TaskGroup;

@@ -287,7 +287,7 @@ impl Coordinator {
     pub(crate) fn poll(&self) -> Result<()> {
         #[cfg(feature = "remote-checkpoints")]
         if let Some(reason) = self.uploader.as_ref().and_then(super::upload::Uploader::fenced) {
-            return Err(EngineError::Checkpoint {
+            return Err(EngineError::Superseded {
                 job: self.job.clone(),
                 reason,
             });

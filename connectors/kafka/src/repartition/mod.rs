@@ -30,7 +30,7 @@ use crate::admin::partition_count;
 use crate::config::KafkaConfig;
 use crate::error::{KafkaConnectorError, with_retry_hint};
 use crate::format::Bincode;
-use crate::source::KafkaSource;
+use crate::source::{KafkaSource, partition_id, static_share};
 use envelope::Envelope;
 pub use located::Located;
 pub(crate) use located::LocatedFormat;
@@ -58,6 +58,7 @@ pub struct Repartition {
     idleness: Duration,
     exit_when_idle: Option<Duration>,
     only_partitions: Option<Vec<u32>>,
+    upstream_only: Option<Vec<u32>>,
 }
 
 impl Repartition {
@@ -79,6 +80,7 @@ impl Repartition {
             idleness: Duration::from_secs(10),
             exit_when_idle: None,
             only_partitions: None,
+            upstream_only: None,
         }
     }
 
@@ -94,8 +96,8 @@ impl Repartition {
         self
     }
 
-    /// How long a partition of the topic with nothing to read, or an upstream partition
-    /// never heard from, may hold event time back (default 10 s).
+    /// How long a partition of the topic with nothing to read may hold event time back
+    /// (default 10 s).
     pub fn idleness(mut self, timeout: Duration) -> Self {
         self.idleness = timeout;
         self
@@ -112,6 +114,15 @@ impl Repartition {
     /// over processes), see [`KafkaSource::only_partitions`].
     pub fn only_partitions(mut self, partitions: &[u32]) -> Self {
         self.only_partitions = Some(partitions.to_vec());
+        self
+    }
+
+    /// The writing side's input reads only partitions numbered `partitions` of the upstream
+    /// topics ([`KafkaSource::only_partitions`]). Each writer speaks for the upstream
+    /// partitions its worker reads (the upstream source's static share), so that an empty
+    /// one does not hold event time back downstream for ever.
+    pub fn upstream_partitions(mut self, partitions: &[u32]) -> Self {
+        self.upstream_only = Some(partitions.to_vec());
         self
     }
 
@@ -199,10 +210,12 @@ impl Repartition {
         Ok(())
     }
 
-    /// The ids of the upstream topics' partitions, as the upstream source numbers them.
-    fn upstream_partitions(&self) -> Result<Vec<u32>, BoxError> {
-        let mut ids = Vec::new();
-        for (index, topic) in self.upstream_topics.iter().enumerate() {
+    /// The ids of the upstream topics' partitions, as the upstream source numbers them: all
+    /// of them, or (with `worker` of `workers`) those the upstream source's reader on that
+    /// worker reads.
+    fn upstream_partitions_of(&self, worker: Option<(usize, usize)>) -> Result<Vec<u32>, BoxError> {
+        let mut counts = Vec::new();
+        for topic in &self.upstream_topics {
             let count = partition_count(&self.config, topic)?.unwrap_or(0);
             if count == 0 {
                 return Err(KafkaConnectorError::Partitions {
@@ -213,9 +226,28 @@ impl Repartition {
                 }
                 .into());
             }
-            ids.extend((0..count).map(|p| crate::source::partition_id(index, p as i32).0));
+            counts.push(count as i32);
         }
-        Ok(ids)
+        let topics: Vec<Arc<str>> = self
+            .upstream_topics
+            .iter()
+            .map(|t| Arc::from(t.as_str()))
+            .collect();
+        let only: Option<Vec<i32>> = match worker {
+            Some(_) => self
+                .upstream_only
+                .as_ref()
+                .map(|o| o.iter().map(|p| *p as i32).collect()),
+            None => None,
+        };
+        let (worker, workers) = worker.unwrap_or((0, 1));
+        Ok(static_share(&topics, &counts, only.as_deref(), worker, workers)
+            .into_iter()
+            .map(|(topic, partition)| {
+                let index = topics.iter().position(|t| &**t == topic).unwrap_or(0);
+                partition_id(index, partition).0
+            })
+            .collect())
     }
 }
 
@@ -229,12 +261,14 @@ impl<T: Data + DeserializeOwned> Source for RepartitionSource<T> {
     type Item = T;
 
     fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
-        let expected = self.repartition.upstream_partitions().map_err(with_retry_hint)?;
+        let expected = self
+            .repartition
+            .upstream_partitions_of(None)
+            .map_err(with_retry_hint)?;
         let inner = self.inner.open(ctx)?;
         Ok(Box::new(RepartitionReader::new(
             inner,
             expected,
-            self.repartition.idleness,
             ctx.counter("duplicates_dropped"),
         )))
     }

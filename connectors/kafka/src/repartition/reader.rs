@@ -2,7 +2,6 @@
 //! partition the lowest watermark of the upstream partitions that write to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
@@ -26,16 +25,15 @@ pub(super) struct PartitionMarks {
 
 impl PartitionMarks {
     /// The partition's watermark: the lowest of its upstream partitions that are not idle,
-    /// once every expected one has been heard from (or is past its grace period). `None`
-    /// while it cannot be known, or when every upstream partition is idle.
-    pub(super) fn watermark(&self, expected: &[u32], unheard_count: bool) -> Option<i64> {
+    /// once every expected one has been heard from. `None` while it cannot be known, or when
+    /// every upstream partition is idle.
+    pub(super) fn watermark(&self, expected: &[u32]) -> Option<i64> {
         let mut lowest: Option<i64> = None;
         for p in expected {
             match self.upstream.get(p) {
                 Some((_, true)) => {}
                 Some((wm, false)) => lowest = Some(lowest.map_or(*wm, |l| l.min(*wm))),
-                None if unheard_count => return None,
-                None => {}
+                None => return None,
             }
         }
         lowest
@@ -65,8 +63,6 @@ pub(super) struct RepartitionReader<T> {
     /// The upstream partitions every partition hears from.
     pub(super) expected: Vec<u32>,
     pub(super) marks: HashMap<PartitionId, PartitionMarks>,
-    /// Until then, an upstream partition never heard from holds the watermark back.
-    pub(super) grace_until: Instant,
     pub(super) duplicates: std::sync::Arc<Counter>,
     /// Partitions this reader reads, and those every upstream partition has ended.
     owned: BTreeSet<PartitionId>,
@@ -77,14 +73,12 @@ impl<T> RepartitionReader<T> {
     pub(super) fn new(
         inner: Box<dyn SourceReader<Envelope<T>>>,
         expected: Vec<u32>,
-        grace: Duration,
         duplicates: std::sync::Arc<Counter>,
     ) -> Self {
         RepartitionReader {
             inner,
             expected,
             marks: HashMap::new(),
-            grace_until: Instant::now() + grace,
             duplicates,
             owned: BTreeSet::new(),
             ended: BTreeSet::new(),
@@ -102,7 +96,6 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
             inner,
             expected,
             marks,
-            grace_until,
             duplicates,
             owned,
             ended,
@@ -110,7 +103,6 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
         if !owned.is_empty() && owned.is_subset(ended) {
             return Ok(PollStatus::Finished);
         }
-        let unheard_count = Instant::now() < *grace_until;
         let capacity = batch.capacity();
         let mut changed: Vec<PartitionId> = Vec::new();
         let mut emit = |item: SourceItem<Envelope<T>>| {
@@ -178,15 +170,11 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
         };
         let mut envelopes = SourceOutput::new(&mut emit, capacity);
         let status = inner.poll(&mut envelopes)?;
-        if !unheard_count {
-            // Past the grace period every partition may move on without the unheard.
-            changed.extend(marks.keys().copied());
-        }
         changed.sort_unstable();
         changed.dedup();
         for p in changed {
             let Some(m) = marks.get_mut(&p) else { continue };
-            if let Some(wm) = m.watermark(expected, unheard_count) {
+            if let Some(wm) = m.watermark(expected) {
                 if m.reported.is_none_or(|r| wm > r) {
                     m.reported = Some(wm);
                     batch.watermark(p, Watermark(wm));
@@ -258,21 +246,12 @@ mod tests {
         let expected = [0, 1, 2];
         m.upstream.insert(0, (100, false));
         m.upstream.insert(1, (50, false));
-        assert_eq!(
-            m.watermark(&expected, true),
-            None,
-            "partition 2 not heard from yet"
-        );
-        assert_eq!(m.watermark(&expected, false), Some(50), "past the grace period");
+        assert_eq!(m.watermark(&expected), None, "partition 2 not heard from yet");
         m.upstream.insert(2, (10, true));
-        assert_eq!(
-            m.watermark(&expected, true),
-            Some(50),
-            "an idle one holds nothing back"
-        );
+        assert_eq!(m.watermark(&expected), Some(50), "an idle one holds nothing back");
         m.upstream.insert(1, (50, true));
         m.upstream.insert(0, (100, true));
-        assert_eq!(m.watermark(&expected, true), None, "all idle");
+        assert_eq!(m.watermark(&expected), None, "all idle");
     }
 
     #[test]

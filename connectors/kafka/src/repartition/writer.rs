@@ -34,10 +34,13 @@ where
     T: Data + Serialize,
     K: Hash + 'static,
 {
-    fn create(&self, _worker: usize, _workers: usize) -> Result<Box<dyn Sink<Located<T>>>, BoxError> {
+    fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<Located<T>>>, BoxError> {
         let r = &self.repartition;
         ensure_topic(&r.config, &r.topic, r.partitions as i32).map_err(with_retry_hint)?;
         r.check_partitions().map_err(with_retry_hint)?;
+        let own = r
+            .upstream_partitions_of(Some((worker, workers)))
+            .map_err(with_retry_hint)?;
         let context = ReportingContext::new(r.config.brokers(), "repartition writes");
         let producer = r
             .config
@@ -50,7 +53,11 @@ where
             bound: sluice_engine::millis(r.out_of_orderness),
             key: Arc::clone(&self.key),
             producer,
-            upstream: BTreeMap::new(),
+            upstream: own
+                .into_iter()
+                .map(|p| (PartitionId(p), Upstream::new()))
+                .collect(),
+            combined: i64::MIN,
             marks_sent: Instant::now(),
         }))
     }
@@ -69,12 +76,25 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn watermark(&self, bound: i64) -> i64 {
-        if self.max_ts == i64::MAX {
+    fn new() -> Self {
+        Upstream {
+            last: None,
+            max_ts: i64::MIN,
+            sent: i64::MIN,
+            idle: false,
+        }
+    }
+
+    /// Its watermark: its largest event time minus the bound, or the worker's watermark if
+    /// that is higher (it is the lowest of the worker's partitions that are not idle, so it
+    /// is a watermark of each of them, as the upstream source's own watermark is).
+    fn watermark(&self, bound: i64, combined: i64) -> i64 {
+        let own = if self.max_ts == i64::MAX {
             i64::MAX
         } else {
             self.max_ts.saturating_sub(bound)
-        }
+        };
+        own.max(combined)
     }
 }
 
@@ -86,7 +106,11 @@ struct RepartitionWriter<T, K> {
     bound: i64,
     key: KeyFn<T, K>,
     producer: BaseProducer<ReportingContext>,
+    /// The upstream partitions this writer speaks for: its worker's share of the upstream
+    /// source's partitions, and any other whose records reach it.
     upstream: BTreeMap<PartitionId, Upstream>,
+    /// The worker's watermark (the input watermark of this sink).
+    combined: i64,
     marks_sent: Instant,
 }
 
@@ -116,7 +140,7 @@ impl<T: Serialize, K: Hash> RepartitionWriter<T, K> {
         self.marks_sent = Instant::now();
         let mut marks = Vec::new();
         for (p, u) in &mut self.upstream {
-            let watermark = u.watermark(self.bound);
+            let watermark = u.watermark(self.bound, self.combined);
             if u.idle {
                 if all {
                     marks.push(Envelope::Idle { upstream: p.0 });
@@ -145,12 +169,10 @@ where
     K: Hash + 'static,
 {
     fn write(&mut self, record: Located<T>, ts: Timestamp) -> Result<(), BoxError> {
-        let u = self.upstream.entry(record.partition).or_insert(Upstream {
-            last: None,
-            max_ts: i64::MIN,
-            sent: i64::MIN,
-            idle: false,
-        });
+        let u = self
+            .upstream
+            .entry(record.partition)
+            .or_insert_with(Upstream::new);
         let index = match u.last {
             Some((offset, next)) if offset == record.offset => next,
             _ => 0,
@@ -176,13 +198,13 @@ where
     }
 
     fn on_watermark(&mut self, wm: Watermark) -> Result<(), BoxError> {
+        self.combined = self.combined.max(wm.0);
+        for u in self.upstream.values_mut() {
+            u.idle = false;
+        }
         if wm == Watermark::MAX {
             // The input has ended: nothing more comes from any upstream partition written here.
-            for u in self.upstream.values_mut() {
-                u.max_ts = i64::MAX;
-                u.idle = false;
-            }
-            self.send_marks(false)?;
+            self.send_marks(false).map_err(with_retry_hint)?;
             return self.flush().map_err(with_retry_hint);
         }
         if self.marks_sent.elapsed() >= MARK_INTERVAL {

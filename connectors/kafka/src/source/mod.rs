@@ -7,7 +7,7 @@ mod partition;
 mod reader;
 mod rebalance;
 
-pub(crate) use partition::partition_id;
+pub(crate) use partition::{partition_id, static_share};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +38,7 @@ pub use super::start::StartFrom;
 use super::start::{StartKind, StartOffsets, resolve};
 
 use group::{GroupProgress, count_partitions};
-use partition::{add_starts, split_partition_id, static_share};
+use partition::{add_starts, split_partition_id};
 use reader::{Counters, KafkaReader, ReaderState};
 use rebalance::{ReaderContext, Rebalanced};
 

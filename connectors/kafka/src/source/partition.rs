@@ -15,7 +15,7 @@ pub(super) fn split_partition_id(id: PartitionId) -> (usize, i32) {
 /// The partitions worker `worker` of `workers` reads when the source assigns them itself:
 /// partition *i* of all the topics' partitions (`counts[t]` of topic `t`; only the numbers in
 /// `only`, if given), in order, if *i* mod `workers` is `worker`.
-pub(super) fn static_share<'a>(
+pub(crate) fn static_share<'a>(
     topics: &'a [Arc<str>],
     counts: &[i32],
     only: Option<&[i32]>,

@@ -1,0 +1,150 @@
+//! The tasks a member runs: started when assigned, handed over when revoked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use sluice_engine::{EngineError, Job, JobHandle};
+
+#[derive(Default)]
+struct State {
+    /// Partitions the group gave this member.
+    assigned: BTreeSet<u32>,
+    /// The jobs of the tasks running here.
+    running: BTreeMap<u32, JobHandle>,
+    /// Tasks whose job ended here (input ended, or superseded): not started again until the
+    /// group moves them.
+    done: BTreeSet<u32>,
+}
+
+/// The member's tasks, shared by its loop and its rebalance callbacks.
+pub(super) struct RunningTasks {
+    state: Mutex<State>,
+    handover_timeout: Duration,
+}
+
+impl RunningTasks {
+    pub(super) fn new(handover_timeout: Duration) -> Self {
+        RunningTasks {
+            state: Mutex::new(State::default()),
+            handover_timeout,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The group gave this member `partitions`.
+    pub(super) fn assign(&self, partitions: &[u32]) {
+        tracing::info!(?partitions, "tasks assigned");
+        self.lock().assigned.extend(partitions);
+    }
+
+    /// The group takes task `q` away: its last checkpoint is published before this returns
+    /// (unless the assignment was `lost`: then it just ends).
+    pub(super) fn release(&self, q: u32, lost: bool) {
+        let handle = {
+            let mut state = self.lock();
+            state.assigned.remove(&q);
+            state.done.remove(&q);
+            state.running.remove(&q)
+        };
+        if let Some(handle) = handle {
+            self.hand_over(q, handle, lost);
+        }
+    }
+
+    /// Hands every running task over, as when the member leaves the group.
+    pub(super) fn release_all(&self) {
+        let running = {
+            let mut state = self.lock();
+            state.assigned.clear();
+            state.done.clear();
+            std::mem::take(&mut state.running)
+        };
+        for (q, handle) in running {
+            self.hand_over(q, handle, false);
+        }
+    }
+
+    fn hand_over(&self, q: u32, handle: JobHandle, lost: bool) {
+        if lost {
+            tracing::warn!(
+                task = q,
+                "task lost to another member: ending it without a checkpoint"
+            );
+            handle.abort();
+            let _ = handle.join();
+            return;
+        }
+        if !handle.is_finished() {
+            match handle.checkpoint(self.handover_timeout) {
+                Ok(id) => tracing::info!(task = q, checkpoint = id.0, "last checkpoint before the handover"),
+                Err(e) => tracing::warn!(task = q, error = %e, "no last checkpoint before the handover"),
+            }
+            handle.stop();
+        }
+        // Joining waits for the last checkpoint's upload to be published.
+        match handle.join() {
+            Ok(_) => tracing::info!(task = q, "task handed over"),
+            Err(e) => tracing::warn!(task = q, error = %e, "task ended with an error at its handover"),
+        }
+    }
+
+    /// Starts the job of every assigned task not running or done here.
+    ///
+    /// # Errors
+    /// When a task's job cannot be built or started.
+    pub(super) fn start_assigned(
+        &self,
+        jobs: &dyn Fn(u32) -> Result<Job, EngineError>,
+    ) -> Result<(), EngineError> {
+        let mut state = self.lock();
+        let waiting: Vec<u32> = state
+            .assigned
+            .iter()
+            .filter(|q| !state.running.contains_key(q) && !state.done.contains(q))
+            .copied()
+            .collect();
+        for q in waiting {
+            let handle = jobs(q)?.start()?;
+            tracing::info!(task = q, "task started");
+            state.running.insert(q, handle);
+        }
+        Ok(())
+    }
+
+    /// Collects the tasks whose jobs ended.
+    ///
+    /// # Errors
+    /// A task's failure, other than being superseded by a newer owner.
+    pub(super) fn reap(&self) -> Result<(), EngineError> {
+        let ended: Vec<(u32, JobHandle)> = {
+            let mut state = self.lock();
+            let finished: Vec<u32> = state
+                .running
+                .iter()
+                .filter(|(_, h)| h.is_finished())
+                .map(|(q, _)| *q)
+                .collect();
+            finished
+                .into_iter()
+                .filter_map(|q| {
+                    state.done.insert(q);
+                    state.running.remove(&q).map(|h| (q, h))
+                })
+                .collect()
+        };
+        for (q, handle) in ended {
+            match handle.join() {
+                Ok(_) => tracing::info!(task = q, "task finished: its input ended"),
+                Err(e @ EngineError::Superseded { .. }) => {
+                    tracing::warn!(task = q, error = %e, "task taken over by another member")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

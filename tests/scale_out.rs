@@ -1,0 +1,194 @@
+//! The e-commerce job spread over several processes (`--scale-out`) against real Kafka,
+//! Cassandra and an S3-compatible checkpoint store (`scripts/test.sh` starts all three):
+//! processes are killed, added, stopped and paused while the job runs, and the four tables
+//! still equal the batch computation.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::{brokers, unique};
+use common::shop::{read_tables, tables_differ};
+use common::{TempDir, s3_endpoint};
+use sluice::engine::RemoteCheckpoints;
+use sluice_cli::shop::{Shop, ShopSettings};
+
+/// Orders produced (and twice as many page views).
+const ORDERS: u64 = 20_000;
+
+/// One run's shared settings: unique topics, group, keyspace and checkpoint prefix.
+struct Run {
+    settings: ShopSettings,
+    store: String,
+    endpoint: String,
+    dir: TempDir,
+}
+
+impl Run {
+    fn new(tag: &str) -> Self {
+        let cassandra = std::env::var("SLUICE_CASSANDRA")
+            .expect("SLUICE_CASSANDRA must name a Cassandra node (scripts/test.sh starts one)");
+        let topic = unique(&format!("{tag}-orders"));
+        let settings = ShopSettings {
+            brokers: Some(brokers()),
+            cassandra: Some(cassandra),
+            keyspace: unique(tag).replace('-', "_"),
+            orders_topic: topic.clone(),
+            page_views_topic: format!("{topic}-views"),
+            group: unique(&format!("{tag}-group")),
+            partitions: 4,
+            events: ORDERS,
+            ..ShopSettings::default()
+        };
+        Run {
+            store: format!("s3://sluice-checkpoints/{}", unique(tag)),
+            endpoint: s3_endpoint(),
+            dir: TempDir::new(tag),
+            settings,
+        }
+    }
+
+    /// Starts process `name` of the job, its output in `<dir>/<name>.log`.
+    fn process(&self, name: &str) -> Child {
+        let s = &self.settings;
+        let log = std::fs::File::create(self.dir.0.join(format!("{name}.log"))).expect("log file");
+        let err = log.try_clone().expect("log file");
+        Command::new(common::example("ecommerce"))
+            .args(["--scale-out", "--events", "0", "--quiet", "--partitions", "4"])
+            .args(["--brokers", s.brokers.as_deref().unwrap_or_default()])
+            .args(["--cassandra", s.cassandra.as_deref().unwrap_or_default()])
+            .args(["--keyspace", &s.keyspace, "--group", &s.group])
+            .args([
+                "--orders-topic",
+                &s.orders_topic,
+                "--page-views-topic",
+                &s.page_views_topic,
+            ])
+            .args(["--exit-when-idle", "3s", "--checkpoint-interval", "500ms"])
+            .args(["--state-dir", &self.dir.0.join(name).display().to_string()])
+            .args(["--checkpoint-store", &self.store])
+            .env("AWS_ENDPOINT", &self.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("RUST_LOG", "warn,sluice_kafka=info")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start a process of the job")
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the tables equal the batch computation.
+    fn wait_for_tables(&self, shop: &Shop, names: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let tables = read_tables(&shop.services().cql);
+            let Some(difference) = tables_differ(shop.data(), ORDERS, &tables) else {
+                return;
+            };
+            if Instant::now() > deadline {
+                let logs: String = names
+                    .iter()
+                    .map(|n| format!("--- {n}\n{}", tail(&self.log(n), 40)))
+                    .collect();
+                panic!("after 300 s: {difference}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// The checkpoints of task `task` (e.g. `users-0`) in the store.
+    fn task_checkpoints(&self, task: &str) -> RemoteCheckpoints {
+        RemoteCheckpoints::s3(
+            &format!("{}/{task}", self.store),
+            &[
+                ("aws_endpoint", self.endpoint.as_str()),
+                ("aws_allow_http", "true"),
+                ("aws_region", "us-east-1"),
+                ("aws_access_key_id", "test"),
+                ("aws_secret_access_key", "test"),
+            ],
+        )
+        .expect("an S3 client")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n") + "\n"
+}
+
+/// Sends `signal` (`INT`, `STOP`, `CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Waits up to `limit` for `child` to exit on its own; kills it after that.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Stops `child` gracefully (SIGINT) and requires a clean exit.
+fn stop(run: &Run, mut child: Child, name: &str) {
+    signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{name} did not stop cleanly ({status:?}):\n{}",
+        tail(&run.log(name), 40)
+    );
+}
+
+fn assert_dir_exists(path: &Path) {
+    assert!(path.exists(), "{} missing", path.display());
+}
+
+#[test]
+#[ignore = "needs Kafka, Cassandra and an S3 server: run scripts/test.sh"]
+fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
+    let run = Run::new("scaleout");
+    let shop = Shop::start(run.settings.clone()).expect("topics and tables");
+    shop.produce(|_| {}).expect("input produced");
+
+    let a = run.process("a");
+    let mut b = Some(run.process("b"));
+    let c = run.process("c");
+    std::thread::sleep(Duration::from_secs(6));
+    // Process a dies without a word: its tasks go to the others after the session timeout,
+    // from their last published checkpoints.
+    let mut a = a;
+    a.kill().expect("SIGKILL a");
+    let _ = a.wait();
+    let d = run.process("d");
+    std::thread::sleep(Duration::from_secs(4));
+    // Process b leaves: its tasks take a last checkpoint and move.
+    if let Some(b) = b.take() {
+        stop(&run, b, "b");
+    }
+    run.wait_for_tables(&shop, &["a", "b", "c", "d"]);
+    assert_dir_exists(&run.dir.0.join("c"));
+    let published = run.task_checkpoints("users-0").published().expect("HEAD");
+    assert!(published.is_some(), "task users-0 published its checkpoints");
+    stop(&run, c, "c");
+    stop(&run, d, "d");
+}
