@@ -120,6 +120,15 @@ impl Run {
     }
 }
 
+/// Waits up to 120 s for `done`.
+fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n") + "\n"
@@ -170,13 +179,13 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
     let shop = Shop::start(run.settings.clone()).expect("topics and tables");
     shop.produce(|_| {}).expect("input produced");
 
-    let a = run.process("a");
+    let mut a = run.process("a");
     let mut b = Some(run.process("b"));
     let c = run.process("c");
-    std::thread::sleep(Duration::from_secs(6));
-    // Process a dies without a word: its tasks go to the others after the session timeout,
-    // from their last published checkpoints.
-    let mut a = a;
+    // Process a dies without a word once its tasks have published checkpoints: they go to
+    // the others after the session timeout, from their last published checkpoints.
+    wait_for(|| run.log("a").matches("task started").count() >= 3, "a runs tasks");
+    std::thread::sleep(Duration::from_secs(3));
     a.kill().expect("SIGKILL a");
     let _ = a.wait();
     let d = run.process("d");
@@ -186,6 +195,15 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
         stop(&run, b, "b");
     }
     run.wait_for_tables(&shop, &["a", "b", "c", "d"]);
+    for name in ["a", "b", "c", "d"] {
+        let events: Vec<String> = run
+            .log(name)
+            .lines()
+            .filter(|l| l.contains("task") && !l.contains("joined"))
+            .map(|l| l.split("INFO").last().unwrap_or(l).to_string())
+            .collect();
+        eprintln!("--- {name}\n{}", events.join("\n"));
+    }
     assert_dir_exists(&run.dir.0.join("c"));
     let published = run.task_checkpoints("users-0").published().expect("HEAD");
     assert!(published.is_some(), "task users-0 published its checkpoints");
