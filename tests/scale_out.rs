@@ -184,7 +184,10 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
     let c = run.process("c");
     // Process a dies without a word once its tasks have published checkpoints: they go to
     // the others after the session timeout, from their last published checkpoints.
-    wait_for(|| run.log("a").matches("task started").count() >= 3, "a runs tasks");
+    wait_for(
+        || run.log("a").matches("task started").count() >= 3,
+        "a runs tasks",
+    );
     std::thread::sleep(Duration::from_secs(3));
     a.kill().expect("SIGKILL a");
     let _ = a.wait();
@@ -209,4 +212,40 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
     assert!(published.is_some(), "task users-0 published its checkpoints");
     stop(&run, c, "c");
     stop(&run, d, "d");
+}
+
+#[test]
+#[ignore = "needs Kafka, Cassandra and an S3 server: run scripts/test.sh"]
+fn a_rebalance_storm_and_a_stale_owner_still_write_the_batch_result() {
+    let run = Run::new("storm");
+    let shop = Shop::start(run.settings.clone()).expect("topics and tables");
+    shop.produce(|_| {}).expect("input produced");
+
+    let stale = run.process("stale");
+    let steady = run.process("steady");
+    wait_for(
+        || run.log("stale").matches("task started").count() >= 3,
+        "stale runs tasks",
+    );
+    // Paused past the session timeout: its tasks go to the others, which claim newer epochs.
+    signal(&stale, "STOP");
+    let paused = Instant::now();
+    // Processes join and leave every few seconds meanwhile.
+    for round in 0..4 {
+        let name = format!("storm-{round}");
+        let member = run.process(&name);
+        std::thread::sleep(Duration::from_secs(3));
+        stop(&run, member, &name);
+    }
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(paused.elapsed()));
+    signal(&stale, "CONT");
+    run.wait_for_tables(&shop, &["stale", "steady", "storm-0", "storm-3"]);
+    let log = run.log("stale");
+    assert!(
+        log.contains("task lost to another member") || log.contains("task taken over by another member"),
+        "the stale owner noticed it was replaced:\n{}",
+        tail(&log, 40)
+    );
+    stop(&run, stale, "stale");
+    stop(&run, steady, "steady");
 }

@@ -2,9 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sluice_engine::{EngineError, Job, JobHandle};
+use sluice_engine::{EngineError, Job, JobHandle, Retry};
+
+/// How long a task whose job failed (or was superseded) waits before it starts again here,
+/// if the group still gives it to this member.
+const RESTART_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct State {
@@ -12,9 +16,12 @@ struct State {
     assigned: BTreeSet<u32>,
     /// The jobs of the tasks running here.
     running: BTreeMap<u32, JobHandle>,
-    /// Tasks whose job ended here (input ended, or superseded): not started again until the
+    /// Tasks whose job ended here because their input ended: not started again until the
     /// group moves them.
     done: BTreeSet<u32>,
+    /// Tasks whose job failed in a way a restart may mend, or was superseded by another
+    /// member's: not started again before then.
+    not_before: BTreeMap<u32, Instant>,
 }
 
 /// The member's tasks, shared by its loop and its rebalance callbacks.
@@ -48,6 +55,7 @@ impl RunningTasks {
             let mut state = self.lock();
             state.assigned.remove(&q);
             state.done.remove(&q);
+            state.not_before.remove(&q);
             state.running.remove(&q)
         };
         if let Some(handle) = handle {
@@ -61,6 +69,7 @@ impl RunningTasks {
             let mut state = self.lock();
             state.assigned.clear();
             state.done.clear();
+            state.not_before.clear();
             std::mem::take(&mut state.running)
         };
         for (q, handle) in running {
@@ -101,10 +110,15 @@ impl RunningTasks {
         jobs: &dyn Fn(u32) -> Result<Job, EngineError>,
     ) -> Result<(), EngineError> {
         let mut state = self.lock();
+        let now = Instant::now();
         let waiting: Vec<u32> = state
             .assigned
             .iter()
-            .filter(|q| !state.running.contains_key(q) && !state.done.contains(q))
+            .filter(|q| {
+                !state.running.contains_key(q)
+                    && !state.done.contains(q)
+                    && state.not_before.get(q).is_none_or(|t| now >= *t)
+            })
             .copied()
             .collect();
         for q in waiting {
@@ -115,10 +129,13 @@ impl RunningTasks {
         Ok(())
     }
 
-    /// Collects the tasks whose jobs ended.
+    /// Collects the tasks whose jobs ended. A task superseded by another member's run, or
+    /// failed in a way a restart may mend, starts again after a short delay if the group
+    /// still gives it to this member (the group's next rebalance settles who owns it).
     ///
     /// # Errors
-    /// A task's failure, other than being superseded by a newer owner.
+    /// A task's failure that a restart cannot mend (a bad record, a broken job, a refused
+    /// login): the member stops.
     pub(super) fn reap(&self) -> Result<(), EngineError> {
         let ended: Vec<(u32, JobHandle)> = {
             let mut state = self.lock();
@@ -130,17 +147,22 @@ impl RunningTasks {
                 .collect();
             finished
                 .into_iter()
-                .filter_map(|q| {
-                    state.done.insert(q);
-                    state.running.remove(&q).map(|h| (q, h))
-                })
+                .filter_map(|q| state.running.remove(&q).map(|h| (q, h)))
                 .collect()
         };
         for (q, handle) in ended {
             match handle.join() {
-                Ok(_) => tracing::info!(task = q, "task finished: its input ended"),
+                Ok(_) => {
+                    tracing::info!(task = q, "task finished: its input ended");
+                    self.lock().done.insert(q);
+                }
                 Err(e @ EngineError::Superseded { .. }) => {
-                    tracing::warn!(task = q, error = %e, "task taken over by another member")
+                    tracing::warn!(task = q, error = %e, "task taken over by another member");
+                    self.lock().not_before.insert(q, Instant::now() + RESTART_DELAY);
+                }
+                Err(e) if e.retry() == Retry::Restart => {
+                    tracing::error!(task = q, error = %e, "task failed; starting it again");
+                    self.lock().not_before.insert(q, Instant::now() + RESTART_DELAY);
                 }
                 Err(e) => return Err(e),
             }
