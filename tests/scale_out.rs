@@ -18,6 +18,10 @@ use sluice_cli::shop::{Shop, ShopSettings};
 /// Orders produced (and twice as many page views).
 const ORDERS: u64 = 20_000;
 
+/// The tests here run one at a time: each runs several processes of the job, and two sets
+/// at once on a small machine starve the broker's group coordinator.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One run's shared settings: unique topics, group, keyspace and checkpoint prefix.
 struct Run {
     settings: ShopSettings,
@@ -175,6 +179,7 @@ fn assert_dir_exists(path: &Path) {
 #[test]
 #[ignore = "needs Kafka, Cassandra and an S3 server: run scripts/test.sh"]
 fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let run = Run::new("scaleout");
     let shop = Shop::start(run.settings.clone()).expect("topics and tables");
     shop.produce(|_| {}).expect("input produced");
@@ -210,6 +215,40 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
     assert_dir_exists(&run.dir.0.join("c"));
     let published = run.task_checkpoints("users-0").published().expect("HEAD");
     assert!(published.is_some(), "task users-0 published its checkpoints");
+    // `sluice status` names the two processes left as the owners of every task.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["status", "--brokers", &brokers(), "--group", &run.settings.group])
+        .args(["--checkpoint-store", &run.store])
+        .env("AWS_ENDPOINT", &run.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run sluice status");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owners = [format!("sluice-{}", c.id()), format!("sluice-{}", d.id())];
+    for stage in ["orders", "views", "users", "categories"] {
+        assert!(
+            printed.contains(&format!("{}-{stage} (", run.settings.group)),
+            "{printed}"
+        );
+    }
+    let rows: Vec<&str> = printed.lines().filter(|l| l.contains("(epoch ")).collect();
+    assert_eq!(
+        rows.len(),
+        16,
+        "four tasks of four stages, each with its checkpoint:\n{printed}"
+    );
+    assert!(
+        rows.iter().all(|r| owners.iter().any(|o| r.contains(o.as_str()))),
+        "every task is run by c or d:\n{printed}"
+    );
     stop(&run, c, "c");
     stop(&run, d, "d");
 }
@@ -217,6 +256,7 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
 #[test]
 #[ignore = "needs Kafka, Cassandra and an S3 server: run scripts/test.sh"]
 fn a_rebalance_storm_and_a_stale_owner_still_write_the_batch_result() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let run = Run::new("storm");
     let shop = Shop::start(run.settings.clone()).expect("topics and tables");
     shop.produce(|_| {}).expect("input produced");

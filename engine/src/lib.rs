@@ -57,7 +57,7 @@ pub use checkpoint::{
     list_checkpoints, show_manifest,
 };
 #[cfg(feature = "remote-checkpoints")]
-pub use checkpoint::{RemoteCheckpoints, RemoteError};
+pub use checkpoint::{RemoteCheckpoints, RemoteError, RemoteHead};
 pub use clock::Clock;
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};

@@ -4,6 +4,7 @@
 //! sluice run pipeline.toml
 //! sluice produce --brokers 127.0.0.1:9092 --events 100000 --rate 5000
 //! sluice produce --brokers 127.0.0.1:9092 --kind iot --events 1000000
+//! sluice status --brokers 127.0.0.1:9092 --group sluice-shop --checkpoint-store s3://checkpoints/shop
 //! sluice checkpoints list --state-dir /var/lib/sluice/revenue
 //! sluice checkpoints show --state-dir /var/lib/sluice/revenue 12
 //! ```
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sluice::cassandra::{CassandraConfig, query_text};
-use sluice::engine::{list_checkpoints, show_manifest};
-use sluice::kafka::KafkaConfig;
+use sluice::engine::{RemoteCheckpoints, RemoteHead, list_checkpoints, show_manifest};
+use sluice::kafka::{KafkaConfig, task_groups};
 use sluice_cli::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice_cli::pipeline::Pipeline;
 use sluice_cli::producer::JsonProducer;
@@ -86,6 +87,24 @@ enum Command {
         security: CassandraSecuritySettings,
         /// The statement, e.g. "SELECT * FROM shop.product_revenue_1m LIMIT 10".
         statement: String,
+    },
+    /// Which process runs which task of a job spread over processes (the e-commerce job's
+    /// --scale-out), and each task's newest published checkpoint.
+    Status {
+        /// Kafka bootstrap servers.
+        #[arg(long, value_name = "HOST:PORT", env = "SLUICE_BROKERS")]
+        brokers: String,
+        /// The job's group: its stages are the consumer groups `<group>-<stage>`.
+        #[arg(long, env = "SLUICE_GROUP")]
+        group: String,
+        /// The job's checkpoint store (s3://bucket/prefix): task q of stage s keeps its
+        /// checkpoints under <store>/<s>-<q>. Endpoint and credentials from AWS_ENDPOINT,
+        /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+        #[arg(long, env = "SLUICE_CHECKPOINT_STORE", value_name = "URL")]
+        checkpoint_store: Option<String>,
+        /// TLS and SASL towards the brokers.
+        #[command(flatten)]
+        security: KafkaSecuritySettings,
     },
     /// List or show a job's checkpoints.
     Checkpoints {
@@ -163,6 +182,15 @@ fn main() {
             statement,
             security,
         } => cql(&cassandra, &security, &statement),
+        Command::Status {
+            brokers,
+            group,
+            checkpoint_store,
+            security,
+        } => security
+            .apply_to(KafkaConfig::new(brokers), "kafka", Some("SLUICE_KAFKA"))
+            .map_err(anyhow::Error::from)
+            .and_then(|kafka| status(&kafka, &group, checkpoint_store.as_deref())),
         Command::Checkpoints { command } => match command {
             CheckpointCommand::List { state_dir } => list(&state_dir),
             CheckpointCommand::Show { state_dir, id } => show(&state_dir, id),
@@ -171,6 +199,59 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Prints every task group of job `group`: members, each task's owner and, with a store, its
+/// newest published checkpoint.
+fn status(kafka: &KafkaConfig, group: &str, store: Option<&str>) -> anyhow::Result<()> {
+    let groups = task_groups(kafka, group).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if groups.is_empty() {
+        bail!(
+            "no consumer group '{group}' or '{group}-<stage>' with members on {}",
+            kafka.brokers()
+        );
+    }
+    for g in groups {
+        let stage = g.group.strip_prefix(&format!("{group}-")).unwrap_or(&g.group);
+        println!("{} ({}, {} members)", g.group, g.state, g.members);
+        println!("  {:>5}  {:<22} {:<18} last checkpoint", "task", "owner", "host");
+        for owner in &g.owners {
+            let checkpoint = match store {
+                Some(url) => {
+                    last_checkpoint(&format!("{}/{stage}-{}", url.trim_end_matches('/'), owner.task))
+                }
+                None => "-".to_string(),
+            };
+            println!(
+                "  {:>5}  {:<22} {:<18} {checkpoint}",
+                owner.task, owner.client_id, owner.host
+            );
+        }
+    }
+    Ok(())
+}
+
+/// "`id` (epoch `e`)" of the newest checkpoint published under `url`, or why not.
+fn last_checkpoint(url: &str) -> String {
+    let head = RemoteCheckpoints::s3(url, &[])
+        .map_err(|e| e.to_string())
+        .and_then(|store| store.head_now().map_err(|e| e.to_string()));
+    match head {
+        Ok(Some(RemoteHead {
+            checkpoint: Some(id),
+            name,
+            ..
+        })) => {
+            let epoch = name
+                .as_deref()
+                .and_then(|n| n.rsplit_once("-e"))
+                .and_then(|(_, e)| e.parse::<u64>().ok())
+                .map_or("?".to_string(), |e| e.to_string());
+            format!("{id} (epoch {epoch})")
+        }
+        Ok(_) => "none yet".to_string(),
+        Err(e) => format!("unknown: {e}"),
     }
 }
 

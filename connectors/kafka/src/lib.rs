@@ -30,4 +30,4 @@ pub use repartition::{Located, Repartition};
 pub use security::{KafkaSecurity, KafkaTls, Sasl, SaslMechanism};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, StartFrom};
-pub use tasks::TaskGroup;
+pub use tasks::{TaskGroup, TaskGroupStatus, TaskOwner, task_groups};

@@ -14,4 +14,4 @@ pub(crate) mod worker_part;
 pub use config::{CheckpointConfig, CheckpointStep, RestoreFrom, StateBackendConfig};
 pub use inspect::{CheckpointSummary, create_savepoint, list_checkpoints, show_manifest};
 #[cfg(feature = "remote-checkpoints")]
-pub use remote::{RemoteCheckpoints, RemoteError};
+pub use remote::{Head as RemoteHead, RemoteCheckpoints, RemoteError};

@@ -49,13 +49,15 @@ pub enum RemoteError {
     },
 }
 
-/// The pointer to the newest published checkpoint, and the epoch of the run that wrote it.
+/// `HEAD`: the pointer to the newest published checkpoint, and the newest epoch claimed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Head {
-    epoch: u64,
-    checkpoint: Option<u64>,
-    /// The published checkpoint's prefix.
-    name: Option<String>,
+pub struct Head {
+    /// The epoch of the newest run that claimed the checkpoints.
+    pub epoch: u64,
+    /// The newest published checkpoint's id.
+    pub checkpoint: Option<u64>,
+    /// The published checkpoint's prefix (`chk-<id>-e<epoch of the run that wrote it>`).
+    pub name: Option<String>,
 }
 
 /// A job's checkpoints in object storage. Cheap to clone.
@@ -242,6 +244,14 @@ impl RemoteCheckpoints {
             .runtime
             .block_on(self.head())?
             .and_then(|(h, _)| h.checkpoint))
+    }
+
+    /// What `HEAD` says now, if there is one.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub fn head_now(&self) -> Result<Option<Head>, RemoteError> {
+        Ok(self.inner.runtime.block_on(self.head())?.map(|(h, _)| h))
     }
 
     /// The published checkpoint's id and prefix.

@@ -14,6 +14,7 @@
 
 mod context;
 mod running;
+mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,7 @@ use crate::config::KafkaConfig;
 use crate::error::{Context, KafkaConnectorError};
 use context::TaskContext;
 use running::RunningTasks;
+pub use status::{TaskGroupStatus, TaskOwner, task_groups};
 
 /// One stage of a job, spread over every process that runs this group.
 #[derive(Debug, Clone)]
@@ -88,10 +90,12 @@ impl TaskGroup {
         let running = Arc::new(RunningTasks::new(self.handover_timeout));
         let session = self.session_timeout.as_millis().to_string();
         let heartbeat = (self.session_timeout.as_millis() / 10).max(100).to_string();
+        let client_id = format!("sluice-{}", std::process::id());
         let consumer: BaseConsumer<TaskContext> = self
             .config
             .client_config(&[
                 ("group.id", self.group.as_str()),
+                ("client.id", client_id.as_str()),
                 ("partition.assignment.strategy", "cooperative-sticky"),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
