@@ -89,12 +89,7 @@ impl Upstream {
     /// that is higher (it is the lowest of the worker's partitions that are not idle, so it
     /// is a watermark of each of them, as the upstream source's own watermark is).
     fn watermark(&self, bound: i64, combined: i64) -> i64 {
-        let own = if self.max_ts == i64::MAX {
-            i64::MAX
-        } else {
-            self.max_ts.saturating_sub(bound)
-        };
-        own.max(combined)
+        self.max_ts.saturating_sub(bound).max(combined)
     }
 }
 
@@ -236,5 +231,25 @@ where
     fn finish(&mut self) -> Result<(), BoxError> {
         self.send_marks(false).map_err(with_retry_hint)?;
         self.flush().map_err(with_retry_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_watermark_is_its_own_or_the_workers_whichever_is_higher() {
+        let mut u = Upstream::new();
+        assert_eq!(u.watermark(100, i64::MIN), i64::MIN, "nothing written yet");
+        assert_eq!(
+            u.watermark(100, 500),
+            500,
+            "an empty partition follows its worker"
+        );
+        u.max_ts = 1_000;
+        assert_eq!(u.watermark(100, i64::MIN), 900);
+        assert_eq!(u.watermark(100, 950), 950);
+        assert_eq!(u.watermark(100, i64::MAX), i64::MAX, "the input ended");
     }
 }
