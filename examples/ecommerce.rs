@@ -89,12 +89,12 @@ fn main() {
 
 fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
     println!("Sluice e-commerce job");
-    let shop = Shop::start(settings.clone())?;
-    describe(&shop);
-
+    // Before anything starts: an interrupt while connecting stops the run cleanly too.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    let shop = Shop::start(settings.clone())?;
+    describe(&shop);
     if settings.scale_out {
         return run_scaled(&shop, &interrupted);
     }
@@ -178,7 +178,7 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
 fn run_scaled(shop: &Shop, interrupted: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let s = shop.settings();
     println!(
-        "  scale-out: member of consumer groups {}-{{orders,views,users,categories}}; tasks move with their checkpoints in {}",
+        "  scale-out: member of consumer groups {}-stage-{{orders,views,users,categories}}; tasks move with their checkpoints in {}",
         s.group,
         s.checkpoint_store.as_deref().unwrap_or_default()
     );

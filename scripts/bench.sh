@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmark programs, installing what is missing first. The Kafka and Cassandra
 # benchmarks run against a broker and a node it starts for them with scripts/services.sh
-# (unless SLUICE_KAFKA_BROKERS or SLUICE_CASSANDRA name servers of your own) and stops
-# afterwards. With no arguments it runs every benchmark with its defaults;
+# (unless SLUICE_KAFKA_BROKERS or SLUICE_CASSANDRA name servers of your own), scale_out also
+# against moto's S3 server (SLUICE_S3_ENDPOINT), and stops them afterwards. With no
+# arguments it runs every benchmark with its defaults;
 # `scripts/bench.sh nexmark --query q5 --workers 2` runs one, passing the rest of the arguments
 # to it. Numbers, JSON lines and charts: see BENCHMARKS.md.
 set -euo pipefail
@@ -16,6 +17,7 @@ services_of() {
         end_to_end) echo kafka cassandra ;;
         kafka_consume) echo kafka ;;
         cassandra_sink) echo cassandra ;;
+        scale_out) echo kafka cassandra s3 ;;
     esac
 }
 if [ $# -gt 0 ]; then
@@ -29,9 +31,9 @@ if [ $# -gt 0 ]; then
     cargo bench --bench "$bench" -- "$@"
 else
     started=0
-    for bench in nexmark tumbling_revenue interval_join end_to_end kafka_consume cassandra_sink; do
+    for bench in nexmark tumbling_revenue interval_join end_to_end kafka_consume cassandra_sink scale_out; do
         if [ -n "$(services_of "$bench")" ] && [ "$started" -eq 0 ]; then
-            start_run_services
+            start_run_services kafka cassandra s3
             started=1
         fi
         log "benchmark $bench"

@@ -321,9 +321,12 @@ impl<T: Data> DriverCore<T> {
                 // checkpoints and restores treat it as any other partition's.
                 let max_ts = wm.0.saturating_add(bound);
                 if self.reported_watermarks && !p.revoked && max_ts > p.max_ts {
+                    // Event time moving on is news from the partition, as a record is.
                     p.max_ts = max_ts;
                     p.delivered = true;
                     p.dirty = true;
+                    p.caught_up = false;
+                    p.quiet_ms = 0;
                 }
                 Ok(())
             }
@@ -791,5 +794,10 @@ mod tests {
         assert_eq!(watermarks.borrow().last(), Some(&Watermark(200)));
         let (_, event_time) = d.inject_barrier(CheckpointId(1)).unwrap();
         assert_eq!(event_time.get(&PartitionId(0)), Some(&500));
+        assert_eq!(
+            event_time.get(&PartitionId(1)),
+            Some(&200),
+            "the lower report changed nothing"
+        );
     }
 }

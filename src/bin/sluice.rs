@@ -94,7 +94,7 @@ enum Command {
         /// Kafka bootstrap servers.
         #[arg(long, value_name = "HOST:PORT", env = "SLUICE_BROKERS")]
         brokers: String,
-        /// The job's group: its stages are the consumer groups `<group>-<stage>`.
+        /// The job's group: its stages are the consumer groups `<group>-stage-<stage>`.
         #[arg(long, env = "SLUICE_GROUP")]
         group: String,
         /// The job's checkpoint store (s3://bucket/prefix): task q of stage s keeps its
@@ -205,15 +205,16 @@ fn main() {
 /// Prints every task group of job `group`: members, each task's owner and, with a store, its
 /// newest published checkpoint.
 fn status(kafka: &KafkaConfig, group: &str, store: Option<&str>) -> anyhow::Result<()> {
-    let groups = task_groups(kafka, group).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prefix = format!("{group}-stage");
+    let groups = task_groups(kafka, &prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     if groups.is_empty() {
         bail!(
-            "no consumer group '{group}' or '{group}-<stage>' with members on {}",
+            "no consumer group '{prefix}-<stage>' with members on {}",
             kafka.brokers()
         );
     }
     for g in groups {
-        let stage = g.group.strip_prefix(&format!("{group}-")).unwrap_or(&g.group);
+        let stage = g.group.strip_prefix(&format!("{prefix}-")).unwrap_or(&g.group);
         println!("{} ({}, {} members)", g.group, g.state, g.members);
         println!("  {:>5}  {:<22} {:<18} last checkpoint", "task", "owner", "host");
         for owner in &g.owners {

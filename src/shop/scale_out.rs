@@ -1,5 +1,5 @@
 //! The e-commerce job spread over processes (`--scale-out`): four stages, each a
-//! [`TaskGroup`] of Kafka consumer group `<group>-<stage>`, whose task *q* is a job of its own
+//! [`TaskGroup`] of Kafka consumer group `<group>-stage-<stage>`, whose task *q* is a job of its own
 //! reading partition *q* of the stage's topics, with RocksDB state and checkpoints in the
 //! checkpoint store under `<stage>-<q>`.
 //!
@@ -139,7 +139,7 @@ impl ScaledShop {
         };
         TaskGroup::new(
             self.kafka.clone(),
-            format!("{}-{}", self.settings.group, stage.name()),
+            format!("{}-stage-{}", self.settings.group, stage.name()),
             lead,
         )
     }

@@ -47,7 +47,7 @@ pub struct ShopSettings {
     /// What to do with undecodable records.
     pub on_bad_record: OnBadRecord,
     /// Run as one of several processes sharing the job through the consumer groups
-    /// `<group>-<stage>` (needs `brokers`, `cassandra`, `state_dir` and `checkpoint_store`).
+    /// `<group>-stage-<stage>` (needs `brokers`, `cassandra`, `state_dir` and `checkpoint_store`).
     pub scale_out: bool,
     /// Serve Prometheus metrics here.
     pub metrics_addr: Option<SocketAddr>,
@@ -254,7 +254,7 @@ pub struct PartialSettings {
     #[serde(default, deserialize_with = "de_on_bad_record")]
     pub on_bad_record: Option<OnBadRecord>,
     /// Run as one of several processes sharing the job: each stage's tasks (one per
-    /// partition) are spread over the processes by consumer groups `<group>-<stage>`, and move
+    /// partition) are spread over the processes by consumer groups `<group>-stage-<stage>`, and move
     /// with their checkpoints when processes come and go. Needs --brokers, --cassandra,
     /// --state-dir and --checkpoint-store [default: false].
     #[arg(long, env = "SLUICE_SCALE_OUT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]

@@ -453,19 +453,11 @@ impl Coordinator {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for (source, position, times) in acks.iter().flat_map(|a| &a.positions) {
-            let merged = offsets.entry(source.clone()).or_default();
-            let states = reader_state.entry(source.clone()).or_default();
-            for (p, o) in &position.offsets {
-                let e = merged.entry(p.0).or_insert(*o);
-                // A partition's reader state goes with the highest offset reported for it.
-                if *o >= *e {
-                    *e = *o;
-                    match position.state.get(p) {
-                        Some(state) => states.insert(p.0, state.clone()),
-                        None => states.remove(&p.0),
-                    };
-                }
-            }
+            merge_position(
+                offsets.entry(source.clone()).or_default(),
+                reader_state.entry(source.clone()).or_default(),
+                position,
+            );
             let merged = event_time.entry(source.clone()).or_default();
             for (p, t) in times {
                 let e = merged.entry(p.0).or_insert(*t);
@@ -560,5 +552,60 @@ impl Coordinator {
                 reason: format!("no savepoint '{name}': {e}"),
             })?;
         Ok(self.store.create_savepoint(id, name)?)
+    }
+}
+
+/// Merges a reader's `position` into a checkpoint's offsets and reader states of its source:
+/// a partition's highest offset wins, and the reader state reported with it goes with it
+/// (none if that report had none).
+fn merge_position(
+    offsets: &mut BTreeMap<u32, u64>,
+    states: &mut BTreeMap<u32, Vec<u8>>,
+    position: &SourcePosition,
+) {
+    for (p, o) in &position.offsets {
+        let e = offsets.entry(p.0).or_insert(*o);
+        if *o >= *e {
+            *e = *o;
+            match position.state.get(p) {
+                Some(state) => states.insert(p.0, state.clone()),
+                None => states.remove(&p.0),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PartitionId;
+
+    #[test]
+    fn a_partitions_reader_state_goes_with_its_highest_offset() {
+        let mut offsets = BTreeMap::from([(0, 10), (1, 5)]);
+        let mut states = BTreeMap::from([(0, vec![1]), (1, vec![2])]);
+        let mut newer = SourcePosition::of_offsets([(PartitionId(0), 12), (PartitionId(1), 4)]);
+        newer.state.insert(PartitionId(0), vec![3]);
+        newer.state.insert(PartitionId(1), vec![4]);
+        merge_position(&mut offsets, &mut states, &newer);
+        assert_eq!(offsets, BTreeMap::from([(0, 12), (1, 5)]));
+        assert_eq!(
+            states,
+            BTreeMap::from([(0, vec![3]), (1, vec![2])]),
+            "partition 1's older report lost"
+        );
+        // A report of the same offset without state (a reader that keeps none) clears it.
+        merge_position(
+            &mut offsets,
+            &mut states,
+            &SourcePosition::of_offsets([(PartitionId(0), 12)]),
+        );
+        assert_eq!(states, BTreeMap::from([(1, vec![2])]));
+        // A new partition comes with its state.
+        let mut third = SourcePosition::of_offsets([(PartitionId(2), 1)]);
+        third.state.insert(PartitionId(2), vec![9]);
+        merge_position(&mut offsets, &mut states, &third);
+        assert_eq!(offsets.get(&2), Some(&1));
+        assert_eq!(states.get(&2), Some(&vec![9]));
     }
 }

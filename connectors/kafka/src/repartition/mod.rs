@@ -41,7 +41,10 @@ use writer::RepartitionSink;
 ///
 /// [`Repartition::through`] writes a stream of [`Located`] records (read with
 /// [`KafkaSource::located`], through stateless operators only) to the topic, partitioned by a
-/// new key, and reads it back as a source of the same job. Records are written
+/// new key, and reads it back as a source of the same job. The upstream source must assign
+/// its partitions itself (not [`KafkaSource::group_assignment`]) over `upstream_topics` in
+/// the same order: each writer speaks for the partitions its worker reads, and refuses a
+/// record of any other. Records are written
 /// at-least-once (a restored job writes again what it wrote after its checkpoint) and read
 /// exactly once: each carries the id of the input record it came from, and the reader drops
 /// ids it has already applied. Watermarks cross the topic in band: the reader's watermark of

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use serde::Serialize;
 use sluice_engine::state::KeyGroup;
-use sluice_engine::{BoxError, CheckpointId, Data, PartitionId, Sink, SinkFactory, Timestamp, Watermark};
+use sluice_engine::{
+    BoxError, CheckpointId, ConnectorError, Data, PartitionId, Retry, Sink, SinkFactory, Timestamp, Watermark,
+};
 
 use super::Repartition;
 use super::envelope::{Envelope, encode};
@@ -17,7 +19,8 @@ use crate::admin::ensure_topic;
 use crate::delivery::{ReportingContext, flush_checked, send_waiting};
 use crate::error::{Context, KafkaConnectorError, with_retry_hint};
 
-/// Longest time between two rounds of watermark records while records are written.
+/// Longest time between two rounds of watermark records while records are written (they are
+/// also sent at each advance of the worker's watermark).
 const MARK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The key function of a repartition.
@@ -73,6 +76,8 @@ struct Upstream {
     sent: i64,
     /// Whether it was last announced idle.
     idle: bool,
+    /// No longer idle: its watermark is to be sent even if it did not move.
+    announce: bool,
 }
 
 impl Upstream {
@@ -82,6 +87,7 @@ impl Upstream {
             max_ts: i64::MIN,
             sent: i64::MIN,
             idle: false,
+            announce: false,
         }
     }
 
@@ -102,7 +108,7 @@ struct RepartitionWriter<T, K> {
     key: KeyFn<T, K>,
     producer: BaseProducer<ReportingContext>,
     /// The upstream partitions this writer speaks for: its worker's share of the upstream
-    /// source's partitions, and any other whose records reach it.
+    /// source's partitions (a record of any other is refused).
     upstream: BTreeMap<PartitionId, Upstream>,
     /// The worker's watermark (the input watermark of this sink).
     combined: i64,
@@ -129,23 +135,24 @@ impl<T: Serialize, K: Hash> RepartitionWriter<T, K> {
         (0..self.partitions).try_for_each(|q| self.send(q, envelope, None))
     }
 
-    /// Sends the watermark of every upstream partition whose watermark moved (or of all,
-    /// with `all`, idle ones as idle), to every partition.
+    /// Sends, to every partition, the watermark of every upstream partition whose watermark
+    /// moved or that is no longer idle; with `all`, of every one (idle ones as idle, after
+    /// their watermark).
     fn send_marks(&mut self, all: bool) -> Result<(), BoxError> {
         self.marks_sent = Instant::now();
         let mut marks = Vec::new();
         for (p, u) in &mut self.upstream {
             let watermark = u.watermark(self.bound, self.combined);
-            if u.idle {
-                if all {
-                    marks.push(Envelope::Idle { upstream: p.0 });
-                }
-            } else if all || watermark > u.sent {
+            if all || watermark > u.sent || u.announce {
                 u.sent = u.sent.max(watermark);
+                u.announce = false;
                 marks.push(Envelope::Watermark {
                     upstream: p.0,
                     watermark,
                 });
+            }
+            if all && u.idle {
+                marks.push(Envelope::Idle { upstream: p.0 });
             }
         }
         marks.iter().try_for_each(|m| self.broadcast(m))
@@ -164,17 +171,35 @@ where
     K: Hash + 'static,
 {
     fn write(&mut self, record: Located<T>, ts: Timestamp) -> Result<(), BoxError> {
-        let u = self
-            .upstream
-            .entry(record.partition)
-            .or_insert_with(Upstream::new);
+        let (bound, combined) = (self.bound, self.combined);
+        let Some(u) = self.upstream.get_mut(&record.partition) else {
+            return Err(ConnectorError::new(
+                Retry::Stop,
+                format!(
+                    "repartition topic '{}': a record of upstream partition {} reached the writer of a worker that does not read it: the upstream source must assign partitions itself (not group_assignment), read the topics given to Repartition::new in that order, and read only the partitions given to Repartition::upstream_partitions",
+                    self.topic, record.partition
+                ),
+            )
+            .into());
+        };
         let index = match u.last {
             Some((offset, next)) if offset == record.offset => next,
             _ => 0,
         };
         u.last = Some((record.offset, index + 1));
         u.max_ts = u.max_ts.max(ts);
-        u.idle = false;
+        let resumed = std::mem::take(&mut u.idle);
+        let watermark = u.watermark(bound, combined);
+        if resumed {
+            // Every partition hears that it holds event time back again before its record.
+            u.announce = false;
+            u.sent = u.sent.max(watermark);
+            let mark = Envelope::Watermark {
+                upstream: record.partition.0,
+                watermark,
+            };
+            self.broadcast(&mark).map_err(with_retry_hint)?;
+        }
         let key = (self.key)(&record.value);
         let partition = u32::from(KeyGroup::of(&key, self.partitions as u16).0);
         let envelope = Envelope::Record {
@@ -195,20 +220,21 @@ where
     fn on_watermark(&mut self, wm: Watermark) -> Result<(), BoxError> {
         self.combined = self.combined.max(wm.0);
         for u in self.upstream.values_mut() {
-            u.idle = false;
+            if std::mem::take(&mut u.idle) {
+                u.announce = true;
+            }
         }
+        self.send_marks(false).map_err(with_retry_hint)?;
         if wm == Watermark::MAX {
             // The input has ended: nothing more comes from any upstream partition written here.
-            self.send_marks(false).map_err(with_retry_hint)?;
-            return self.flush().map_err(with_retry_hint);
-        }
-        if self.marks_sent.elapsed() >= MARK_INTERVAL {
-            self.send_marks(false).map_err(with_retry_hint)?;
+            self.flush().map_err(with_retry_hint)?;
         }
         Ok(())
     }
 
     fn on_idle(&mut self) -> Result<(), BoxError> {
+        // The last watermarks first: a burst's final advance may not have been sent yet.
+        self.send_marks(false).map_err(with_retry_hint)?;
         let mut idle = Vec::new();
         for (p, u) in &mut self.upstream {
             if !u.idle {

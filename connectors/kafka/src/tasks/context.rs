@@ -56,9 +56,7 @@ impl ConsumerContext for TaskContext {
             // A member that lost its partitions (it was gone past the session timeout) has
             // successors already: its tasks end without a last checkpoint.
             let lost = consumer.assignment_lost();
-            for q in partitions(tpl) {
-                self.running.release(q, lost);
-            }
+            self.running.release(&partitions(tpl), lost);
         }
     }
 

@@ -87,10 +87,13 @@ impl TaskGroup {
         jobs: impl Fn(u32) -> sluice_engine::Result<Job>,
         stop: &AtomicBool,
     ) -> Result<(), BoxError> {
-        let running = Arc::new(RunningTasks::new(self.handover_timeout));
+        let running = Arc::new(RunningTasks::new(&self.group, self.handover_timeout));
         let session = self.session_timeout.as_millis().to_string();
         let heartbeat = (self.session_timeout.as_millis() / 10).max(100).to_string();
         let client_id = format!("sluice-{}", std::process::id());
+        // A handover (a checkpoint, then its upload) runs inside the rebalance callback, the
+        // tasks in parallel: the member must not be evicted for not polling meanwhile.
+        let max_poll = (self.handover_timeout.as_millis() * 3).max(300_000).to_string();
         let consumer: BaseConsumer<TaskContext> = self
             .config
             .client_config(&[
@@ -101,6 +104,7 @@ impl TaskGroup {
                 ("enable.partition.eof", "false"),
                 ("session.timeout.ms", session.as_str()),
                 ("heartbeat.interval.ms", heartbeat.as_str()),
+                ("max.poll.interval.ms", max_poll.as_str()),
             ])
             .create_with_context(TaskContext::new(Arc::clone(&running)))
             .context(|| format!("cannot create a consumer for {}", self.config.brokers()))?;
@@ -129,7 +133,7 @@ impl TaskGroup {
                 tracing::warn!(group = %self.group, error = %e, "task group consumer");
             }
             consumer.context().refusals().check(self.config.brokers())?;
-            running.start_assigned(jobs)?;
+            running.start_assigned(jobs);
             running.reap()?;
         }
         Ok(())

@@ -26,13 +26,16 @@ struct State {
 
 /// The member's tasks, shared by its loop and its rebalance callbacks.
 pub(super) struct RunningTasks {
+    /// The task group, for logs.
+    group: String,
     state: Mutex<State>,
     handover_timeout: Duration,
 }
 
 impl RunningTasks {
-    pub(super) fn new(handover_timeout: Duration) -> Self {
+    pub(super) fn new(group: &str, handover_timeout: Duration) -> Self {
         RunningTasks {
+            group: group.to_string(),
             state: Mutex::new(State::default()),
             handover_timeout,
         }
@@ -44,23 +47,26 @@ impl RunningTasks {
 
     /// The group gave this member `partitions`.
     pub(super) fn assign(&self, partitions: &[u32]) {
-        tracing::info!(?partitions, "tasks assigned");
+        tracing::info!(group = %self.group, ?partitions, "tasks assigned");
         self.lock().assigned.extend(partitions);
     }
 
-    /// The group takes task `q` away: its last checkpoint is published before this returns
-    /// (unless the assignment was `lost`: then it just ends).
-    pub(super) fn release(&self, q: u32, lost: bool) {
-        let handle = {
+    /// The group takes `tasks` away: their last checkpoints are taken together and published
+    /// before this returns (unless the assignment was `lost`: then they just end).
+    pub(super) fn release(&self, tasks: &[u32], lost: bool) {
+        let handles: Vec<(u32, JobHandle)> = {
             let mut state = self.lock();
-            state.assigned.remove(&q);
-            state.done.remove(&q);
-            state.not_before.remove(&q);
-            state.running.remove(&q)
+            tasks
+                .iter()
+                .filter_map(|q| {
+                    state.assigned.remove(q);
+                    state.done.remove(q);
+                    state.not_before.remove(q);
+                    state.running.remove(q).map(|h| (*q, h))
+                })
+                .collect()
         };
-        if let Some(handle) = handle {
-            self.hand_over(q, handle, lost);
-        }
+        self.hand_over(handles, lost);
     }
 
     /// Hands every running task over, as when the member leaves the group.
@@ -72,43 +78,49 @@ impl RunningTasks {
             state.not_before.clear();
             std::mem::take(&mut state.running)
         };
-        for (q, handle) in running {
-            self.hand_over(q, handle, false);
-        }
+        self.hand_over(running.into_iter().collect(), false);
     }
 
-    fn hand_over(&self, q: u32, handle: JobHandle, lost: bool) {
+    /// Ends `tasks`: all at once, each with a last checkpoint unless `lost`.
+    fn hand_over(&self, tasks: Vec<(u32, JobHandle)>, lost: bool) {
+        std::thread::scope(|scope| {
+            for (q, handle) in tasks {
+                scope.spawn(move || self.hand_over_one(q, handle, lost));
+            }
+        });
+    }
+
+    fn hand_over_one(&self, q: u32, handle: JobHandle, lost: bool) {
+        let group = &self.group;
         if lost {
-            tracing::warn!(
-                task = q,
-                "task lost to another member: ending it without a checkpoint"
-            );
+            tracing::warn!(%group, task = q, "task lost to another member: ending it without a checkpoint");
             handle.abort();
             let _ = handle.join();
             return;
         }
         if !handle.is_finished() {
             match handle.checkpoint(self.handover_timeout) {
-                Ok(id) => tracing::info!(task = q, checkpoint = id.0, "last checkpoint before the handover"),
-                Err(e) => tracing::warn!(task = q, error = %e, "no last checkpoint before the handover"),
+                Ok(id) => {
+                    tracing::info!(%group, task = q, checkpoint = id.0, "last checkpoint before the handover")
+                }
+                Err(e) => {
+                    tracing::warn!(%group, task = q, error = %e, "no last checkpoint before the handover")
+                }
             }
             handle.stop();
         }
         // Joining waits for the last checkpoint's upload to be published.
         match handle.join() {
-            Ok(_) => tracing::info!(task = q, "task handed over"),
-            Err(e) => tracing::warn!(task = q, error = %e, "task ended with an error at its handover"),
+            Ok(_) => tracing::info!(%group, task = q, "task handed over"),
+            Err(e) => {
+                tracing::warn!(%group, task = q, error = %e, "task ended with an error at its handover")
+            }
         }
     }
 
-    /// Starts the job of every assigned task not running or done here.
-    ///
-    /// # Errors
-    /// When a task's job cannot be built or started.
-    pub(super) fn start_assigned(
-        &self,
-        jobs: &dyn Fn(u32) -> Result<Job, EngineError>,
-    ) -> Result<(), EngineError> {
+    /// Starts the job of every assigned task not running or done here. A task that cannot be
+    /// built or started (the checkpoint store out of reach, say) is tried again after a delay.
+    pub(super) fn start_assigned(&self, jobs: &dyn Fn(u32) -> Result<Job, EngineError>) {
         let mut state = self.lock();
         let now = Instant::now();
         let waiting: Vec<u32> = state
@@ -122,11 +134,18 @@ impl RunningTasks {
             .copied()
             .collect();
         for q in waiting {
-            let handle = jobs(q)?.start()?;
-            tracing::info!(task = q, "task started");
-            state.running.insert(q, handle);
+            match jobs(q).and_then(|job| job.start()) {
+                Ok(handle) => {
+                    tracing::info!(group = %self.group, task = q, "task started");
+                    state.not_before.remove(&q);
+                    state.running.insert(q, handle);
+                }
+                Err(e) => {
+                    tracing::error!(group = %self.group, task = q, error = %e, "task cannot start; trying again");
+                    state.not_before.insert(q, Instant::now() + RESTART_DELAY);
+                }
+            }
         }
-        Ok(())
     }
 
     /// Collects the tasks whose jobs ended. A task superseded by another member's run, or
@@ -153,15 +172,15 @@ impl RunningTasks {
         for (q, handle) in ended {
             match handle.join() {
                 Ok(_) => {
-                    tracing::info!(task = q, "task finished: its input ended");
+                    tracing::info!(group = %self.group, task = q, "task finished: its input ended");
                     self.lock().done.insert(q);
                 }
                 Err(e @ EngineError::Superseded { .. }) => {
-                    tracing::warn!(task = q, error = %e, "task taken over by another member");
+                    tracing::warn!(group = %self.group, task = q, error = %e, "task taken over by another member");
                     self.lock().not_before.insert(q, Instant::now() + RESTART_DELAY);
                 }
                 Err(e) if e.retry() == Retry::Restart => {
-                    tracing::error!(task = q, error = %e, "task failed; starting it again");
+                    tracing::error!(group = %self.group, task = q, error = %e, "task failed; starting it again");
                     self.lock().not_before.insert(q, Instant::now() + RESTART_DELAY);
                 }
                 Err(e) => return Err(e),
