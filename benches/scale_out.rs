@@ -6,8 +6,10 @@
 //! its own, from their start until every task of every stage has finished (the input stages
 //! end 3 s after their last record; that wait, the processes' start-up and the group joins are
 //! in the wall time). CPU seconds are the processes' own (user + system), so they show what
-//! the repartition topics, the task jobs and the handovers cost per record; a machine with two
-//! shared cores cannot show a speed-up, a cluster with a core or more per process would.
+//! the repartition topics, the task jobs and the handovers cost per record, against the same job
+//! in one process without scale-out (2 workers, local checkpoints), run first on the same input
+//! as the baseline (every run's tables must have its row counts). A machine with two shared
+//! cores cannot show a speed-up; a cluster with a core or more per process would.
 //!
 //! ```text
 //! scripts/bench.sh scale_out
@@ -46,6 +48,9 @@ struct Args {
     /// Internal: run one process of the job with these settings (JSON).
     #[arg(long, hide = true)]
     member: Option<String>,
+    /// Internal: run the job in one process without scale-out, with these settings (JSON).
+    #[arg(long, hide = true)]
+    single: Option<String>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -53,9 +58,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match &args.member {
-        Some(settings) => member(settings),
-        None => parent(&args),
+    match (&args.member, &args.single) {
+        (Some(settings), _) => member(settings),
+        (None, Some(settings)) => single(settings),
+        (None, None) => parent(&args),
     }
 }
 
@@ -96,6 +102,7 @@ impl Member {
 fn member(json: &str) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter("warn,sluice_kafka::tasks=info")
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
     let member: Member = serde_json::from_str(json)?;
@@ -104,6 +111,20 @@ fn member(json: &str) -> anyhow::Result<()> {
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     Arc::new(shop.scaled()?).run(&stop)?;
+    Ok(())
+}
+
+/// The baseline: the same job in one process as it runs without `--scale-out` (2 workers,
+/// RocksDB state, local checkpoints every second), to the end of its input.
+fn single(json: &str) -> anyhow::Result<()> {
+    let member: Member = serde_json::from_str(json)?;
+    let settings = ShopSettings {
+        scale_out: false,
+        checkpoint_store: None,
+        workers: Some(2),
+        ..member.settings()
+    };
+    Shop::start(settings)?.job()?.run()?;
     Ok(())
 }
 
@@ -136,13 +157,13 @@ fn parent(args: &Args) -> anyhow::Result<()> {
         cassandra.addr
     );
     println!(
-        "{:<10} {:>8} {:>14} {:>10} {:>10} {:>10}  rows per table",
-        "processes", "wall s", "records/s", "ratio", "cpu s", "cpu s/M"
+        "{:<26} {:>8} {:>12} {:>8} {:>8} {:>9}  rows per table",
+        "measurement", "wall s", "records/s", "ratio", "cpu s", "cpu s/M"
     );
     let dir = std::env::temp_dir().join(&run);
     let mut lines = Vec::new();
-    let mut first: Option<(f64, [u64; 4])> = None;
-    for &n in &args.processes {
+    let mut baseline: Option<(f64, f64, [u64; 4])> = None;
+    for n in std::iter::once(0).chain(args.processes.iter().copied()) {
         let name = format!("{run}-p{n}");
         let member = Member {
             brokers: kafka.addr.clone(),
@@ -153,30 +174,35 @@ fn parent(args: &Args) -> anyhow::Result<()> {
             state_dir: dir.join(&name),
             store: format!("s3://sluice-checkpoints/{name}"),
         };
+        // 0: the job in one process without scale-out, the baseline.
         let (seconds, cpu) = measure(&member, n, &s3, &dir)?;
         let rows = table_rows(&member)?;
         let rate = records as f64 / seconds;
-        let base_rate = first.get_or_insert((rate, rows)).0;
-        if first.is_some_and(|(_, r)| r != rows) {
-            bail!(
-                "{n} processes wrote {rows:?} rows, 1 process {:?}",
-                first.map(|f| f.1)
-            );
-        }
         let cpu_per_million = cpu * 1e6 / records as f64;
+        let (base_rate, base_cpu, base_rows) = *baseline.get_or_insert((rate, cpu_per_million, rows));
+        if rows != base_rows {
+            bail!("{n} processes wrote {rows:?} rows, the job without scale-out {base_rows:?}");
+        }
+        let label = match n {
+            0 => "job, 1 process, 2 workers".to_string(),
+            1 => "scale-out, 1 process".to_string(),
+            n => format!("scale-out, {n} processes"),
+        };
         println!(
-            "{n:<10} {seconds:>8.1} {rate:>14.0} {:>9.2}x {cpu:>10.1} {cpu_per_million:>10.2}  {rows:?}",
+            "{label:<26} {seconds:>8.1} {rate:>12.0} {:>7.2}x {cpu:>8.1} {cpu_per_million:>9.2}  {rows:?}",
             rate / base_rate
         );
         lines.push(serde_json::json!({
             "bench": "scale_out",
             "processes": n,
+            "scale_out": n > 0,
             "events": records,
             "seconds": (seconds * 100.0).round() / 100.0,
             "events_per_sec": rate.round(),
-            "ratio_to_1_process": ((rate / base_rate) * 1000.0).round() / 1000.0,
+            "ratio": ((rate / base_rate) * 1000.0).round() / 1000.0,
             "cpu_seconds": (cpu * 100.0).round() / 100.0,
             "cpu_seconds_per_million": (cpu_per_million * 100.0).round() / 100.0,
+            "baseline_cpu_seconds_per_million": (base_cpu * 100.0).round() / 100.0,
             "rows": rows,
         }));
     }
@@ -188,8 +214,8 @@ fn parent(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `n` member processes until every task of every stage has finished; returns the wall
-/// time and the processes' CPU seconds.
+/// Runs `n` member processes until every task of every stage has finished (with `n` 0, the
+/// job without scale-out to its end); returns the wall time and the processes' CPU seconds.
 fn measure(member: &Member, n: usize, s3: &str, dir: &Path) -> anyhow::Result<(f64, f64)> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string(member)?;
@@ -198,6 +224,21 @@ fn measure(member: &Member, n: usize, s3: &str, dir: &Path) -> anyhow::Result<(f
     let cpu_before = children_cpu_seconds();
     let started = Instant::now();
     let mut children: Vec<(Child, PathBuf)> = Vec::new();
+    if n == 0 {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--single", &json])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the job's process")?;
+        if !child.wait()?.success() {
+            bail!("the job without scale-out failed");
+        }
+        return Ok((
+            started.elapsed().as_secs_f64(),
+            children_cpu_seconds() - cpu_before,
+        ));
+    }
     for i in 0..n {
         let log = dir.join(format!("{}-{i}.log", member.group));
         let mine = Member {
