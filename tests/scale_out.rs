@@ -84,6 +84,27 @@ impl Run {
             .expect("start a process of the job")
     }
 
+    /// What `sluice status` prints for this run.
+    fn status(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["status", "--brokers", &brokers(), "--group", &self.settings.group])
+            .args(["--checkpoint-store", &self.store])
+            .env("AWS_ENDPOINT", &self.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .expect("run sluice status");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.0.join(format!("{name}.log"))).unwrap_or_default()
     }
@@ -210,27 +231,25 @@ fn three_processes_one_killed_one_added_one_stopped_write_the_batch_result() {
     }
     let published = run.task_checkpoints("users-0").published().expect("HEAD");
     assert!(published.is_some(), "task users-0 published its checkpoints");
-    // `sluice status` names the two processes left as the owners of every task.
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["status", "--brokers", &brokers(), "--group", &run.settings.group])
-        .args(["--checkpoint-store", &run.store])
-        .env("AWS_ENDPOINT", &run.endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .expect("run sluice status");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `sluice status` names the two processes left as the owners of every task (once no
+    // group is in the middle of a rebalance, when a task may be between owners).
     let owners = [format!("sluice-{}", c.id()), format!("sluice-{}", d.id())];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let printed = loop {
+        let printed = run.status();
+        let settled = printed
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .all(|l| l.contains("(Stable"));
+        let rows = printed.lines().filter(|l| l.contains("(epoch ")).count();
+        if (settled && rows == 16) || Instant::now() > deadline {
+            break printed;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     for stage in ["orders", "views", "users", "categories"] {
         assert!(
-            printed.contains(&format!("{}-stage-{stage} (", run.settings.group)),
+            printed.contains(&format!("{}-stage-{stage} (Stable", run.settings.group)),
             "{printed}"
         );
     }
