@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use crate::time::{Timestamp, millis, now_millis};
 
+/// Longest real time between two looks at a source in which its partitions count as watched.
+/// A longer gap is a stall (the process was stopped or starved of CPU): nothing was seen of the
+/// partitions meanwhile, and they may have filled, so the gap counts towards no partition's
+/// idleness and no input's quiet time.
+pub const STALL: Duration = Duration::from_secs(1);
+
 /// Where a job reads processing time: processing-time timers, processing-time timestamps and
 /// partition idleness all follow it.
 ///

@@ -58,7 +58,7 @@ pub use checkpoint::{
 };
 #[cfg(feature = "remote-checkpoints")]
 pub use checkpoint::{RemoteCheckpoints, RemoteError, RemoteHead};
-pub use clock::Clock;
+pub use clock::{Clock, STALL};
 pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, EngineError, Message, Result};
 pub use exchange::Keyed;

@@ -1,9 +1,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::alignment::{AlignmentBoard, too_far_ahead};
 use crate::bad_record::OnBadRecord;
-use crate::clock::Clock;
+use crate::clock::{Clock, STALL};
 use crate::error::{EngineError, Result};
 use crate::idleness::IdleVote;
 use crate::ids::CheckpointId;
@@ -94,6 +95,10 @@ pub(crate) struct SourceDriver<T: Data> {
     driven_at: Option<Timestamp>,
     /// Processing time of the last tick.
     last_tick: Option<Timestamp>,
+    /// Real time of the last tick, and the gap after which the worker counts as stalled
+    /// (`None` on a manual clock: a test moving it says the time passed under watch).
+    ticked_at: Option<Instant>,
+    stall_after: Option<Duration>,
     /// Where the reader's end counts towards the job's idleness.
     idle_vote: IdleVote,
     alignment: Option<Alignment>,
@@ -140,6 +145,7 @@ impl<T: Data> SourceDriver<T> {
             .map(|id| PartitionState::new(id, None))
             .collect();
         let reported_watermarks = reader.provides_watermarks();
+        let stall_after = (!clock.is_manual()).then_some(STALL);
         SourceDriver {
             reader,
             core: DriverCore {
@@ -161,6 +167,8 @@ impl<T: Data> SourceDriver<T> {
             finished: false,
             driven_at: None,
             last_tick: None,
+            ticked_at: None,
+            stall_after,
             idle_vote,
             alignment,
         }
@@ -461,6 +469,16 @@ impl<T: Data> SourceDriver<T> {
     fn check_idleness(&mut self, now: Timestamp) -> Result<()> {
         let since = self.last_tick.replace(now).unwrap_or(now);
         let read_from = self.driven_at.take();
+        if self.stalled() {
+            // What was seen before the stall is out of date: a partition is idle only after a
+            // whole idle timeout watched from now on.
+            tracing::debug!(source = %self.core.name, "worker stalled: partition idleness starts again");
+            for p in &mut self.core.partitions {
+                p.caught_up = false;
+                p.quiet_ms = 0;
+            }
+            return Ok(());
+        }
         let core = &mut self.core;
         let (idle, initial) = (core.strategy.idle_timeout, core.strategy.initial_idle_timeout);
         if idle.is_none() && initial.is_none() {
@@ -494,6 +512,15 @@ impl<T: Data> SourceDriver<T> {
             }
         }
         Ok(())
+    }
+}
+
+impl<T: Data> SourceDriver<T> {
+    /// Notes this tick's real time; whether the gap since the last one is a stall.
+    fn stalled(&mut self) -> bool {
+        let now = Instant::now();
+        let last = self.ticked_at.replace(now);
+        matches!((self.stall_after, last), (Some(limit), Some(last)) if now.duration_since(last) > limit)
     }
 }
 
@@ -612,6 +639,7 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
     fn tick_paused(&mut self, now: Timestamp) {
         // A checkpoint pause is time in which nothing was read.
         self.last_tick = Some(now);
+        self.ticked_at = Some(Instant::now());
         self.driven_at = None;
     }
 
@@ -714,6 +742,13 @@ mod tests {
     }
 
     fn driver_of(script: Script) -> (SourceDriver<u64>, Rc<RefCell<Vec<Watermark>>>) {
+        driver_with(script, |s| s)
+    }
+
+    fn driver_with(
+        script: Script,
+        strategy: impl FnOnce(WatermarkStrategy<u64>) -> WatermarkStrategy<u64>,
+    ) -> (SourceDriver<u64>, Rc<RefCell<Vec<Watermark>>>) {
         let watermarks = Rc::new(RefCell::new(Vec::new()));
         let out = Output::new();
         out.attach(Box::new(Watermarks(Rc::clone(&watermarks))));
@@ -726,7 +761,7 @@ mod tests {
             watermark: Arc::default(),
         };
         let vote = IdleVote::new(Arc::new(InputIdleness::new(1, 1)), "s", 0);
-        let strategy = WatermarkStrategy::monotonous().with_timestamps(|v: &u64| *v as i64);
+        let strategy = strategy(WatermarkStrategy::monotonous().with_timestamps(|v: &u64| *v as i64));
         let driver = SourceDriver::new(
             "s".into(),
             Box::new(script),
@@ -799,5 +834,36 @@ mod tests {
             Some(&200),
             "the lower report changed nothing"
         );
+    }
+
+    #[test]
+    fn a_stalled_worker_does_not_take_its_partitions_for_idle() {
+        let polls = vec![vec![SourceItem::PartitionStart(PartitionId(0)), record(0, 100)]];
+        let (mut d, _) = driver_with(Script(polls.into(), false), |s| {
+            s.with_idleness(Duration::from_secs(1))
+        });
+        d.stall_after = Some(Duration::from_millis(100));
+        let clock = d.core.clock.clone();
+        let idle = |d: &SourceDriver<u64>| d.core.counters.idle_partitions.get() > 0;
+        d.tick(clock.now()).unwrap();
+        d.drive().unwrap();
+        d.drive().unwrap();
+        assert!(d.core.partitions[0].caught_up, "nothing more to read");
+        // The process is stopped (SIGSTOP, a VM pause) for longer than the idle timeout: its
+        // partition may have filled meanwhile, and nobody watched it.
+        std::thread::sleep(Duration::from_millis(150));
+        clock.advance(Duration::from_secs(15));
+        d.tick(clock.now()).unwrap();
+        assert!(!idle(&d), "a stall is not quiet seen");
+        // Watched quiet makes it idle, after a whole idle timeout.
+        let mut watched = 0;
+        while !idle(&d) && watched < 10_000 {
+            d.drive().unwrap();
+            clock.advance(Duration::from_millis(200));
+            watched += 200;
+            d.tick(clock.now()).unwrap();
+        }
+        assert!(idle(&d), "never idle");
+        assert!(watched >= 1_000, "idle after {watched} ms watched");
     }
 }

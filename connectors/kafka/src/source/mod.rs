@@ -301,6 +301,7 @@ impl<T: Data> KafkaSource<T> {
                 stashed_ends: Vec::new(),
                 exit_when_idle: self.exit_when_idle,
                 last_record: Instant::now(),
+                last_read: Instant::now(),
                 at_end: Vec::new(),
                 votes,
                 job_idle: ctx.idle_vote(),

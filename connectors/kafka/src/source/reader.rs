@@ -27,6 +27,8 @@ pub(super) struct ReaderState<T> {
     pub(super) stashed_ends: Vec<i32>,
     pub(super) exit_when_idle: Option<Duration>,
     pub(super) last_record: Instant,
+    /// When the reader was last read, to tell a stall from a quiet input.
+    pub(super) last_read: Instant,
     /// Partitions the brokers said this reader had read to their end, with the reader's
     /// position then: one still there has had no record since.
     pub(super) at_end: Vec<(PartitionId, Option<u64>)>,
@@ -286,6 +288,13 @@ impl<T: Data> KafkaReader<T> {
         if state.finished {
             return Ok(PollStatus::Finished);
         }
+        let now = Instant::now();
+        if now.duration_since(state.last_read) > sluice_engine::STALL {
+            // Not read for a while (the process was stopped or starved): the partitions were
+            // not watched meanwhile, so their quiet time starts again.
+            state.last_record = now;
+        }
+        state.last_read = now;
         let context = consumer.context();
         context.refusals.check(&context.brokers)?;
         if state.awaiting_partitions && !state.assign_static(consumer) {
