@@ -9,8 +9,7 @@ use sluice_engine::BoxError;
 use super::admin::ensure_topic;
 use super::config::KafkaConfig;
 use super::dead_lettered::{GROUP_HEADER, Origin};
-use super::delivery::{ReportingContext, flush_checked, send_waiting};
-use super::error::Context;
+use super::delivery::{ReportingContext, flush_checked, idempotent_producer, send_waiting};
 
 /// What a dead-lettered record came from.
 pub(crate) struct BadRecord<'a> {
@@ -41,11 +40,7 @@ impl DeadLetterWriter {
             // Brokers that auto-create topics, or refuse the admin API, still take the writes.
             tracing::warn!(topic, error = %e, "could not create the dead-letter topic");
         }
-        let context = ReportingContext::new(config.brokers(), "a dead-letter write");
-        let producer = config
-            .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-            .create_with_context(context)
-            .context(|| "cannot create the dead-letter producer".into())?;
+        let producer = idempotent_producer(config, "dead letters")?;
         Ok(DeadLetterWriter {
             topic: topic.to_string(),
             producer,

@@ -9,8 +9,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_engine::BoxError;
 
+use super::config::KafkaConfig;
 use super::context::Refusals;
-use super::error::KafkaConnectorError;
+use super::error::{Context, KafkaConnectorError};
 
 /// Keeps the first delivery failure of a producer for its owner to report.
 #[derive(Default)]
@@ -64,6 +65,18 @@ impl ClientContext for ReportingContext {
         self.refusals.note(&error, reason);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
+}
+
+/// An idempotent producer to the cluster of `config` (writes in order, none twice on a
+/// retry), batching for 5 ms; `what` names its writes in errors.
+pub(crate) fn idempotent_producer(
+    config: &KafkaConfig,
+    what: &'static str,
+) -> Result<BaseProducer<ReportingContext>, KafkaConnectorError> {
+    config
+        .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
+        .create_with_context(ReportingContext::new(config.brokers(), what))
+        .context(|| format!("cannot create a producer for {what} to {}", config.brokers()))
 }
 
 /// Waits up to `limit` until every write queued in `producer` is acknowledged, in short

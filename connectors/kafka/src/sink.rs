@@ -5,8 +5,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord};
 use sluice_engine::{BoxError, CheckpointId, Data, Sink, SinkFactory, Timestamp};
 
 use super::config::KafkaConfig;
-use super::delivery::{ReportingContext, flush_checked, send_waiting};
-use super::error::{Context, KafkaConnectorError, with_retry_hint};
+use super::delivery::{ReportingContext, flush_checked, idempotent_producer, send_waiting};
+use super::error::{KafkaConnectorError, with_retry_hint};
 use super::format::RecordSerializer;
 
 /// Writes a stream to a Kafka topic with an idempotent producer.
@@ -50,12 +50,7 @@ impl<T: Data> SinkFactory<T> for KafkaSink<T> {
 
 impl<T: Data> KafkaSink<T> {
     fn writer(&self) -> Result<Box<dyn Sink<T>>, BoxError> {
-        let context = ReportingContext::new(self.config.brokers(), "a write");
-        let producer = self
-            .config
-            .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-            .create_with_context(context)
-            .context(|| format!("cannot create a producer for {}", self.config.brokers()))?;
+        let producer = idempotent_producer(&self.config, "writes")?;
         Ok(Box::new(KafkaWriter {
             topic: self.topic.clone(),
             serializer: Arc::clone(&self.serializer),
