@@ -26,9 +26,12 @@ pub(crate) enum Envelope<T> {
 /// A record's id within its upstream partition, in the order they are written.
 pub(crate) type RecordId = (u64, u32);
 
-/// Encodes `envelope` (bincode, standard configuration).
-pub(crate) fn encode<T: Serialize>(envelope: &Envelope<T>) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(envelope, bincode::config::standard()).map_err(|e| e.to_string())
+/// Encodes `envelope` (bincode, standard configuration) into `buffer`, replacing what it held.
+pub(crate) fn encode_into<T: Serialize>(envelope: &Envelope<T>, buffer: &mut Vec<u8>) -> Result<(), String> {
+    buffer.clear();
+    bincode::serde::encode_into_std_write(envelope, buffer, bincode::config::standard())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -45,14 +48,16 @@ mod tests {
             ts: 1_000,
             value: "x".to_string(),
         };
-        let bytes = encode(&sent).unwrap();
+        let mut bytes = vec![9, 9, 9];
+        encode_into(&sent, &mut bytes).unwrap();
         let back: Envelope<String> = Bincode.deserialize(None, Some(&bytes)).unwrap();
         assert_eq!(back, sent);
         let mark = Envelope::<String>::Watermark {
             upstream: 0,
             watermark: -5,
         };
-        let back: Envelope<String> = Bincode.deserialize(None, Some(&encode(&mark).unwrap())).unwrap();
+        encode_into(&mark, &mut bytes).unwrap();
+        let back: Envelope<String> = Bincode.deserialize(None, Some(&bytes)).unwrap();
         assert_eq!(back, mark);
     }
 }

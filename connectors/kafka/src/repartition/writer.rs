@@ -13,11 +13,11 @@ use sluice_engine::{
 };
 
 use super::Repartition;
-use super::envelope::{Envelope, encode};
+use super::envelope::{Envelope, encode_into};
 use super::located::Located;
 use crate::admin::ensure_topic;
-use crate::delivery::{ReportingContext, flush_checked, send_waiting};
-use crate::error::{Context, KafkaConnectorError, with_retry_hint};
+use crate::delivery::{ReportingContext, flush_checked, idempotent_producer, send_waiting};
+use crate::error::{KafkaConnectorError, with_retry_hint};
 
 /// Longest time between two rounds of watermark records while records are written (they are
 /// also sent at each advance of the worker's watermark).
@@ -44,12 +44,7 @@ where
         let own = r
             .upstream_partitions_of(Some((worker, workers)))
             .map_err(with_retry_hint)?;
-        let context = ReportingContext::new(r.config.brokers(), "repartition writes");
-        let producer = r
-            .config
-            .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-            .create_with_context(context)
-            .context(|| format!("cannot create a producer for {}", r.config.brokers()))?;
+        let producer = idempotent_producer(&r.config, "repartition writes")?;
         Ok(Box::new(RepartitionWriter {
             topic: r.topic.clone(),
             partitions: r.partitions,
@@ -62,6 +57,7 @@ where
                 .collect(),
             combined: i64::MIN,
             marks_sent: Instant::now(),
+            payload: Vec::new(),
         }))
     }
 }
@@ -113,17 +109,24 @@ struct RepartitionWriter<T, K> {
     /// The worker's watermark (the input watermark of this sink).
     combined: i64,
     marks_sent: Instant,
+    /// The record being sent, encoded (the producer copies it).
+    payload: Vec<u8>,
 }
 
 impl<T: Serialize, K: Hash> RepartitionWriter<T, K> {
-    fn send(&self, partition: u32, envelope: &Envelope<&T>, ts: Option<Timestamp>) -> Result<(), BoxError> {
-        let payload = encode(envelope).map_err(|reason| KafkaConnectorError::Encode {
+    fn send(
+        &mut self,
+        partition: u32,
+        envelope: &Envelope<&T>,
+        ts: Option<Timestamp>,
+    ) -> Result<(), BoxError> {
+        encode_into(envelope, &mut self.payload).map_err(|reason| KafkaConnectorError::Encode {
             topic: self.topic.clone(),
             reason,
         })?;
-        let mut record = BaseRecord::<(), Vec<u8>>::to(&self.topic)
+        let mut record = BaseRecord::<(), [u8]>::to(&self.topic)
             .partition(partition as i32)
-            .payload(&payload);
+            .payload(self.payload.as_slice());
         if let Some(ts) = ts {
             record = record.timestamp(ts);
         }
@@ -131,7 +134,7 @@ impl<T: Serialize, K: Hash> RepartitionWriter<T, K> {
     }
 
     /// Sends `envelope` to every partition.
-    fn broadcast(&self, envelope: &Envelope<&T>) -> Result<(), BoxError> {
+    fn broadcast(&mut self, envelope: &Envelope<&T>) -> Result<(), BoxError> {
         (0..self.partitions).try_for_each(|q| self.send(q, envelope, None))
     }
 
