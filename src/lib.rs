@@ -10,6 +10,7 @@ pub mod datagen;
 pub mod embedded;
 pub mod pipeline;
 pub mod producer;
+pub mod scale_out;
 pub mod security;
 pub mod settings;
 pub mod shop;

@@ -1,17 +1,23 @@
 //! The e-commerce job spread over several processes (`--scale-out`) against real Kafka,
 //! Cassandra and an S3-compatible checkpoint store (`scripts/test.sh` starts all three):
 //! processes are killed, added, stopped and paused while the job runs, and the four tables
-//! still equal the batch computation.
+//! still equal the batch computation. Also a pipeline file with `[scale_out]` run by two
+//! `sluice run` processes.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::kafka::{brokers, unique};
+use common::kafka::{brokers, order_fixtures, orders, produce, unique};
 use common::shop::{read_tables, tables_differ};
 use common::{TempDir, s3_endpoint};
+use sluice::cassandra::scylla::value::CqlTimestamp;
+use sluice::cassandra::{CassandraConfig, execute_cql, read_rows};
 use sluice::engine::RemoteCheckpoints;
+use sluice::kafka::{KafkaConfig, ensure_topic};
 use sluice_cli::shop::{Shop, ShopSettings};
 
 /// Orders produced (and twice as many page views).
@@ -53,30 +59,22 @@ impl Run {
         }
     }
 
-    /// Starts process `name` of the job, its output in `<dir>/<name>.log`.
-    fn process(&self, name: &str) -> Child {
-        let s = &self.settings;
-        let log = std::fs::File::create(self.dir.0.join(format!("{name}.log"))).expect("log file");
-        let err = log.try_clone().expect("log file");
-        Command::new(common::example("ecommerce"))
-            .args(["--scale-out", "--events", "0", "--quiet", "--partitions", "4"])
-            .args(["--brokers", s.brokers.as_deref().unwrap_or_default()])
-            .args(["--cassandra", s.cassandra.as_deref().unwrap_or_default()])
-            .args(["--keyspace", &s.keyspace, "--group", &s.group])
-            .args([
-                "--orders-topic",
-                &s.orders_topic,
-                "--page-views-topic",
-                &s.page_views_topic,
-            ])
-            .args(["--exit-when-idle", "3s", "--checkpoint-interval", "500ms"])
-            .args(["--state-dir", &self.dir.0.join(name).display().to_string()])
-            .args(["--checkpoint-store", &self.store])
+    /// The environment variables naming the checkpoint store's endpoint and credentials.
+    fn store_env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command
             .env("AWS_ENDPOINT", &self.endpoint)
             .env("AWS_ALLOW_HTTP", "true")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
+    }
+
+    /// Starts `program` as process `name` with the store's environment, its output in
+    /// `<dir>/<name>.log`.
+    fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Child {
+        let log = std::fs::File::create(self.dir.0.join(format!("{name}.log"))).expect("log file");
+        let err = log.try_clone().expect("log file");
+        self.store_env(Command::new(program).args(args))
             .env("RUST_LOG", "warn,sluice_kafka=info")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -84,16 +82,35 @@ impl Run {
             .expect("start a process of the job")
     }
 
+    /// Starts process `name` of the e-commerce job.
+    fn process(&self, name: &str) -> Child {
+        let s = &self.settings;
+        let mut args: Vec<String> = Vec::new();
+        let mut arg = |a: &[&str]| args.extend(a.iter().map(|a| a.to_string()));
+        arg(&["--scale-out", "--events", "0", "--quiet", "--partitions", "4"]);
+        arg(&["--brokers", s.brokers.as_deref().unwrap_or_default()]);
+        arg(&["--cassandra", s.cassandra.as_deref().unwrap_or_default()]);
+        arg(&["--keyspace", &s.keyspace, "--group", &s.group]);
+        arg(&["--orders-topic", &s.orders_topic]);
+        arg(&["--page-views-topic", &s.page_views_topic]);
+        arg(&["--exit-when-idle", "3s", "--checkpoint-interval", "500ms"]);
+        arg(&["--state-dir", &self.dir.0.join(name).display().to_string()]);
+        arg(&["--checkpoint-store", &self.store]);
+        self.spawn(name, &common::example("ecommerce"), &args)
+    }
+
     /// What `sluice status` prints for this run.
     fn status(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["status", "--brokers", &brokers(), "--group", &self.settings.group])
-            .args(["--checkpoint-store", &self.store])
-            .env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        let out = self
+            .store_env(Command::new(env!("CARGO_BIN_EXE_sluice")).args([
+                "status",
+                "--brokers",
+                &brokers(),
+                "--group",
+                &self.settings.group,
+                "--checkpoint-store",
+                &self.store,
+            ]))
             .output()
             .expect("run sluice status");
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -302,4 +319,98 @@ fn a_rebalance_storm_and_a_stale_owner_still_write_the_batch_result() {
     );
     stop(&run, stale, "stale");
     stop(&run, steady, "steady");
+}
+
+#[test]
+#[ignore = "needs Kafka, Cassandra and an S3 server: run scripts/test.sh"]
+fn a_pipeline_file_spread_over_two_processes_writes_the_batch_result() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let run = Run::new("pipe-scale");
+    let s = &run.settings;
+    let cassandra = s.cassandra.clone().unwrap_or_default();
+    // Keyed by product: the pipeline groups by user, so its records cross a repartition topic.
+    ensure_topic(&KafkaConfig::new(brokers()), &s.orders_topic, 4).expect("topic");
+    let orders = orders(4_000);
+    produce(&brokers(), &s.orders_topic, &order_fixtures(&orders, &[]));
+    let cql = CassandraConfig::new([cassandra.clone()], s.keyspace.clone());
+    execute_cql(
+        &cql,
+        &[
+            &format!("CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}", s.keyspace),
+            &format!("CREATE TABLE IF NOT EXISTS {}.user_revenue (user_id text, window_start timestamp, revenue_cents bigint, orders bigint, PRIMARY KEY ((user_id), window_start))", s.keyspace),
+        ],
+    )
+    .expect("table");
+    // Each process keeps its tasks' local state in a directory of its own.
+    let process = |name: &str| {
+        let text = format!(
+            "name = \"user-revenue\"\nstate_dir = \"{dir}\"\ncheckpoint_interval = \"500ms\"\ncheckpoint_store = \"{store}\"\n\n\
+             [source]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\nkey = \"user_id\"\nevent_time = \"ts\"\nmax_out_of_orderness = \"5s\"\nexit_when_idle = \"3s\"\n\n\
+             [window]\nkind = \"tumbling\"\nsize = \"1m\"\n\n\
+             [[aggregate]]\ncolumn = \"revenue_cents\"\nfunction = \"sum\"\nfield = \"price_cents * quantity\"\n\n\
+             [[aggregate]]\ncolumn = \"orders\"\nfunction = \"count\"\n\n\
+             [sink]\ncassandra = \"{cassandra}\"\nkeyspace = \"{keyspace}\"\ntable = \"user_revenue\"\n\n\
+             [scale_out]\ngroup = \"{group}\"\n",
+            dir = run.dir.0.join(name).display(),
+            store = run.store,
+            brokers = brokers(),
+            topic = s.orders_topic,
+            keyspace = s.keyspace,
+            group = s.group,
+        );
+        let path = run.dir.0.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("pipeline file");
+        let args = ["run".to_string(), path.display().to_string()];
+        run.spawn(name, Path::new(env!("CARGO_BIN_EXE_sluice")), &args)
+    };
+    let first = process("first");
+    wait_for(
+        || run.log("first").matches("task started").count() >= 4,
+        "first runs tasks",
+    );
+    // The second takes its share of the tasks over, from the first's last checkpoints.
+    let second = process("second");
+
+    let mut expected: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    for o in &orders {
+        let e = expected
+            .entry((o.user_id.clone(), o.ts - o.ts.rem_euclid(60_000)))
+            .or_default();
+        e.0 += o.revenue_cents();
+        e.1 += 1;
+    }
+    let query = format!(
+        "SELECT user_id, window_start, revenue_cents, orders FROM {}.user_revenue",
+        s.keyspace
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let got: BTreeMap<(String, i64), (i64, i64)> =
+            read_rows::<(String, CqlTimestamp, i64, i64)>(&cql, &query)
+                .expect("read back")
+                .into_iter()
+                .map(|(u, w, r, o)| ((u, w.0), (r, o)))
+                .collect();
+        if got == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let wrong = expected.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count();
+            panic!(
+                "after 300 s, {wrong} of {} windows differ ({} rows written)\n--- first\n{}--- second\n{}",
+                expected.len(),
+                got.len(),
+                tail(&run.log("first"), 30),
+                tail(&run.log("second"), 30)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(
+        run.log("second").contains("task started"),
+        "the second process took tasks:\n{}",
+        run.log("second")
+    );
+    stop(&run, first, "first");
+    stop(&run, second, "second");
 }

@@ -20,7 +20,7 @@ use sluice::cassandra::{CassandraConfig, query_text};
 use sluice::engine::{RemoteCheckpoints, RemoteHead, list_checkpoints, show_manifest};
 use sluice::kafka::{KafkaConfig, task_groups};
 use sluice_cli::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
-use sluice_cli::pipeline::Pipeline;
+use sluice_cli::pipeline::{Pipeline, ScaledPipeline};
 use sluice_cli::producer::JsonProducer;
 use sluice_cli::security::{CassandraSecuritySettings, KafkaSecuritySettings};
 use sluice_cli::shop::{ProduceSpec, ShopData, produce, thousands, utc};
@@ -271,10 +271,23 @@ fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
         println!("pipeline and table check out");
         return Ok(());
     }
-    let handle = pipeline.job()?.start().context("the job did not start")?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+    if let Some(scale_out) = &spec.scale_out {
+        let group = &scale_out.get_ref().group;
+        println!(
+            "running this process's share of group {group}'s tasks (sluice status --group {group}); Ctrl-C hands them over"
+        );
+        let scaled = Arc::new(ScaledPipeline::new(&pipeline)?);
+        scaled.run(&stop)?;
+        println!(
+            "tasks handed over; {} rows written here",
+            thousands(pipeline.sink_stats().rows_written())
+        );
+        return Ok(());
+    }
+    let handle = pipeline.job()?.start().context("the job did not start")?;
     let started = Instant::now();
     while !handle.is_finished() {
         if stop.load(Ordering::SeqCst) {

@@ -48,4 +48,19 @@ pub enum PipelineError {
     /// The job failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The Kafka cluster refused what the pipeline needs of it (the partitions of its topic,
+    /// its repartition topic).
+    #[error("Kafka at {brokers}: {reason}")]
+    Kafka {
+        /// The cluster's bootstrap servers.
+        brokers: String,
+        /// Why.
+        reason: String,
+    },
+    /// A pipeline without `[scale_out]` was asked to run spread over processes.
+    #[error("pipeline '{0}' has no [scale_out] section")]
+    NotScaledOut(String),
+    /// A stage of a pipeline spread over processes failed (named in the text).
+    #[error("{0}")]
+    Stage(String),
 }

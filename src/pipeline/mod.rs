@@ -10,6 +10,7 @@ mod aggregate;
 mod error;
 mod record;
 mod row;
+mod scale_out;
 mod spec;
 
 use std::path::Path;
@@ -19,12 +20,17 @@ use std::time::Duration;
 pub use aggregate::{Aggregates, Running, SumOutOfRange};
 pub use error::PipelineError;
 pub use record::{Decoded, Fields, KeyValue, Num};
+pub use scale_out::ScaledPipeline;
 use serde_json::{Map, Value};
 use sluice_cassandra::{CassandraConfig, CassandraSink, SinkStats};
-use sluice_engine::{CheckpointConfig, Job, JobConfig, StateBackendConfig, WatermarkStrategy};
+use sluice_engine::{
+    CheckpointConfig, Job, JobConfig, StateBackendConfig, Stream, Timestamp, WatermarkStrategy,
+};
 use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
-pub use spec::{AggregateSpec, Function, PipelineSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec};
+pub use spec::{
+    AggregateSpec, Function, PipelineSpec, ScaleOutSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec,
+};
 
 use self::row::{RowNames, WindowRows};
 use crate::settings::OnBadRecord;
@@ -33,6 +39,7 @@ use crate::settings::OnBadRecord;
 pub type Row = Map<String, Value>;
 
 /// A pipeline read from its file, with its sink, ready to connect and run.
+#[derive(Clone)]
 pub struct Pipeline {
     spec: PipelineSpec,
     fields: Fields,
@@ -128,8 +135,7 @@ impl Pipeline {
 
     /// The job.
     pub fn job(&self) -> Result<Job, PipelineError> {
-        let spec = self.spec.clone();
-        let (fields, sink, kafka) = (self.fields.clone(), self.sink.clone(), self.kafka.clone());
+        let spec = &self.spec;
         let mut config = JobConfig::new(spec.name.clone());
         if let Some(workers) = spec.workers {
             config = config.workers(workers);
@@ -144,78 +150,100 @@ impl Pipeline {
                 .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
                 .checkpoints(checkpoints);
         }
+        let pipeline = self.clone();
         Ok(Job::new(config, move |b| {
-            let source_spec = spec.source.get_ref();
-            let decode = fields.clone();
-            let mut source = KafkaSource::new(
-                kafka.clone(),
-                source_spec
-                    .group
-                    .clone()
-                    .unwrap_or_else(|| format!("sluice-{}", spec.name)),
-                &[source_spec.topic.as_str()],
-                move |_: Option<&[u8]>, payload: Option<&[u8]>| decode.decode(payload.unwrap_or_default()),
-            )
-            .on_bad_record(
-                source_spec
-                    .on_bad_record
-                    .unwrap_or(OnBadRecord::Fail)
-                    .map_dead_letters(|()| {
-                        source_spec
-                            .dead_letter_topic
-                            .clone()
-                            .unwrap_or_else(|| format!("{}-dlq", source_spec.topic))
-                    }),
-            );
-            if let Some(idle) = source_spec.exit_when_idle {
-                source = source.exit_when_idle(idle);
-            }
-            let bound = source_spec.max_out_of_orderness.unwrap_or(Duration::from_secs(5));
-            let mut strategy =
-                WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamps(|d: &Decoded| d.ts);
-            if let Some(idle) = source_spec.idle_timeout {
-                strategy = strategy.with_idleness(idle);
-            }
-            if let Some(idle) = source_spec.initial_idle_timeout {
-                strategy = strategy.with_initial_idleness(idle);
-            }
-            if let Some(drift) = source_spec.max_drift {
-                strategy = strategy.with_alignment(drift);
-            }
-            let records = b.source("source", source, strategy);
-            let Some(window) = &spec.window else {
-                records.map("row", |d: Decoded| d.row).sink("table", sink.clone());
-                return Ok(());
-            };
-            let w = window.get_ref();
-            let windows = match w.kind {
-                WindowKind::Tumbling => Windows::tumbling(w.size.unwrap_or_default()),
-                WindowKind::Sliding => {
-                    Windows::sliding(w.size.unwrap_or_default(), w.slide.unwrap_or_default())
-                }
-                WindowKind::Session => Windows::session(w.gap.unwrap_or_default()),
-            };
-            let functions: Vec<Function> = spec.aggregates.iter().map(|a| a.get_ref().function).collect();
-            let sink_spec = spec.sink.get_ref();
-            let names = RowNames {
-                key: key_column(&spec),
-                start: window_start_column(sink_spec),
-                end: sink_spec.window_end_column.clone(),
-                aggregates: spec
-                    .aggregates
-                    .iter()
-                    .map(|a| a.get_ref().column.clone())
-                    .collect(),
-            };
-            records
-                .key_by("by_key", |d: &Decoded| d.key.clone().unwrap_or(KeyValue::Int(0)))
-                .window("window", windows)
-                .allowed_lateness(w.allowed_lateness.unwrap_or_default())
-                .aggregate(Aggregates(Arc::new(functions)))
-                .transform("row", "map", WindowRows(names))
-                .sink("table", sink.clone());
+            let strategy = pipeline.watermarks(|d: &Decoded| d.ts);
+            let records = b.source("source", pipeline.source(), strategy);
+            pipeline.write(&records);
             Ok(())
         })?)
+    }
+
+    /// The Kafka source of the pipeline's records.
+    fn source(&self) -> KafkaSource<Decoded> {
+        let spec = self.spec.source.get_ref();
+        let decode = self.fields.clone();
+        let mut source =
+            KafkaSource::new(
+                self.kafka.clone(),
+                spec.group
+                    .clone()
+                    .unwrap_or_else(|| format!("sluice-{}", self.spec.name)),
+                &[spec.topic.as_str()],
+                move |_: Option<&[u8]>, payload: Option<&[u8]>| decode.decode(payload.unwrap_or_default()),
+            )
+            .on_bad_record(spec.on_bad_record.unwrap_or(OnBadRecord::Fail).map_dead_letters(
+                |()| {
+                    spec.dead_letter_topic
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-dlq", spec.topic))
+                },
+            ));
+        if let Some(idle) = spec.exit_when_idle {
+            source = source.exit_when_idle(idle);
+        }
+        source
+    }
+
+    /// The source's out-of-orderness bound (default 5 s).
+    fn out_of_orderness(&self) -> Duration {
+        self.spec
+            .source
+            .get_ref()
+            .max_out_of_orderness
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// The source's watermark strategy, reading event time with `ts`.
+    fn watermarks<T>(&self, ts: impl Fn(&T) -> Timestamp + Send + Sync + 'static) -> WatermarkStrategy<T> {
+        let spec = self.spec.source.get_ref();
+        let mut strategy =
+            WatermarkStrategy::bounded_out_of_orderness(self.out_of_orderness()).with_timestamps(ts);
+        if let Some(idle) = spec.idle_timeout {
+            strategy = strategy.with_idleness(idle);
+        }
+        if let Some(idle) = spec.initial_idle_timeout {
+            strategy = strategy.with_initial_idleness(idle);
+        }
+        if let Some(drift) = spec.max_drift {
+            strategy = strategy.with_alignment(drift);
+        }
+        strategy
+    }
+
+    /// Writes `records` to the table: each as a row, or the window's aggregates per key.
+    fn write(&self, records: &Stream<Decoded>) {
+        let spec = &self.spec;
+        let sink = self.sink.clone();
+        let Some(window) = &spec.window else {
+            records.map("row", |d: Decoded| d.row).sink("table", sink);
+            return;
+        };
+        let w = window.get_ref();
+        let windows = match w.kind {
+            WindowKind::Tumbling => Windows::tumbling(w.size.unwrap_or_default()),
+            WindowKind::Sliding => Windows::sliding(w.size.unwrap_or_default(), w.slide.unwrap_or_default()),
+            WindowKind::Session => Windows::session(w.gap.unwrap_or_default()),
+        };
+        let functions: Vec<Function> = spec.aggregates.iter().map(|a| a.get_ref().function).collect();
+        let sink_spec = spec.sink.get_ref();
+        let names = RowNames {
+            key: key_column(spec),
+            start: window_start_column(sink_spec),
+            end: sink_spec.window_end_column.clone(),
+            aggregates: spec
+                .aggregates
+                .iter()
+                .map(|a| a.get_ref().column.clone())
+                .collect(),
+        };
+        records
+            .key_by("by_key", |d: &Decoded| d.key.clone().unwrap_or(KeyValue::Int(0)))
+            .window("window", windows)
+            .allowed_lateness(w.allowed_lateness.unwrap_or_default())
+            .aggregate(Aggregates(Arc::new(functions)))
+            .transform("row", "map", WindowRows(names))
+            .sink("table", sink);
     }
 }
 

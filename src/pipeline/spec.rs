@@ -79,6 +79,25 @@ pub struct PipelineSpec {
     pub aggregates: Vec<Spanned<AggregateSpec>>,
     /// Where results go.
     pub sink: Spanned<SinkSpec>,
+    /// `[scale_out]`: run as tasks spread over every process started with the same group.
+    #[serde(default)]
+    pub scale_out: Option<Spanned<ScaleOutSpec>>,
+}
+
+/// `[scale_out]`: the pipeline spread over processes, as tasks moved between them by Kafka
+/// consumer groups (`<group>-stage-<stage>`), each with its own state and checkpoints under
+/// `<checkpoint_store>/<stage>-<partition>`. Needs `state_dir` (one per process) and
+/// `checkpoint_store`. Each task is a job with one worker: `workers` does not apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOutSpec {
+    /// The job's group, the same in every process running it.
+    pub group: String,
+    /// Partitions of the topic the records are re-keyed through, `<group>-by_key-repartition`
+    /// (windowed pipelines; default: as many as the source topic has). The most processes
+    /// that can share the windows.
+    #[serde(default)]
+    pub partitions: Option<u32>,
 }
 
 /// `[source]`: a Kafka topic of JSON records.
@@ -271,6 +290,17 @@ impl PipelineSpec {
                 "checkpoint_store needs state_dir (checkpoints are taken there first)".into(),
             ));
         }
+        if let Some(scale_out) = &self.scale_out {
+            if self.state_dir.is_none() || self.checkpoint_store.is_none() {
+                return Err((
+                    at(scale_out),
+                    "[scale_out] needs state_dir and checkpoint_store (tasks move between processes with their checkpoints)".into(),
+                ));
+            }
+            if scale_out.get_ref().partitions == Some(0) {
+                return Err((at(scale_out), "partitions must be at least 1".into()));
+            }
+        }
         let sink = self.sink.get_ref();
         match &self.window {
             Some(window) => {
@@ -438,5 +468,21 @@ table = "product_revenue_1m"
         );
         let with_columns = format!("{text}[sink.columns]\nid = \"order_id\"\n");
         assert!(parse(&with_columns).is_ok());
+    }
+
+    #[test]
+    fn scale_out_needs_the_checkpoint_store() {
+        let scaled = format!("{WINDOWED}\n[scale_out]\ngroup = \"revenue\"\n");
+        let error = parse(&scaled).expect_err("no store");
+        assert!(
+            error.starts_with("p.toml:23:") && error.contains("checkpoint_store"),
+            "{error}"
+        );
+        let stored = format!(
+            "state_dir = \"/tmp/s\"\ncheckpoint_store = \"s3://b/p\"\n{}",
+            scaled
+        );
+        let spec = parse(&stored).expect("valid");
+        assert_eq!(spec.scale_out.expect("scale_out").get_ref().group, "revenue");
     }
 }

@@ -14,23 +14,21 @@
 //!
 //! Every process runs all four groups; the groups spread the tasks over the processes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-use sluice_engine::{
-    CheckpointConfig, Job, JobBuilder, JobConfig, StateBackendConfig, Stream, WatermarkStrategy,
-};
+use sluice_engine::{Job, JobBuilder, Stream, WatermarkStrategy};
 use sluice_kafka::{KafkaConfig, Located, Repartition, TaskGroup, ensure_topic};
 use sluice_operators::StreamExt;
 
 use super::error::ShopError;
 use super::pipeline::{
-    OUT_OF_ORDERNESS, PARTITION_IDLENESS, category_revenue, checkpoint_store, product_revenue, source, users,
+    OUT_OF_ORDERNESS, PARTITION_IDLENESS, category_revenue, product_revenue, source, users,
 };
 use super::settings::ShopSettings;
 use super::tables::ShopTables;
 use crate::datagen::{Order, PageView};
+use crate::scale_out::{TaskJobs, TaskStore, run_stages, stage_group};
 
 /// The stages of the job spread over processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +101,7 @@ pub struct ScaledShop {
     kafka: KafkaConfig,
     tables: ShopTables,
     repartitions: Repartitions,
+    store: TaskStore,
 }
 
 impl ScaledShop {
@@ -113,6 +112,13 @@ impl ScaledShop {
     /// Settings without a Kafka cluster, a state directory or a checkpoint store; a
     /// repartition topic that cannot be created.
     pub fn new(settings: &ShopSettings, kafka: &KafkaConfig, tables: &ShopTables) -> Result<Self, ShopError> {
+        let (Some(state_dir), Some(store)) = (&settings.state_dir, &settings.checkpoint_store) else {
+            return Err(ShopError::Setting {
+                key: "scale-out".into(),
+                reason: "needs --state-dir and --checkpoint-store".into(),
+            });
+        };
+        let store = TaskStore::new(state_dir, store, settings.checkpoint_interval);
         let repartitions = Repartitions::new(settings, kafka);
         for r in repartitions.all() {
             ensure_topic(kafka, r.topic(), settings.partitions).map_err(|e| ShopError::Kafka {
@@ -125,6 +131,7 @@ impl ScaledShop {
             kafka: kafka.clone(),
             tables: tables.clone(),
             repartitions,
+            store,
         })
     }
 
@@ -139,7 +146,7 @@ impl ScaledShop {
         };
         TaskGroup::new(
             self.kafka.clone(),
-            format!("{}-stage-{}", self.settings.group, stage.name()),
+            stage_group(&self.settings.group, stage.name()),
             lead,
         )
     }
@@ -151,31 +158,7 @@ impl ScaledShop {
     /// A state directory that cannot be emptied; a checkpoint store URL the S3 client does
     /// not take.
     pub fn task_job(&self, stage: Stage, q: u32) -> sluice_engine::Result<Job> {
-        let name = format!("{}-{q}", stage.name());
-        let (Some(state_dir), Some(store)) = (&self.settings.state_dir, &self.settings.checkpoint_store)
-        else {
-            return Err(sluice_engine::EngineError::InvalidConfig {
-                key: "scale-out",
-                reason: "needs --state-dir and --checkpoint-store".into(),
-            });
-        };
-        let dir: PathBuf = state_dir.join("tasks").join(&name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| sluice_engine::EngineError::InvalidConfig {
-                key: "state-dir",
-                reason: format!("cannot empty {}: {e}", dir.display()),
-            })?;
-        }
-        let checkpoints = CheckpointConfig::new(dir.join("checkpoints"))
-            .interval(self.settings.checkpoint_interval)
-            .remote(checkpoint_store(&format!(
-                "{}/{name}",
-                store.trim_end_matches('/')
-            ))?);
-        let config = JobConfig::new(format!("ecommerce-{name}"))
-            .workers(1)
-            .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
-            .checkpoints(checkpoints);
+        let config = self.store.job_config("ecommerce", stage.name(), q)?;
         let (settings, kafka, tables, r) = (
             self.settings.clone(),
             self.kafka.clone(),
@@ -194,38 +177,15 @@ impl ScaledShop {
     /// # Errors
     /// The first group that failed.
     pub fn run(self: &Arc<Self>, stop: &Arc<AtomicBool>) -> Result<(), ShopError> {
-        let threads: Vec<_> = Stage::ALL
+        let stages = Stage::ALL
             .into_iter()
             .map(|stage| {
-                let (shop, stop) = (Arc::clone(self), Arc::clone(stop));
-                std::thread::Builder::new()
-                    .name(format!("sluice-{}", stage.name()))
-                    .spawn(move || {
-                        let outcome = shop.group(stage).run(|q| shop.task_job(stage, q), &stop);
-                        if outcome.is_err() {
-                            stop.store(true, Ordering::Release);
-                        }
-                        outcome.map_err(|e| format!("stage {}: {e}", stage.name()))
-                    })
+                let shop = Arc::clone(self);
+                let jobs: TaskJobs = Box::new(move |q| shop.task_job(stage, q));
+                (stage.name().to_string(), self.group(stage), jobs)
             })
-            .collect::<Result<_, _>>()
-            .map_err(|e| ShopError::Setting {
-                key: "scale-out".into(),
-                reason: format!("cannot start a stage's thread: {e}"),
-            })?;
-        let mut first_error = None;
-        for thread in threads {
-            let outcome = thread
-                .join()
-                .unwrap_or_else(|_| Err("a stage's thread panicked".to_string()));
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(reason) => Err(ShopError::Refused(reason)),
-            None => Ok(()),
-        }
+            .collect();
+        run_stages(stages, stop).map_err(ShopError::Refused)
     }
 }
 
