@@ -42,6 +42,11 @@ fn case() -> impl Strategy<Value = Case> {
                 size: 1_000,
                 slide: 250
             }),
+            // Slices of gcd(size, slide) = 200 ms, five to a window.
+            Just(Windows::Sliding {
+                size: 1_000,
+                slide: 400
+            }),
             Just(Windows::Session { gap: GAP }),
         ],
         prop_oneof![Just(0i64), Just(300i64)],

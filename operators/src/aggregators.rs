@@ -18,7 +18,9 @@ pub trait Aggregator<T>: 'static {
     fn init(&self) -> Self::Acc;
     /// Folds `value` into `acc`.
     fn add(&self, acc: &mut Self::Acc, value: &T);
-    /// Folds `other` into `acc` (session windows merging).
+    /// Folds `other` into `acc`: session windows merging, and tumbling and sliding windows
+    /// combining their slices (records folded into `other` after those of `acc`). Merging two
+    /// accumulators must give what folding all their records into one would.
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The result of `acc`.
     fn finish(&self, acc: Self::Acc) -> Self::Out;
