@@ -479,6 +479,8 @@ impl<T: Data> KafkaReader<T> {
         if state.finished {
             return Ok(());
         }
+        // Kept alive while the job is busy elsewhere (a checkpoint, backpressure): watched.
+        state.last_read = Instant::now();
         // Polling keeps the group membership; what arrives waits in the stash, which is
         // capped. (Pausing partitions instead loses the records librdkafka had prefetched
         // when a rebalance comes between pause and resume.) Rebalances seen here are
