@@ -17,9 +17,4 @@ log "building the tests"
 cargo test --workspace --no-run
 start_run_services kafka cassandra s3
 log "running the test suite (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA, S3 at $SLUICE_S3_ENDPOINT)"
-# Skipped: the rebalance storm with a paused stale owner (tests/scale_out.rs). A resumed stale
-# owner's watermark and idle marks in the repartition topics are not fenced yet (ARCHITECTURE,
-# Scale-out, Not built yet); run it with `scripts/test.sh a_rebalance_storm`.
-skip=(--skip a_rebalance_storm_and_a_stale_owner)
-[ $# -gt 0 ] && skip=()
-cargo test --workspace -- --include-ignored "${skip[@]}" "$@"
+cargo test --workspace -- --include-ignored "$@"
