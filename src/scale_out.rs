@@ -80,7 +80,7 @@ pub fn run_stages(stages: Vec<(String, TaskGroup, TaskJobs)>, stop: &Arc<AtomicB
             std::thread::Builder::new()
                 .name(format!("sluice-{stage}"))
                 .spawn(move || {
-                    let outcome = group.run(|q| jobs(q), &stop);
+                    let outcome = group.run(&jobs, &stop);
                     if outcome.is_err() {
                         stop.store(true, Ordering::Release);
                     }
