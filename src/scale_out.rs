@@ -4,6 +4,10 @@
 //! A stage's task *q* is a job of its own with one worker, RocksDB state in
 //! `<state_dir>/tasks/<stage>-<q>` (emptied when the task starts here: the checkpoint store
 //! holds every task's newest state) and checkpoints published under `<store>/<stage>-<q>`.
+//! A task's Kafka sources start from the earliest offset when it has no published
+//! checkpoint to restore (`StartFrom::Earliest`): offsets are committed to Kafka when a
+//! checkpoint completes locally, which can be before it is published, so the group's
+//! committed offsets may be ahead of every state the store holds.
 
 use std::path::PathBuf;
 use std::sync::Arc;

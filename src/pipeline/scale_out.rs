@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use sluice_kafka::{Located, Repartition, TaskGroup, ensure_topic};
+use sluice_kafka::{Located, Repartition, StartFrom, TaskGroup, ensure_topic};
 
 use super::error::PipelineError;
 use super::{Decoded, KeyValue, Pipeline};
@@ -113,7 +113,10 @@ impl ScaledPipeline {
     fn rows_task(&self, q: u32) -> sluice_engine::Result<sluice_engine::Job> {
         let pipeline = self.pipeline.clone();
         sluice_engine::Job::new(self.config("rows", q)?, move |b| {
-            let source = pipeline.source().only_partitions(&[q]);
+            let source = pipeline
+                .source()
+                .only_partitions(&[q])
+                .start_from(StartFrom::Earliest);
             let records = b.source("source", source, pipeline.watermarks(|d: &Decoded| d.ts));
             pipeline.write(&records);
             Ok(())
@@ -124,7 +127,11 @@ impl ScaledPipeline {
     fn read_task(&self, by_key: &Repartition, q: u32) -> sluice_engine::Result<sluice_engine::Job> {
         let (pipeline, by_key) = (self.pipeline.clone(), by_key.clone());
         sluice_engine::Job::new(self.config("read", q)?, move |b| {
-            let source = pipeline.source().only_partitions(&[q]).located();
+            let source = pipeline
+                .source()
+                .only_partitions(&[q])
+                .start_from(StartFrom::Earliest)
+                .located();
             let records = b.source(
                 "source",
                 source,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use sluice_engine::{Job, JobBuilder, Stream, WatermarkStrategy};
-use sluice_kafka::{KafkaConfig, Located, Repartition, TaskGroup, ensure_topic};
+use sluice_kafka::{KafkaConfig, Located, Repartition, StartFrom, TaskGroup, ensure_topic};
 use sluice_operators::StreamExt;
 
 use super::error::ShopError;
@@ -206,6 +206,7 @@ fn build_task(
                 "orders",
                 source::<Order>(settings, kafka, &settings.orders_topic)
                     .only_partitions(&task)
+                    .start_from(StartFrom::Earliest)
                     .located(),
                 WatermarkStrategy::bounded_out_of_orderness(OUT_OF_ORDERNESS)
                     .with_timestamps(|o: &Located<Order>| o.value.ts)
@@ -231,6 +232,7 @@ fn build_task(
                 "page_views",
                 source::<PageView>(settings, kafka, &settings.page_views_topic)
                     .only_partitions(&task)
+                    .start_from(StartFrom::Earliest)
                     .located(),
                 WatermarkStrategy::bounded_out_of_orderness(OUT_OF_ORDERNESS)
                     .with_timestamps(|v: &Located<PageView>| v.value.ts)

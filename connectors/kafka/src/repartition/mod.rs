@@ -31,6 +31,7 @@ use crate::config::KafkaConfig;
 use crate::error::{KafkaConnectorError, with_retry_hint};
 use crate::format::Bincode;
 use crate::source::{KafkaSource, partition_id, static_share};
+use crate::start::StartFrom;
 use envelope::Envelope;
 pub use located::Located;
 pub(crate) use located::LocatedFormat;
@@ -182,12 +183,15 @@ impl Repartition {
     }
 
     fn envelope_source<T: Data + DeserializeOwned>(&self) -> KafkaSource<Envelope<T>> {
+        // The reader's dedup marks live in the job's checkpoints with its offsets: without a
+        // checkpoint to restore, the topic is read from its start, whatever was committed.
         let mut source = KafkaSource::new(
             self.config.clone(),
             self.topic.clone(),
             &[self.topic.as_str()],
             Bincode,
-        );
+        )
+        .start_from(StartFrom::Earliest);
         if let Some(idle) = self.exit_when_idle {
             source = source.exit_when_idle(idle);
         }
