@@ -141,6 +141,11 @@ pub enum SourceItem<T> {
     /// end offset). Until its next record, the time the source keeps being read counts
     /// towards the partition's idleness.
     PartitionCaughtUp(PartitionId),
+    /// The reader knows, from its input, that the partition has nothing to give for now
+    /// (every writer of a repartition topic's partition said it is idle): it stops holding
+    /// event time back at once, whatever the idleness timeout, until its next record or
+    /// reported watermark.
+    PartitionIdle(PartitionId),
 }
 
 /// Where a reader's poll puts its items. Not a buffer: each item is handed downstream as soon
@@ -239,6 +244,12 @@ impl<'a, T> SourceOutput<'a, T> {
     /// Reports the watermark of `partition` (see [`SourceItem::Watermark`]).
     pub fn watermark(&mut self, partition: PartitionId, watermark: Watermark) {
         self.add(SourceItem::Watermark(partition, watermark));
+    }
+
+    /// Says that `partition` is idle, as its input told the reader (see
+    /// [`SourceItem::PartitionIdle`]).
+    pub fn partition_idle(&mut self, partition: PartitionId) {
+        self.add(SourceItem::PartitionIdle(partition));
     }
 
     /// Says that `partition` has nothing more to give for now (see

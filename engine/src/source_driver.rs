@@ -328,9 +328,11 @@ impl<T: Data> DriverCore<T> {
                 // The partition's watermark is `max_ts - bound`: keep it that way, so
                 // checkpoints and restores treat it as any other partition's.
                 let max_ts = wm.0.saturating_add(bound);
-                if self.reported_watermarks && !p.revoked && max_ts > p.max_ts {
-                    // Event time moving on is news from the partition, as a record is.
-                    p.max_ts = max_ts;
+                let idle = self.tracker.is_idle(slot);
+                if self.reported_watermarks && !p.revoked && (max_ts > p.max_ts || idle) {
+                    // Event time moving on is news from the partition, as a record is; so is a
+                    // watermark of a partition that was idle: it holds event time back again.
+                    p.max_ts = p.max_ts.max(max_ts);
                     p.delivered = true;
                     p.dirty = true;
                     p.caught_up = false;
@@ -342,6 +344,16 @@ impl<T: Data> DriverCore<T> {
                 let slot = self.slot(partition);
                 self.partitions[slot].caught_up = true;
                 Ok(())
+            }
+            SourceItem::PartitionIdle(partition) => {
+                let slot = self.slot(partition);
+                if self.partitions[slot].revoked || self.tracker.is_idle(slot) {
+                    return Ok(());
+                }
+                let c = self.tracker.set_idle(slot);
+                self.counters.idle_partitions.inc();
+                tracing::debug!(source = %self.name, %partition, "partition idle, as its input says");
+                self.emit_combined(c)
             }
         }
     }
@@ -690,6 +702,7 @@ mod tests {
                     SourceItem::PartitionRevoked(p) => batch.partition_revoked(p),
                     SourceItem::PartitionEnd(p) => batch.partition_end(p),
                     SourceItem::PartitionCaughtUp(p) => batch.caught_up(p),
+                    SourceItem::PartitionIdle(p) => batch.partition_idle(p),
                     SourceItem::Watermark(p, wm) => batch.watermark(p, wm),
                     SourceItem::BadRecord { .. } => {}
                 }

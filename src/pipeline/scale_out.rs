@@ -63,12 +63,10 @@ impl ScaledPipeline {
                 };
                 let topic = Repartition::topic_name(&scale_out.group, "by_key");
                 ensure_topic(&pipeline.kafka, &topic, partitions as i32).map_err(|e| refused(&e))?;
-                let mut r = Repartition::new(pipeline.kafka.clone(), topic, partitions, &[&source.topic])
-                    .out_of_orderness(pipeline.out_of_orderness());
-                if let Some(idle) = source.idle_timeout {
-                    r = r.idleness(idle);
-                }
-                Some(r)
+                Some(
+                    Repartition::new(pipeline.kafka.clone(), topic, partitions, &[&source.topic])
+                        .out_of_orderness(pipeline.out_of_orderness()),
+                )
             }
         };
         Ok(ScaledPipeline {

@@ -77,7 +77,6 @@ impl Repartitions {
                 &[upstream],
             )
             .out_of_orderness(OUT_OF_ORDERNESS)
-            .idleness(PARTITION_IDLENESS)
         };
         Repartitions {
             orders_by_user: topic("orders_by_user", &settings.orders_topic),

@@ -59,7 +59,6 @@ pub struct Repartition {
     partitions: u32,
     upstream_topics: Vec<String>,
     out_of_orderness: Duration,
-    idleness: Duration,
     exit_when_idle: Option<Duration>,
     only_partitions: Option<Vec<u32>>,
     upstream_only: Option<Vec<u32>>,
@@ -81,7 +80,6 @@ impl Repartition {
             partitions: partitions.clamp(1, u32::from(u16::MAX)),
             upstream_topics: upstream_topics.iter().map(|t| t.to_string()).collect(),
             out_of_orderness: Duration::ZERO,
-            idleness: Duration::from_secs(10),
             exit_when_idle: None,
             only_partitions: None,
             upstream_only: None,
@@ -97,13 +95,6 @@ impl Repartition {
     /// partition's watermark is its largest event time written minus this (default zero).
     pub fn out_of_orderness(mut self, bound: Duration) -> Self {
         self.out_of_orderness = bound;
-        self
-    }
-
-    /// How long a partition of the topic with nothing to read may hold event time back
-    /// (default 10 s).
-    pub fn idleness(mut self, timeout: Duration) -> Self {
-        self.idleness = timeout;
         self
     }
 
@@ -175,11 +166,12 @@ impl Repartition {
         }
     }
 
-    /// The watermark strategy of the reading side: the watermarks come from the topic; a
-    /// partition with nothing to read stops holding event time back after the idleness
-    /// timeout.
+    /// The watermark strategy of the reading side: the watermarks, and when a partition is
+    /// idle, come from the topic's marks. There is no idleness timeout: a quiet partition
+    /// holds event time back until its writers say they are idle, since an upstream task
+    /// between owners writes nothing for a while and then the rest.
     pub fn watermarks<T>(&self) -> WatermarkStrategy<T> {
-        WatermarkStrategy::monotonous().with_idleness(self.idleness)
+        WatermarkStrategy::monotonous()
     }
 
     fn envelope_source<T: Data + DeserializeOwned>(&self) -> KafkaSource<Envelope<T>> {

@@ -21,22 +21,42 @@ pub(super) struct PartitionMarks {
     /// The watermark last reported for the partition.
     #[serde(skip)]
     pub(super) reported: Option<i64>,
+    /// Whether the partition was last reported idle.
+    #[serde(skip)]
+    pub(super) idle_reported: bool,
+}
+
+/// Where a partition of the topic stands in event time, by its upstream partitions' marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PartitionTime {
+    /// An upstream partition has not been heard from yet: it holds the partition back.
+    Unknown,
+    /// The lowest watermark of the upstream partitions that are neither idle nor ended
+    /// (`i64::MAX` once all have ended).
+    At(i64),
+    /// Every upstream partition that has not ended is idle.
+    Idle,
 }
 
 impl PartitionMarks {
-    /// The partition's watermark: the lowest of its upstream partitions that are not idle,
-    /// once every expected one has been heard from. `None` while it cannot be known, or when
-    /// every upstream partition is idle.
-    pub(super) fn watermark(&self, expected: &[u32]) -> Option<i64> {
-        let mut lowest: Option<i64> = None;
+    /// Where the partition stands, once every expected upstream partition has been heard
+    /// from: an ended one (at the largest watermark) holds nothing back, and neither does an
+    /// idle one, unless all that have not ended are idle.
+    pub(super) fn time(&self, expected: &[u32]) -> PartitionTime {
+        let (mut lowest, mut idle) = (None::<i64>, false);
         for p in expected {
             match self.upstream.get(p) {
-                Some((_, true)) => {}
+                None => return PartitionTime::Unknown,
+                Some((wm, _)) if *wm == i64::MAX => {}
+                Some((_, true)) => idle = true,
                 Some((wm, false)) => lowest = Some(lowest.map_or(*wm, |l| l.min(*wm))),
-                None => return None,
             }
         }
-        lowest
+        match lowest {
+            Some(wm) => PartitionTime::At(wm),
+            None if idle => PartitionTime::Idle,
+            None => PartitionTime::At(i64::MAX),
+        }
     }
 
     /// Whether every expected upstream partition has ended (sent the largest watermark).
@@ -129,7 +149,9 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
                             }
                             m.applied.insert(upstream, id);
                             if let Some(u) = m.upstream.get_mut(&upstream) {
-                                u.1 = false;
+                                if std::mem::take(&mut u.1) {
+                                    changed.push(partition);
+                                }
                             }
                             match location {
                                 Some(location) => batch.record_at(partition, value, Some(ts), location),
@@ -164,6 +186,7 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
                 }
                 SourceItem::PartitionEnd(p) => batch.partition_end(p),
                 SourceItem::PartitionCaughtUp(p) => batch.caught_up(p),
+                SourceItem::PartitionIdle(p) => batch.partition_idle(p),
                 SourceItem::Watermark(p, wm) => batch.watermark(p, wm),
             }
             Ok(())
@@ -174,10 +197,21 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
         changed.dedup();
         for p in changed {
             let Some(m) = marks.get_mut(&p) else { continue };
-            if let Some(wm) = m.watermark(expected) {
-                if m.reported.is_none_or(|r| wm > r) {
-                    m.reported = Some(wm);
-                    batch.watermark(p, Watermark(wm));
+            match m.time(expected) {
+                PartitionTime::Unknown => {}
+                PartitionTime::Idle => {
+                    if !std::mem::replace(&mut m.idle_reported, true) {
+                        batch.partition_idle(p);
+                    }
+                }
+                PartitionTime::At(wm) => {
+                    // Back from idle, the partition holds event time back again, where it is.
+                    let back = std::mem::take(&mut m.idle_reported);
+                    if back || m.reported.is_none_or(|r| wm > r) {
+                        let wm = m.reported.map_or(wm, |r| r.max(wm));
+                        m.reported = Some(wm);
+                        batch.watermark(p, Watermark(wm));
+                    }
                 }
             }
             // Every upstream partition has ended: nothing more comes to this partition.
@@ -238,20 +272,225 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sluice_engine::{JobConfig, Source, SourceContext, WatermarkStrategy};
+    use sluice_operators::{Count, KeyedStreamExt, WindowResult, Windows};
+    use sluice_testing::{CaptureSink, JobHarness, TestInput};
+
     use super::*;
+    use crate::KafkaConfig;
+    use crate::repartition::Repartition;
 
     #[test]
-    fn a_partition_waits_for_every_upstream_partition_and_skips_idle_ones() {
+    fn a_partition_waits_for_every_upstream_partition_and_skips_idle_and_ended_ones() {
         let mut m = PartitionMarks::default();
         let expected = [0, 1, 2];
         m.upstream.insert(0, (100, false));
         m.upstream.insert(1, (50, false));
-        assert_eq!(m.watermark(&expected), None, "partition 2 not heard from yet");
+        assert_eq!(
+            m.time(&expected),
+            PartitionTime::Unknown,
+            "partition 2 not heard from yet"
+        );
         m.upstream.insert(2, (10, true));
-        assert_eq!(m.watermark(&expected), Some(50), "an idle one holds nothing back");
-        m.upstream.insert(1, (50, true));
+        assert_eq!(
+            m.time(&expected),
+            PartitionTime::At(50),
+            "an idle one holds nothing back"
+        );
+        m.upstream.insert(1, (i64::MAX, false));
+        assert_eq!(
+            m.time(&expected),
+            PartitionTime::At(100),
+            "an ended one holds nothing back"
+        );
         m.upstream.insert(0, (100, true));
-        assert_eq!(m.watermark(&expected), None, "all idle");
+        assert_eq!(
+            m.time(&expected),
+            PartitionTime::Idle,
+            "all idle but the ended one: idle, not ended"
+        );
+        m.upstream.insert(0, (i64::MAX, false));
+        m.upstream.insert(2, (i64::MAX, false));
+        assert_eq!(m.time(&expected), PartitionTime::At(i64::MAX), "all ended");
+        assert!(m.all_ended(&expected));
+    }
+
+    /// The envelopes a test hands the reader, as the Kafka reader of the topic would.
+    type Script = Arc<Mutex<VecDeque<SourceItem<Envelope<i64>>>>>;
+
+    /// A stand-in for the Kafka reader of one repartition partition: hands on what the test
+    /// scripted, and is caught up when the script is empty.
+    struct ScriptedReader(Script);
+
+    impl SourceReader<Envelope<i64>> for ScriptedReader {
+        fn partitions(&self) -> Vec<PartitionId> {
+            vec![PartitionId(0)]
+        }
+
+        fn poll(&mut self, batch: &mut SourceOutput<'_, Envelope<i64>>) -> Result<PollStatus, BoxError> {
+            let mut script = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some(item) = script.pop_front() {
+                match item {
+                    SourceItem::Record { partition, value, .. } => batch.record(partition, value, None),
+                    SourceItem::PartitionStart(p) => batch.partition_start(p),
+                    SourceItem::PartitionEnd(p) => batch.partition_end(p),
+                    _ => {}
+                }
+            }
+            Ok(PollStatus::Pending)
+        }
+
+        fn position(&self) -> SourcePosition {
+            SourcePosition::default()
+        }
+
+        fn seek(&mut self, _position: &SourcePosition) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    /// A repartition topic's reading side over a [`ScriptedReader`], upstream partition 0 only.
+    #[derive(Clone)]
+    struct ScriptedSource(Script);
+
+    impl Source for ScriptedSource {
+        type Item = i64;
+
+        fn open(&mut self, _ctx: &SourceContext) -> Result<Box<dyn SourceReader<i64>>, BoxError> {
+            Ok(Box::new(RepartitionReader::new(
+                Box::new(ScriptedReader(Arc::clone(&self.0))),
+                vec![0],
+                Arc::new(Counter::default()),
+            )))
+        }
+    }
+
+    fn envelope(e: Envelope<i64>) -> SourceItem<Envelope<i64>> {
+        SourceItem::Record {
+            partition: PartitionId(0),
+            value: e,
+            timestamp: None,
+            location: None,
+        }
+    }
+
+    fn record(offset: u64, ts: i64) -> SourceItem<Envelope<i64>> {
+        envelope(Envelope::Record {
+            upstream: 0,
+            offset,
+            index: 0,
+            ts,
+            value: ts,
+        })
+    }
+
+    fn watermark(watermark: i64) -> SourceItem<Envelope<i64>> {
+        envelope(Envelope::Watermark {
+            upstream: 0,
+            watermark,
+        })
+    }
+
+    /// A job counting per second what it reads from the scripted repartition partition and
+    /// from `other` (whose watermark follows its values), started.
+    fn counting_job(
+        script: &Script,
+        other: &TestInput<i64>,
+        out: &CaptureSink<WindowResult<u8, u64>>,
+    ) -> JobHarness {
+        let (source, other_source, sink) = (ScriptedSource(Arc::clone(script)), other.source(), out.clone());
+        let strategy = Repartition::new(KafkaConfig::new("unused:9092"), "t", 1, &["up"]).watermarks();
+        let mut h = JobHarness::new(JobConfig::new("quiet-repartition").workers(1), move |b| {
+            let re_keyed = b.source("re_keyed_read", source.clone(), strategy.clone());
+            let other = b.source(
+                "other",
+                other_source.clone(),
+                WatermarkStrategy::monotonous().with_timestamps(|ts: &i64| *ts),
+            );
+            re_keyed
+                .union("both", &[&other])
+                .key_by("one_key", |_| 0u8)
+                .window("counts", Windows::tumbling(Duration::from_secs(1)))
+                .aggregate(Count)
+                .sink("out", sink.clone());
+            Ok(())
+        })
+        .expect("job");
+        h.start().expect("start");
+        h
+    }
+
+    fn counts(out: &CaptureSink<WindowResult<u8, u64>>) -> Vec<(i64, u64)> {
+        let mut counts: Vec<(i64, u64)> = out.values().iter().map(|w| (w.window.start, w.value)).collect();
+        counts.sort_unstable();
+        counts
+    }
+
+    #[test]
+    fn a_quiet_repartition_partition_holds_event_time_back_until_its_writers_say_idle() {
+        let (script, other, out) = (Script::default(), TestInput::<i64>::new(1), CaptureSink::new());
+        let mut h = counting_job(&script, &other, &out);
+        script.lock().unwrap().extend([
+            SourceItem::PartitionStart(PartitionId(0)),
+            watermark(0),
+            record(0, 500),
+        ]);
+        other.push(0, 500);
+        other.push(0, 100_000);
+        h.settle().expect("settle");
+        // The upstream task is between owners for longer than any idleness timeout: the
+        // topic is quiet, but its writers have not said that nothing comes.
+        for _ in 0..6 {
+            h.advance(Duration::from_secs(10)).expect("advance");
+        }
+        assert_eq!(counts(&out), vec![], "event time is held back");
+        script
+            .lock()
+            .unwrap()
+            .extend([record(1, 1_500), watermark(i64::MAX)]);
+        h.settle().expect("settle");
+        other.end_all();
+        h.finish().expect("finish");
+        assert_eq!(
+            counts(&out),
+            vec![(0, 2), (1_000, 1), (100_000, 1)],
+            "the record written after the quiet spell is counted, not dropped as late"
+        );
+    }
+
+    #[test]
+    fn a_repartition_partition_whose_writers_say_idle_holds_nothing_back_until_they_write_again() {
+        let (script, other, out) = (Script::default(), TestInput::<i64>::new(1), CaptureSink::new());
+        let mut h = counting_job(&script, &other, &out);
+        script.lock().unwrap().extend([
+            SourceItem::PartitionStart(PartitionId(0)),
+            watermark(0),
+            record(0, 500),
+            envelope(Envelope::Idle { upstream: 0 }),
+        ]);
+        other.push(0, 500);
+        other.push(0, 100_000);
+        h.settle().expect("settle");
+        assert_eq!(counts(&out), vec![(0, 2)], "the other input's event time leads");
+        // Back from idle: it holds event time back again, at its own watermark.
+        script.lock().unwrap().extend([record(1, 150_000)]);
+        other.push(0, 200_000);
+        h.settle().expect("settle");
+        assert_eq!(counts(&out), vec![(0, 2)], "held back by the partition again");
+        script.lock().unwrap().extend([watermark(160_000)]);
+        h.settle().expect("settle");
+        assert_eq!(counts(&out), vec![(0, 2), (100_000, 1), (150_000, 1)]);
+        script.lock().unwrap().extend([watermark(i64::MAX)]);
+        other.end_all();
+        h.finish().expect("finish");
+        assert_eq!(
+            counts(&out),
+            vec![(0, 2), (100_000, 1), (150_000, 1), (200_000, 1)]
+        );
     }
 
     #[test]
