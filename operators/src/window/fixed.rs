@@ -34,7 +34,8 @@ pub(crate) struct FixedWindowAggregate<K: StateKey, T, A: Aggregator<T>> {
     watermark: Watermark,
     late: Option<Output<T>>,
     late_records: Arc<Counter>,
-    /// Entries in state (open windows), updated as the watermark advances.
+    /// Entries in state (the slices of open windows, per key), updated as the watermark
+    /// advances.
     state_entries: Arc<Gauge>,
     /// Interval of early results in milliseconds of processing time.
     early: Option<i64>,
