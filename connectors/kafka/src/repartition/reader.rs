@@ -272,8 +272,7 @@ impl<T: Data> SourceReader<T> for RepartitionReader<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use sluice_engine::{JobConfig, Source, SourceContext, WatermarkStrategy};
@@ -319,90 +318,57 @@ mod tests {
         assert!(m.all_ended(&expected));
     }
 
-    /// The envelopes a test hands the reader, as the Kafka reader of the topic would.
-    type Script = Arc<Mutex<VecDeque<SourceItem<Envelope<i64>>>>>;
+    /// The envelopes of one repartition partition, as the Kafka reader of the topic would
+    /// hand them on (a test input standing in for Kafka).
+    type Topic = TestInput<Envelope<i64>>;
 
-    /// A stand-in for the Kafka reader of one repartition partition: hands on what the test
-    /// scripted, and is caught up when the script is empty.
-    struct ScriptedReader(Script);
-
-    impl SourceReader<Envelope<i64>> for ScriptedReader {
-        fn partitions(&self) -> Vec<PartitionId> {
-            vec![PartitionId(0)]
-        }
-
-        fn poll(&mut self, batch: &mut SourceOutput<'_, Envelope<i64>>) -> Result<PollStatus, BoxError> {
-            let mut script = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some(item) = script.pop_front() {
-                match item {
-                    SourceItem::Record { partition, value, .. } => batch.record(partition, value, None),
-                    SourceItem::PartitionStart(p) => batch.partition_start(p),
-                    SourceItem::PartitionEnd(p) => batch.partition_end(p),
-                    _ => {}
-                }
-            }
-            Ok(PollStatus::Pending)
-        }
-
-        fn position(&self) -> SourcePosition {
-            SourcePosition::default()
-        }
-
-        fn seek(&mut self, _position: &SourcePosition) -> Result<(), BoxError> {
-            Ok(())
-        }
-    }
-
-    /// A repartition topic's reading side over a [`ScriptedReader`], upstream partition 0 only.
+    /// A repartition topic's reading side over a [`Topic`], upstream partition 0 only.
     #[derive(Clone)]
-    struct ScriptedSource(Script);
+    struct RepartitionTestSource(Topic);
 
-    impl Source for ScriptedSource {
+    impl Source for RepartitionTestSource {
         type Item = i64;
 
-        fn open(&mut self, _ctx: &SourceContext) -> Result<Box<dyn SourceReader<i64>>, BoxError> {
+        fn open(&mut self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<i64>>, BoxError> {
             Ok(Box::new(RepartitionReader::new(
-                Box::new(ScriptedReader(Arc::clone(&self.0))),
+                self.0.source().open(ctx)?,
                 vec![0],
                 Arc::new(Counter::default()),
             )))
         }
     }
 
-    fn envelope(e: Envelope<i64>) -> SourceItem<Envelope<i64>> {
-        SourceItem::Record {
-            partition: PartitionId(0),
-            value: e,
-            timestamp: None,
-            location: None,
-        }
-    }
-
-    fn record(offset: u64, ts: i64) -> SourceItem<Envelope<i64>> {
-        envelope(Envelope::Record {
+    fn record(offset: u64, ts: i64) -> Envelope<i64> {
+        Envelope::Record {
             upstream: 0,
             offset,
             index: 0,
             ts,
             value: ts,
-        })
+        }
     }
 
-    fn watermark(watermark: i64) -> SourceItem<Envelope<i64>> {
-        envelope(Envelope::Watermark {
+    fn watermark(watermark: i64) -> Envelope<i64> {
+        Envelope::Watermark {
             upstream: 0,
             watermark,
-        })
+        }
     }
 
-    /// A job counting per second what it reads from the scripted repartition partition and
+    /// Writes `envelopes` to the topic's partition.
+    fn write(topic: &Topic, envelopes: impl IntoIterator<Item = Envelope<i64>>) {
+        envelopes.into_iter().for_each(|e| topic.push(0, e));
+    }
+
+    /// A job counting per second what it reads from the repartition partition `topic` and
     /// from `other` (whose watermark follows its values), started.
     fn counting_job(
-        script: &Script,
+        topic: &Topic,
         other: &TestInput<i64>,
         out: &CaptureSink<WindowResult<u8, u64>>,
     ) -> JobHarness {
-        let (source, other_source, sink) = (ScriptedSource(Arc::clone(script)), other.source(), out.clone());
+        let (source, other_source, sink) =
+            (RepartitionTestSource(topic.clone()), other.source(), out.clone());
         let strategy = Repartition::new(KafkaConfig::new("unused:9092"), "t", 1, &["up"]).watermarks();
         let mut h = JobHarness::new(JobConfig::new("quiet-repartition").workers(1), move |b| {
             let re_keyed = b.source("re_keyed_read", source.clone(), strategy.clone());
@@ -430,29 +396,35 @@ mod tests {
         counts
     }
 
-    #[test]
-    fn a_quiet_repartition_partition_holds_event_time_back_until_its_writers_say_idle() {
-        let (script, other, out) = (Script::default(), TestInput::<i64>::new(1), CaptureSink::new());
-        let mut h = counting_job(&script, &other, &out);
-        script.lock().unwrap().extend([
-            SourceItem::PartitionStart(PartitionId(0)),
-            watermark(0),
-            record(0, 500),
-        ]);
+    /// The topic's partition gets watermark 0 and a record at 500, then `after`; the other
+    /// input a record at 500 and one at 100,000; the job settles.
+    fn both_at_500_and_the_other_at_100_000(
+        h: &mut JobHarness,
+        topic: &Topic,
+        other: &TestInput<i64>,
+        after: &[Envelope<i64>],
+    ) {
+        write(topic, [watermark(0), record(0, 500)]);
+        write(topic, after.iter().cloned());
         other.push(0, 500);
         other.push(0, 100_000);
         h.settle().expect("settle");
+    }
+
+    #[test]
+    fn a_quiet_repartition_partition_holds_event_time_back_until_its_writers_say_idle() {
+        let (topic, other, out) = (Topic::new(1), TestInput::<i64>::new(1), CaptureSink::new());
+        let mut h = counting_job(&topic, &other, &out);
+        both_at_500_and_the_other_at_100_000(&mut h, &topic, &other, &[]);
         // The upstream task is between owners for longer than any idleness timeout: the
         // topic is quiet, but its writers have not said that nothing comes.
         for _ in 0..6 {
             h.advance(Duration::from_secs(10)).expect("advance");
         }
         assert_eq!(counts(&out), vec![], "event time is held back");
-        script
-            .lock()
-            .unwrap()
-            .extend([record(1, 1_500), watermark(i64::MAX)]);
+        write(&topic, [record(1, 1_500), watermark(i64::MAX)]);
         h.settle().expect("settle");
+        topic.end_all();
         other.end_all();
         h.finish().expect("finish");
         assert_eq!(
@@ -464,27 +436,20 @@ mod tests {
 
     #[test]
     fn a_repartition_partition_whose_writers_say_idle_holds_nothing_back_until_they_write_again() {
-        let (script, other, out) = (Script::default(), TestInput::<i64>::new(1), CaptureSink::new());
-        let mut h = counting_job(&script, &other, &out);
-        script.lock().unwrap().extend([
-            SourceItem::PartitionStart(PartitionId(0)),
-            watermark(0),
-            record(0, 500),
-            envelope(Envelope::Idle { upstream: 0 }),
-        ]);
-        other.push(0, 500);
-        other.push(0, 100_000);
-        h.settle().expect("settle");
+        let (topic, other, out) = (Topic::new(1), TestInput::<i64>::new(1), CaptureSink::new());
+        let mut h = counting_job(&topic, &other, &out);
+        both_at_500_and_the_other_at_100_000(&mut h, &topic, &other, &[Envelope::Idle { upstream: 0 }]);
         assert_eq!(counts(&out), vec![(0, 2)], "the other input's event time leads");
         // Back from idle: it holds event time back again, at its own watermark.
-        script.lock().unwrap().extend([record(1, 150_000)]);
+        write(&topic, [record(1, 150_000)]);
         other.push(0, 200_000);
         h.settle().expect("settle");
         assert_eq!(counts(&out), vec![(0, 2)], "held back by the partition again");
-        script.lock().unwrap().extend([watermark(160_000)]);
+        write(&topic, [watermark(160_000)]);
         h.settle().expect("settle");
         assert_eq!(counts(&out), vec![(0, 2), (100_000, 1), (150_000, 1)]);
-        script.lock().unwrap().extend([watermark(i64::MAX)]);
+        write(&topic, [watermark(i64::MAX)]);
+        topic.end_all();
         other.end_all();
         h.finish().expect("finish");
         assert_eq!(
