@@ -13,7 +13,7 @@ use sluice_state::{KeyGroup, KeyGroupRange};
 use crate::checkpoint::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::ids::CheckpointId;
-use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::push::{BATCH_CAPACITY, Barrier, Control, Data, Output, Push};
 use crate::runtime::{Drive, Flush, WorkerInput};
 use crate::time::{Timestamp, Watermark};
 use crate::watermark_tracker::{Combined, WatermarkTracker};
@@ -191,6 +191,7 @@ where
                     };
                     self.out.push(record, ts)?;
                 }
+                self.out.flush()?;
                 bytes.clear();
                 // A full pool only means the sender has buffers enough.
                 let _ = self.returns[from].try_send(bytes);
@@ -345,7 +346,7 @@ where
         returns,
         tracker: WatermarkTracker::new(spec.workers),
         aligner: BarrierAligner::new(spec.workers),
-        out,
+        out: out.batching(BATCH_CAPACITY),
         ended: false,
         passed: None,
     }));
@@ -524,7 +525,32 @@ where
             value,
         };
         let mut receiver = local.borrow_mut();
-        receiver.out.push(record, ts)
+        receiver.out.push(record, ts)?;
+        receiver.out.flush()
+    }
+
+    #[inline]
+    fn push_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
+        let mut s = self.0.borrow_mut();
+        let local = Rc::clone(&s.local);
+        let mut receiver = local.borrow_mut();
+        for (value, ts) in batch.drain(..) {
+            let key = (s.key_fn)(&value);
+            let key_group = KeyGroup::of(&key, s.max_key_groups);
+            let dest = KeyGroupRange::worker_for(key_group, s.workers, s.max_key_groups);
+            if dest != s.me {
+                s.encode(dest, ts, key_group, &key, &value)?;
+                continue;
+            }
+            let record = Keyed {
+                key_group,
+                key,
+                value,
+            };
+            receiver.out.push(record, ts)?;
+        }
+        drop(s);
+        receiver.out.flush()
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {

@@ -9,7 +9,7 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::ids::{CheckpointId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::participant::Participant;
-use crate::push::{Barrier, Control, Data, Output, Push};
+use crate::push::{BATCH_CAPACITY, Barrier, Control, Data, Output, Push};
 use crate::runtime::Tick;
 use crate::snapshot::OperatorSnapshot;
 use crate::time::{Timestamp, Watermark};
@@ -163,7 +163,7 @@ impl<O: Operator> OperatorNode<O> {
             name: Arc::clone(&ctx.name),
             records_in: ctx.counter("records_in"),
             op,
-            out,
+            out: out.batching(BATCH_CAPACITY),
             side_outputs,
             watermark: Watermark::MIN,
             idle: false,
@@ -200,7 +200,10 @@ impl<O: Operator> Tick for OperatorNode<O> {
         if self.ended {
             return Ok(());
         }
-        self.guarded(|op, out| op.on_processing_time(now, out))
+        self.guarded(|op, out| {
+            op.on_processing_time(now, out)?;
+            out.flush()
+        })
     }
 }
 
@@ -251,7 +254,22 @@ impl<O: Operator> Push<O::In> for NodeInput<O> {
     fn push(&mut self, value: O::In, ts: Timestamp) -> Result<()> {
         let mut node = self.0.borrow_mut();
         node.records_in.inc();
-        node.guarded(|op, out| op.process(value, ts, out))
+        node.guarded(|op, out| {
+            op.process(value, ts, out)?;
+            out.flush()
+        })
+    }
+
+    #[inline]
+    fn push_batch(&mut self, batch: &mut Vec<(O::In, Timestamp)>) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        node.records_in.add(batch.len() as u64);
+        node.guarded(|op, out| {
+            batch
+                .drain(..)
+                .try_for_each(|(value, ts)| op.process(value, ts, out))?;
+            out.flush()
+        })
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {

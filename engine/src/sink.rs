@@ -19,6 +19,15 @@ pub trait Sink<T>: 'static {
     /// A write that cannot be done; the job stops with the sink's name.
     fn write(&mut self, value: T, ts: Timestamp) -> Result<(), BoxError>;
 
+    /// Writes the records of `batch` in order, taking them out of it. The default writes
+    /// them one by one.
+    ///
+    /// # Errors
+    /// As [`Sink::write`].
+    fn write_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<(), BoxError> {
+        batch.drain(..).try_for_each(|(value, ts)| self.write(value, ts))
+    }
+
     /// The input watermark advanced.
     fn on_watermark(&mut self, _wm: Watermark) -> Result<(), BoxError> {
         Ok(())
@@ -113,6 +122,13 @@ impl<T: Data> Push<T> for SinkInput<T> {
         let mut node = self.0.borrow_mut();
         node.records_in.inc();
         node.guarded(|s| s.write(value, ts))
+    }
+
+    #[inline]
+    fn push_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
+        let mut node = self.0.borrow_mut();
+        node.records_in.add(batch.len() as u64);
+        node.guarded(|s| s.write_batch(batch))
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::ids::PartitionId;
 use crate::metrics::{Counter, Gauge};
 use crate::participant::{EventTime, SourceControl};
 use crate::push::Barrier;
-use crate::push::{Control, Data, Output};
+use crate::push::{BATCH_CAPACITY, Control, Data, Output};
 use crate::runtime::{Drive, WorkerInput};
 use crate::source::SourcePosition;
 use crate::source::{PollStatus, RecordLocation, SourceItem, SourceOutput, SourceReader};
@@ -122,6 +122,8 @@ struct DriverCore<T: Data> {
     /// The reader reports watermarks ([`SourceItem::Watermark`]); records do not move them.
     reported_watermarks: bool,
     counters: SourceCounters,
+    /// Records handed on in the current poll, added to `counters.records_out` after it.
+    records_out: u64,
 }
 
 impl<T: Data> SourceDriver<T> {
@@ -154,7 +156,7 @@ impl<T: Data> SourceDriver<T> {
                 clock,
                 strategy,
                 policy,
-                out,
+                out: out.batching(BATCH_CAPACITY),
                 tracker: WatermarkTracker::new(partitions.len()),
                 partitions,
                 last_hit: 0,
@@ -162,6 +164,7 @@ impl<T: Data> SourceDriver<T> {
                 restored: HashMap::new(),
                 idle_without_partitions: false,
                 counters,
+                records_out: 0,
             },
             batch_size,
             finished: false,
@@ -280,7 +283,7 @@ impl<T: Data> DriverCore<T> {
                         }
                     }
                 }
-                self.counters.records_out.inc();
+                self.records_out += 1;
                 self.out.push(value, ts)
             }
             SourceItem::BadRecord {
@@ -616,9 +619,12 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         let mut batch = SourceOutput::new(&mut emit, *batch_size);
         let polled = reader.poll(&mut batch);
         let (failed, worked) = (batch.take_error(), !batch.is_empty());
+        let records = std::mem::take(&mut self.core.records_out);
+        self.core.counters.records_out.add(records);
         if let Some(e) = failed {
             return Err(e);
         }
+        self.core.out.flush()?;
         let status = polled.map_err(|source| EngineError::SourceFailed {
             source_name: self.core.name.clone(),
             source,

@@ -50,6 +50,11 @@ impl<T: Data> Push<T> for UnionInput<T> {
         self.union.borrow_mut().out.push(value, ts)
     }
 
+    #[inline]
+    fn push_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
+        self.union.borrow_mut().out.push_batch(batch)
+    }
+
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
         let mut u = self.union.borrow_mut();
         let c = u.tracker.update(self.index, wm);
