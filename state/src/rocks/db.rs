@@ -66,6 +66,10 @@ impl WorkerDb {
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&table);
+        // Reads of keys that are not stored (most new window slices) check a bloom filter of
+        // the memtable instead of searching it.
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_whole_key_filtering(true);
         opts
     }
 
