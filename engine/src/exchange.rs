@@ -425,6 +425,25 @@ where
         }
     }
 
+    /// Sends `value` to the worker owning its key: encoded into the batch for another worker,
+    /// or pushed to `local`, this worker's receiving output (its batch is the caller's to
+    /// flush).
+    #[inline]
+    fn route(&mut self, value: T, ts: Timestamp, local: &mut Output<Keyed<K, T>>) -> Result<()> {
+        let key = (self.key_fn)(&value);
+        let key_group = KeyGroup::of(&key, self.max_key_groups);
+        let dest = KeyGroupRange::worker_for(key_group, self.workers, self.max_key_groups);
+        if dest != self.me {
+            return self.encode(dest, ts, key_group, &key, &value);
+        }
+        let record = Keyed {
+            key_group,
+            key,
+            value,
+        };
+        local.push(record, ts)
+    }
+
     fn encode(&mut self, dest: usize, ts: Timestamp, key_group: KeyGroup, key: &K, value: &T) -> Result<()> {
         let d = &mut self.destinations[dest];
         if d.bytes.capacity() == 0 {
@@ -511,21 +530,10 @@ where
     #[inline]
     fn push(&mut self, value: T, ts: Timestamp) -> Result<()> {
         let mut s = self.0.borrow_mut();
-        let key = (s.key_fn)(&value);
-        let key_group = KeyGroup::of(&key, s.max_key_groups);
-        let dest = KeyGroupRange::worker_for(key_group, s.workers, s.max_key_groups);
-        if dest != s.me {
-            return s.encode(dest, ts, key_group, &key, &value);
-        }
         let local = Rc::clone(&s.local);
-        drop(s);
-        let record = Keyed {
-            key_group,
-            key,
-            value,
-        };
         let mut receiver = local.borrow_mut();
-        receiver.out.push(record, ts)?;
+        s.route(value, ts, &mut receiver.out)?;
+        drop(s);
         receiver.out.flush()
     }
 
@@ -535,19 +543,7 @@ where
         let local = Rc::clone(&s.local);
         let mut receiver = local.borrow_mut();
         for (value, ts) in batch.drain(..) {
-            let key = (s.key_fn)(&value);
-            let key_group = KeyGroup::of(&key, s.max_key_groups);
-            let dest = KeyGroupRange::worker_for(key_group, s.workers, s.max_key_groups);
-            if dest != s.me {
-                s.encode(dest, ts, key_group, &key, &value)?;
-                continue;
-            }
-            let record = Keyed {
-                key_group,
-                key,
-                value,
-            };
-            receiver.out.push(record, ts)?;
+            s.route(value, ts, &mut receiver.out)?;
         }
         drop(s);
         receiver.out.flush()

@@ -153,45 +153,32 @@ impl<T: Data> Output<T> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let mut targets = self.targets.borrow_mut();
-        let result = match targets.len() {
-            1 => targets[0].push_batch(&mut self.batch),
-            0 => Ok(()),
-            n => {
-                let mut copy = Vec::with_capacity(self.batch.len());
-                targets[..n - 1].iter_mut().try_for_each(|t| {
-                    copy.extend(self.batch.iter().cloned());
-                    t.push_batch(&mut copy)
-                })?;
-                targets[n - 1].push_batch(&mut self.batch)
-            }
-        };
+        let result = hand_on(&mut self.targets.borrow_mut(), &mut self.batch);
         self.batch.clear();
         result
     }
 
-    /// Emits the records of `batch` in order, taking them out of it.
+    /// Emits the records of `batch` in order, after any collected before, taking them out of
+    /// it.
     pub(crate) fn push_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
-        if self.capacity > 0 {
-            self.flush()?;
-        }
-        let mut targets = self.targets.borrow_mut();
-        match targets.len() {
-            1 => targets[0].push_batch(batch),
-            0 => {
-                batch.clear();
-                Ok(())
-            }
-            n => {
-                let mut copy = Vec::with_capacity(batch.len());
-                targets[..n - 1].iter_mut().try_for_each(|t| {
-                    copy.extend(batch.iter().cloned());
-                    t.push_batch(&mut copy)
-                })?;
-                targets[n - 1].push_batch(batch)
-            }
-        }
+        self.flush()?;
+        hand_on(&mut self.targets.borrow_mut(), batch)
     }
+}
+
+/// Hands `batch` to every consumer in `targets` (a copy to all but the last), emptying it.
+fn hand_on<T: Data>(targets: &mut [Box<dyn Push<T>>], batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
+    let Some((last, others)) = targets.split_last_mut() else {
+        batch.clear();
+        return Ok(());
+    };
+    let mut copy = Vec::new();
+    for target in others {
+        copy.clear();
+        copy.extend(batch.iter().cloned());
+        target.push_batch(&mut copy)?;
+    }
+    last.push_batch(batch)
 }
 
 impl<T: Data> Control for Output<T> {
