@@ -356,3 +356,29 @@ fn watermark_alignment_keeps_a_partition_from_running_ahead_of_the_others() {
         "the day-old records are late"
     );
 }
+
+#[test]
+fn a_record_that_does_not_move_the_watermark_reaches_the_sink_after_the_poll_that_read_it() {
+    let input = TestInput::<u64>::new(1);
+    let out = CaptureSink::<u64>::new();
+    let (source, sink) = (input.source(), out.clone());
+    let mut h = JobHarness::new(JobConfig::new("pass-through").workers(1), move |b| {
+        // Processing time stands still on the harness's clock: only the first record moves
+        // the watermark.
+        b.source("numbers", source.clone(), WatermarkStrategy::processing_time())
+            .map("double", |v: u64| v * 2)
+            .sink("out", sink.clone());
+        Ok(())
+    })
+    .expect("valid job");
+    h.start().expect("start");
+    input.push(0, 1);
+    h.settle().expect("settle");
+    assert_eq!(out.values(), vec![2]);
+    input.push(0, 2);
+    h.settle().expect("settle");
+    assert_eq!(out.values(), vec![2, 4], "handed on with no watermark behind it");
+    input.end_all();
+    h.finish().expect("finish");
+    assert_eq!(out.values(), vec![2, 4]);
+}

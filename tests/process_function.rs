@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::{Event, ScriptedSource, Step};
 use sluice::engine::BoxError;
 use sluice::prelude::*;
+use sluice::testing::{CaptureSink, JobHarness, TestInput};
 
 /// Emits each key's total once no event came for 1 s of event time.
 struct TotalAfterQuiet;
@@ -142,4 +143,51 @@ fn processing_time_timers_fire_while_the_job_runs() {
     let mut keys = out.take();
     keys.sort();
     assert_eq!(keys, vec!["a".to_string(), "b".to_string()]);
+}
+
+/// Emits a value's key one second of processing time after its first record.
+struct PingAfterASecond;
+
+impl KeyedProcessFunction<u64, u64> for PingAfterASecond {
+    type State = bool;
+    type Out = u64;
+
+    fn process(&mut self, _: u64, ctx: &mut ProcessContext<'_, u64, bool, u64>) -> Result<(), BoxError> {
+        if ctx.state()?.is_none() {
+            ctx.set_state(true)?;
+            let due = ctx.timestamp() + 1_000;
+            ctx.register_processing_timer(due);
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _: Timer, ctx: &mut ProcessContext<'_, u64, bool, u64>) -> Result<(), BoxError> {
+        let key = *ctx.key();
+        ctx.emit(key)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn what_a_processing_time_timer_emits_reaches_the_sink_when_the_clock_passes_it() {
+    let input = TestInput::<u64>::new(1);
+    let out = CaptureSink::<u64>::new();
+    let (source, sink) = (input.source(), out.clone());
+    let mut h = JobHarness::new(JobConfig::new("ping-after-a-second").workers(1), move |b| {
+        b.source("numbers", source.clone(), WatermarkStrategy::processing_time())
+            .key_by("by_value", |v: &u64| *v)
+            .process("ping", PingAfterASecond)
+            .sink("out", sink.clone());
+        Ok(())
+    })
+    .expect("valid");
+    h.start().expect("start");
+    input.push(0, 7);
+    h.settle().expect("settle");
+    assert_eq!(out.values(), Vec::<u64>::new(), "not due yet");
+    h.advance(Duration::from_secs(2)).expect("advance");
+    assert_eq!(out.values(), vec![7], "emitted by the timer, with no other input");
+    input.end_all();
+    h.finish().expect("finish");
+    assert_eq!(out.values(), vec![7]);
 }
