@@ -16,6 +16,14 @@ use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 use sluice::engine::{BoxError, Data, Sink, SinkFactory, Timestamp};
 
+/// Environment variable naming a command every measurement process runs under, with its
+/// arguments separated by spaces: `SLUICE_BENCH_WRAP_CHILD="valgrind --tool=callgrind
+/// --callgrind-out-file=cg.%q{SLUICE_BENCH_CHILD}.%p"` counts each child's instructions.
+pub const WRAP_CHILD: &str = "SLUICE_BENCH_WRAP_CHILD";
+
+/// Environment variable every measurement process gets: its kind and workers, `engine-2w`.
+pub const CHILD_NAME: &str = "SLUICE_BENCH_CHILD";
+
 /// Options every benchmark program takes.
 #[derive(clap::Args, Debug)]
 pub struct Harness {
@@ -158,7 +166,17 @@ pub fn measure<T: serde::de::DeserializeOwned>(
     extra: &[&str],
 ) -> anyhow::Result<T> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
+    let mut command = match std::env::var(WRAP_CHILD) {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut command = Command::new(words.next().unwrap_or_default());
+            command.args(words).arg(exe);
+            command
+        }
+        _ => Command::new(exe),
+    };
+    let output = command
+        .env(CHILD_NAME, format!("{kind}-{workers}w"))
         .args(["--child", kind, "--workers", &workers.to_string()])
         .args(extra)
         .output()
