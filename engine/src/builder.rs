@@ -98,6 +98,9 @@ impl JobBuilder {
                         beyond_bound: metrics.counter(name, "records_beyond_bound", st.worker),
                         paused_partitions: metrics.gauge(name, "paused_partitions", st.worker),
                         watermark: metrics.gauge(name, "watermark", st.worker),
+                        busy: metrics.counter(name, "busy_ns", st.worker),
+                        board: metrics.partitions().clone(),
+                        worker: st.worker,
                     };
                     let alignment = strategy.max_drift.map(|drift| Alignment {
                         board: st

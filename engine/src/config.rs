@@ -4,6 +4,7 @@ use sluice_state::DEFAULT_MAX_KEY_GROUPS;
 
 use crate::checkpoint::{CheckpointConfig, StateBackendConfig};
 use crate::clock::Clock;
+use crate::console::ConsoleConfig;
 use crate::error::{EngineError, Result};
 
 /// What the engine does when an attempt of a job fails.
@@ -71,6 +72,7 @@ pub struct JobConfig {
     pub(crate) state_backend: StateBackendConfig,
     pub(crate) checkpoints: Option<CheckpointConfig>,
     pub(crate) clock: Clock,
+    pub(crate) console: Option<ConsoleConfig>,
 }
 
 impl JobConfig {
@@ -88,6 +90,7 @@ impl JobConfig {
             state_backend: StateBackendConfig::Memory,
             checkpoints: None,
             clock: Clock::System,
+            console: None,
         }
     }
 
@@ -147,6 +150,17 @@ impl JobConfig {
         self
     }
 
+    /// Serves a web console and REST API while the job runs (needs the `console` feature).
+    pub fn console(mut self, console: ConsoleConfig) -> Self {
+        self.console = Some(console);
+        self
+    }
+
+    /// The console settings, if the job serves one.
+    pub fn console_config(&self) -> Option<&ConsoleConfig> {
+        self.console.as_ref()
+    }
+
     /// The job's processing-time clock.
     pub fn clock_source(&self) -> &Clock {
         &self.clock
@@ -196,6 +210,12 @@ impl JobConfig {
         }
         if self.tick_interval.is_zero() {
             return invalid("tick_interval", "must be positive".into());
+        }
+        if self.console.is_some() && !cfg!(feature = "console") {
+            return invalid(
+                "console",
+                "this build of sluice-engine has no console (enable its `console` feature)".into(),
+            );
         }
         if let Some(c) = &self.checkpoints {
             if c.interval.is_zero() {

@@ -10,9 +10,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_state::{KeyGroup, KeyGroupRange};
 
+use crate::busy;
 use crate::checkpoint::align::BarrierAligner;
 use crate::error::{EngineError, Result};
 use crate::ids::CheckpointId;
+use crate::metrics::{Counter, Gauge};
 use crate::push::{BATCH_CAPACITY, Barrier, Control, Data, Output, Push};
 use crate::runtime::{Drive, Flush, WorkerInput};
 use crate::time::{Timestamp, Watermark};
@@ -159,6 +161,19 @@ pub(crate) struct ExchangeReceiver<K: Data, T: Data> {
     ended: bool,
     /// The newest barrier passed on downstream.
     passed: Option<CheckpointId>,
+    load: ExchangeLoad,
+}
+
+/// What an exchange reports of its load on one worker.
+pub(crate) struct ExchangeLoad {
+    /// Nanoseconds spent routing, encoding and decoding records.
+    pub busy: Arc<Counter>,
+    /// Batches waiting in the worker's incoming queue.
+    pub queued: Arc<Gauge>,
+    /// Batches the queue holds.
+    pub capacity: Arc<Gauge>,
+    /// Records handed on to the operators after the exchange on this worker.
+    pub records_out: Arc<Counter>,
 }
 
 impl<K, T> ExchangeReceiver<K, T>
@@ -251,6 +266,30 @@ where
     T: Data + DeserializeOwned,
 {
     fn drive(&mut self) -> Result<Drive> {
+        let busy = {
+            let r = self.0.borrow();
+            r.load.queued.set(i64::try_from(r.rx.len()).unwrap_or(i64::MAX));
+            Arc::clone(&r.load.busy)
+        };
+        busy::timed(&busy, || self.receive())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.borrow().ended
+    }
+
+    fn passed_barrier(&self) -> Option<CheckpointId> {
+        self.0.borrow().passed
+    }
+}
+
+impl<K, T> ReceiverInput<K, T>
+where
+    K: Data + DeserializeOwned,
+    T: Data + DeserializeOwned,
+{
+    /// Delivers a bounded number of the messages waiting in the queue.
+    fn receive(&mut self) -> Result<Drive> {
         let mut r = self.0.borrow_mut();
         if r.ended {
             return Ok(Drive::Finished);
@@ -276,14 +315,6 @@ where
             }
         }
         Ok(if worked { Drive::Worked } else { Drive::Waiting })
-    }
-
-    fn is_finished(&self) -> bool {
-        self.0.borrow().ended
-    }
-
-    fn passed_barrier(&self) -> Option<CheckpointId> {
-        self.0.borrow().passed
     }
 }
 
@@ -325,6 +356,7 @@ pub(crate) fn exchange<T, K, F>(
     spec: &ExchangeSpec,
     key_fn: F,
     out: Output<Keyed<K, T>>,
+    load: ExchangeLoad,
 ) -> Result<(
     Rc<RefCell<ExchangeSender<T, K, F>>>,
     Rc<RefCell<ExchangeReceiver<K, T>>>,
@@ -340,15 +372,20 @@ where
         returns,
         pool,
     } = registry.endpoints(spec)?;
+    load.capacity
+        .set(rx.capacity().map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX)));
     let receiver = Rc::new(RefCell::new(ExchangeReceiver {
         name: Arc::clone(&spec.name),
         rx,
         returns,
         tracker: WatermarkTracker::new(spec.workers),
         aligner: BarrierAligner::new(spec.workers),
-        out: out.batching(BATCH_CAPACITY),
+        out: out
+            .batching(BATCH_CAPACITY)
+            .counting(Arc::clone(&load.records_out)),
         ended: false,
         passed: None,
+        load,
     }));
     let destinations = senders
         .into_iter()
@@ -542,9 +579,12 @@ where
         let mut s = self.0.borrow_mut();
         let local = Rc::clone(&s.local);
         let mut receiver = local.borrow_mut();
-        for (value, ts) in batch.drain(..) {
-            s.route(value, ts, &mut receiver.out)?;
-        }
+        let busy = Arc::clone(&receiver.load.busy);
+        busy::timed(&busy, || {
+            batch
+                .drain(..)
+                .try_for_each(|(value, ts)| s.route(value, ts, &mut receiver.out))
+        })?;
         drop(s);
         receiver.out.flush()
     }
@@ -651,7 +691,13 @@ mod tests {
             let out = Output::new();
             out.attach(Box::new(Trace(Rc::clone(&trace))));
             let key: fn(&u64) -> u64 = |v| *v;
-            let (sender, receiver) = exchange(&registry, &spec, key, out).expect("exchange");
+            let load = ExchangeLoad {
+                busy: Arc::default(),
+                queued: Arc::default(),
+                capacity: Arc::default(),
+                records_out: Arc::default(),
+            };
+            let (sender, receiver) = exchange(&registry, &spec, key, out, load).expect("exchange");
             (
                 SenderPush(Rc::clone(&sender)),
                 sender,

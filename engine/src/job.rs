@@ -18,7 +18,10 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::exchange::RunRegistry;
 use crate::graph::{JobGraph, OperatorKind};
 use crate::metrics::JobMetrics;
-use crate::worker::{LoopSettings, RunFlags, WorkerExit, run_worker};
+use crate::observer::JobObserver;
+use crate::observer::Observed;
+use crate::status::{GraphView, JobLife, JobState};
+use crate::worker::{LoopSettings, LoopTime, RunFlags, WorkerExit, run_worker};
 
 type BuildFn = dyn Fn(&mut JobBuilder) -> Result<()> + Send + Sync;
 
@@ -114,11 +117,37 @@ impl Job {
             None => None,
         };
         let control = Arc::new(Control::default());
+        let life = Arc::new(JobLife::new());
+        let observer = JobObserver::new(Observed {
+            name: self.config.name.clone(),
+            workers: self.config.workers,
+            graph: GraphView::new(&self.graph, self.config.workers),
+            metrics: metrics.clone(),
+            life: Arc::clone(&life),
+            coordinator: coordinator.clone(),
+            stop: Box::new({
+                let control = Arc::clone(&control);
+                move || control.stop()
+            }),
+        });
+        #[cfg(feature = "console")]
+        let console = match &self.config.console {
+            Some(config) => Some(crate::console::Console::serve(observer.clone(), config)?),
+            None => None,
+        };
         let job = self.clone();
         let (m, c, coord) = (metrics.clone(), Arc::clone(&control), coordinator.clone());
         let supervisor = std::thread::Builder::new()
             .name(format!("sluice-{}", self.config.name))
-            .spawn(move || job.supervise(&m, &c, coord.as_ref()))
+            .spawn(move || {
+                let result = job.supervise(&m, &c, coord.as_ref(), &life);
+                life.set(match &result {
+                    Ok(report) if report.stopped => JobState::Stopped,
+                    Ok(_) => JobState::Finished,
+                    Err(e) => JobState::Failed { error: e.to_string() },
+                });
+                result
+            })
             .map_err(|e| EngineError::InvalidJob {
                 job: self.config.name.clone(),
                 reason: format!("cannot spawn supervisor thread: {e}"),
@@ -128,6 +157,9 @@ impl Job {
             control,
             metrics,
             coordinator,
+            observer,
+            #[cfg(feature = "console")]
+            console,
         })
     }
 
@@ -136,6 +168,7 @@ impl Job {
         metrics: &JobMetrics,
         control: &Arc<Control>,
         coordinator: Option<&Arc<Coordinator>>,
+        life: &JobLife,
     ) -> Result<JobReport> {
         let started = Instant::now();
         let mut attempt = 1u32;
@@ -158,7 +191,9 @@ impl Job {
                     match delay {
                         Some(delay) if e.is_restartable() && !stopping => {
                             tracing::warn!(job = %self.config.name, attempt, error = %e, ?delay, "restarting job");
+                            life.set(JobState::Restarting { error: e.to_string() });
                             std::thread::sleep(delay);
+                            life.set(JobState::Running);
                             attempt += 1;
                         }
                         // A failure no restart can mend is the job's error as it is.
@@ -315,6 +350,7 @@ impl Job {
         coordinator: Option<Arc<Coordinator>>,
         restore: Option<Arc<RestoreData>>,
     ) -> Result<WorkerExit> {
+        let time = LoopTime::new(&metrics, worker);
         let mut state = BuildState::new(Mode::Run, Arc::clone(&self.config), worker, registry, metrics);
         if let StateBackendConfig::RocksDb(rocks) = &self.config.state_backend {
             let range = state.state.key_groups();
@@ -349,6 +385,7 @@ impl Job {
             tick_interval: self.config.tick_interval,
             clock: self.config.clock.clone(),
             activity: Arc::clone(&registry.activity),
+            time,
         };
         run_worker(run, flags, &settings, part)
     }
@@ -431,9 +468,32 @@ pub struct JobHandle {
     control: Arc<Control>,
     metrics: JobMetrics,
     coordinator: Option<Arc<Coordinator>>,
+    observer: JobObserver,
+    /// Serves the console while the handle lives.
+    #[cfg(feature = "console")]
+    console: Option<crate::console::Console>,
 }
 
 impl JobHandle {
+    /// A view of the job for other threads (the console): state, graph, metrics,
+    /// checkpoints, savepoint and stop.
+    pub fn observer(&self) -> JobObserver {
+        self.observer.clone()
+    }
+
+    /// The address the job's console listens on, when it serves one
+    /// ([`JobConfig::console`](crate::JobConfig::console)).
+    #[cfg(feature = "console")]
+    pub fn console_addr(&self) -> Option<std::net::SocketAddr> {
+        self.console.as_ref().map(crate::console::Console::addr)
+    }
+
+    /// The address the job's console listens on: none in a build without the console.
+    #[cfg(not(feature = "console"))]
+    pub fn console_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// Live metrics of the run.
     pub fn metrics(&self) -> &JobMetrics {
         &self.metrics

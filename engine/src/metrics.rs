@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
+use crate::status::{PartitionBoard, SinkReports};
+
 /// A monotonically increasing count written by one worker thread.
 ///
 /// Each (operator, name, worker) has its own counter, so increments are plain relaxed
@@ -64,9 +66,21 @@ type MetricKey = (Arc<str>, &'static str, usize);
 pub struct JobMetrics {
     counters: Arc<DashMap<MetricKey, Arc<Counter>>>,
     gauges: Arc<DashMap<MetricKey, Arc<Gauge>>>,
+    partitions: PartitionBoard,
+    sinks: SinkReports,
 }
 
 impl JobMetrics {
+    /// Where each source partition stands, as its reader last published.
+    pub fn partitions(&self) -> &PartitionBoard {
+        &self.partitions
+    }
+
+    /// The writes of the sinks that report them.
+    pub fn sinks(&self) -> &SinkReports {
+        &self.sinks
+    }
+
     /// The counter `name` of `operator` on `worker`, created on first use.
     pub fn counter(&self, operator: &str, name: &'static str, worker: usize) -> Arc<Counter> {
         let key = (Arc::from(operator), name, worker);

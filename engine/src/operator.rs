@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sluice_state::{KeyGroupRange, StateBackend};
 
+use crate::busy;
 use crate::error::{EngineError, Result, panic_message};
 use crate::ids::{CheckpointId, WorkerId};
 use crate::metrics::{Counter, Gauge, JobMetrics};
@@ -143,6 +144,10 @@ pub(crate) struct OperatorNode<O: Operator> {
     out: Output<O::Out>,
     side_outputs: Vec<Box<dyn Control>>,
     records_in: Arc<Counter>,
+    /// Nanoseconds spent in the operator's own calls.
+    busy: Arc<Counter>,
+    /// The input watermark, for the console.
+    watermark_gauge: Arc<Gauge>,
     watermark: Watermark,
     /// The input said it is idle, and no watermark came since.
     idle: bool,
@@ -162,8 +167,10 @@ impl<O: Operator> OperatorNode<O> {
         OperatorNode {
             name: Arc::clone(&ctx.name),
             records_in: ctx.counter("records_in"),
+            busy: ctx.counter("busy_ns"),
+            watermark_gauge: ctx.gauge("watermark"),
             op,
-            out: out.batching(BATCH_CAPACITY),
+            out: out.batching(BATCH_CAPACITY).counting(ctx.counter("records_out")),
             side_outputs,
             watermark: Watermark::MIN,
             idle: false,
@@ -176,7 +183,8 @@ impl<O: Operator> OperatorNode<O> {
     #[inline]
     fn guarded<R>(&mut self, f: impl FnOnce(&mut O, &mut Output<O::Out>) -> Result<R>) -> Result<R> {
         let (op, out) = (&mut self.op, &mut self.out);
-        match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
+        let result = busy::timed(&self.busy, || catch_unwind(AssertUnwindSafe(|| f(op, out))));
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.in_operator(&self.name)),
             Err(payload) => Err(EngineError::OperatorPanicked {
@@ -286,6 +294,7 @@ impl<O: Operator> Push<O::In> for NodeInput<O> {
             };
         }
         node.watermark = wm;
+        node.watermark_gauge.set(wm.0);
         node.guarded(|op, out| op.on_watermark(wm, out))?;
         node.forward_control(|c| c.watermark(wm))
     }

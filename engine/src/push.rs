@@ -1,10 +1,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ids::CheckpointId;
+use crate::metrics::Counter;
 use crate::time::{Timestamp, Watermark};
 
 /// Types that flow through streams: owned, cloneable (a stream may feed several operators)
@@ -69,6 +71,8 @@ pub struct Output<T> {
     /// Records not handed on yet, when batching; never more than `capacity`.
     batch: Vec<(T, Timestamp)>,
     capacity: usize,
+    /// Counts the records handed on from batches, when set.
+    emitted: Option<Arc<Counter>>,
 }
 
 impl<T> Clone for Output<T> {
@@ -78,6 +82,7 @@ impl<T> Clone for Output<T> {
             targets: Rc::clone(&self.targets),
             batch: Vec::new(),
             capacity: 0,
+            emitted: None,
         }
     }
 }
@@ -95,6 +100,7 @@ impl<T: Data> Output<T> {
             targets: Rc::new(RefCell::new(Vec::new())),
             batch: Vec::new(),
             capacity: 0,
+            emitted: None,
         }
     }
 
@@ -110,6 +116,12 @@ impl<T: Data> Output<T> {
     /// in a unit test).
     pub fn attach(&self, target: Box<dyn Push<T>>) {
         self.targets.borrow_mut().push(target);
+    }
+
+    /// This batching output, counting in `emitted` the records it hands on.
+    pub(crate) fn counting(mut self, emitted: Arc<Counter>) -> Self {
+        self.emitted = Some(emitted);
+        self
     }
 
     pub(crate) fn consumers(&self) -> usize {
@@ -153,6 +165,9 @@ impl<T: Data> Output<T> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        if let Some(emitted) = &self.emitted {
+            emitted.add(self.batch.len() as u64);
+        }
         let result = hand_on(&mut self.targets.borrow_mut(), &mut self.batch);
         self.batch.clear();
         result
@@ -162,6 +177,9 @@ impl<T: Data> Output<T> {
     /// it.
     pub(crate) fn push_batch(&mut self, batch: &mut Vec<(T, Timestamp)>) -> Result<()> {
         self.flush()?;
+        if let Some(emitted) = &self.emitted {
+            emitted.add(batch.len() as u64);
+        }
         hand_on(&mut self.targets.borrow_mut(), batch)
     }
 }

@@ -3,6 +3,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::busy;
 use crate::error::{BoxError, EngineError, Result, panic_message};
 use crate::ids::CheckpointId;
 use crate::metrics::Counter;
@@ -57,12 +58,20 @@ pub trait SinkFactory<T>: 'static {
     /// # Errors
     /// When the destination cannot be reached.
     fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError>;
+
+    /// What the sinks write to their store, over all workers, for the console; `None` (the
+    /// default) when there is nothing beyond the records they take.
+    fn report(&self) -> Option<Arc<dyn crate::status::SinkReport>> {
+        None
+    }
 }
 
 pub(crate) struct SinkNode<T> {
     pub(crate) name: Arc<str>,
     pub(crate) sink: Box<dyn Sink<T>>,
     pub(crate) records_in: Arc<Counter>,
+    /// Nanoseconds spent in the sink's own calls.
+    pub(crate) busy: Arc<Counter>,
     pub(crate) ended: bool,
     /// The newest barrier this sink acknowledged.
     pub(crate) barrier: Option<CheckpointId>,
@@ -71,7 +80,8 @@ pub(crate) struct SinkNode<T> {
 impl<T> SinkNode<T> {
     fn guarded<R>(&mut self, f: impl FnOnce(&mut dyn Sink<T>) -> Result<R, BoxError>) -> Result<R> {
         let sink = &mut self.sink;
-        match catch_unwind(AssertUnwindSafe(|| f(sink.as_mut()))) {
+        let result = busy::timed(&self.busy, || catch_unwind(AssertUnwindSafe(|| f(sink.as_mut()))));
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(source)) => Err(EngineError::SinkFailed {
                 sink: self.name.to_string(),

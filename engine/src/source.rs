@@ -392,6 +392,13 @@ pub trait SourceReader<T> {
     /// The next offset of every owned partition.
     fn position(&self) -> SourcePosition;
 
+    /// For each partition it knows the end of without asking a server: the offset one past
+    /// its newest record, so the console can show how far behind the reader is. Empty (the
+    /// default) when it knows none.
+    fn end_offsets(&self) -> Vec<(PartitionId, u64)> {
+        Vec::new()
+    }
+
     /// Continues from `position` (for the partitions it names).
     ///
     /// # Errors

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::alignment::{AlignmentBoard, too_far_ahead};
 use crate::bad_record::OnBadRecord;
+use crate::busy;
 use crate::clock::{Clock, STALL};
 use crate::error::{EngineError, Result};
 use crate::idleness::IdleVote;
@@ -16,6 +17,7 @@ use crate::push::{BATCH_CAPACITY, Control, Data, Output};
 use crate::runtime::{Drive, WorkerInput};
 use crate::source::SourcePosition;
 use crate::source::{PollStatus, RecordLocation, SourceItem, SourceOutput, SourceReader};
+use crate::status::{PartitionBoard, PartitionStatus};
 use crate::time::{MAX_EVENT_TIMESTAMP, Timestamp, Watermark, millis};
 use crate::watermark_strategy::WatermarkStrategy;
 use crate::watermark_tracker::{Combined, WatermarkTracker};
@@ -72,7 +74,15 @@ pub(crate) struct SourceCounters {
     pub beyond_bound: Arc<Counter>,
     pub paused_partitions: Arc<Gauge>,
     pub watermark: Arc<Gauge>,
+    /// Nanoseconds spent reading, without what the operators downstream took.
+    pub busy: Arc<Counter>,
+    /// Where the driver publishes its partitions for the console.
+    pub board: PartitionBoard,
+    pub worker: usize,
 }
+
+/// How often a driver publishes where its partitions stand.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// Watermark alignment of one reader: the board it shares with the source's other readers.
 pub(crate) struct Alignment {
@@ -102,6 +112,8 @@ pub(crate) struct SourceDriver<T: Data> {
     /// Where the reader's end counts towards the job's idleness.
     idle_vote: IdleVote,
     alignment: Option<Alignment>,
+    /// When the partitions were last published.
+    published_at: Option<Instant>,
 }
 
 /// Everything but the reader, so the reader can hand items to it during a poll.
@@ -174,6 +186,7 @@ impl<T: Data> SourceDriver<T> {
             stall_after,
             idle_vote,
             alignment,
+            published_at: None,
         }
     }
 }
@@ -600,6 +613,41 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
     }
 
     fn drive(&mut self) -> Result<Drive> {
+        let busy = Arc::clone(&self.core.counters.busy);
+        busy::timed(&busy, || self.read())
+    }
+
+    fn tick_paused(&mut self, now: Timestamp) {
+        // A checkpoint pause is time in which nothing was read.
+        self.last_tick = Some(now);
+        self.ticked_at = Some(Instant::now());
+        self.driven_at = None;
+        self.publish();
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        if self.driven_at.is_none() && !self.finished {
+            self.reader
+                .keep_alive()
+                .map_err(|source| EngineError::SourceFailed {
+                    source_name: self.core.name.clone(),
+                    source,
+                })?;
+        }
+        self.check_idleness(now)?;
+        self.align()?;
+        self.publish();
+        Ok(())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl<T: Data> SourceDriver<T> {
+    /// One poll of the reader: hands its records on, moves the watermarks.
+    fn read(&mut self) -> Result<Drive> {
         if self.finished {
             return Ok(Drive::Finished);
         }
@@ -654,28 +702,46 @@ impl<T: Data> WorkerInput for SourceDriver<T> {
         }
     }
 
-    fn tick_paused(&mut self, now: Timestamp) {
-        // A checkpoint pause is time in which nothing was read.
-        self.last_tick = Some(now);
-        self.ticked_at = Some(Instant::now());
-        self.driven_at = None;
-    }
-
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        if self.driven_at.is_none() && !self.finished {
-            self.reader
-                .keep_alive()
-                .map_err(|source| EngineError::SourceFailed {
-                    source_name: self.core.name.clone(),
-                    source,
-                })?;
+    /// Publishes where each partition stands, at most every [`PUBLISH_EVERY`].
+    fn publish(&mut self) {
+        let now = Instant::now();
+        if self
+            .published_at
+            .is_some_and(|at| now.duration_since(at) < PUBLISH_EVERY)
+        {
+            return;
         }
-        self.check_idleness(now)?;
-        self.align()
-    }
-
-    fn is_finished(&self) -> bool {
-        self.finished
+        self.published_at = Some(now);
+        let position = self.reader.position();
+        let ends: HashMap<PartitionId, u64> = self.reader.end_offsets().into_iter().collect();
+        let core = &self.core;
+        let (board, worker) = (&core.counters.board, core.counters.worker);
+        for (slot, p) in core.partitions.iter().enumerate() {
+            if p.revoked {
+                board.withdraw(&core.name, p.id.0, worker);
+                continue;
+            }
+            let next_offset = position.offsets.get(&p.id).copied();
+            let end_offset = ends.get(&p.id).copied();
+            board.publish(PartitionStatus {
+                source: core.name.clone(),
+                partition: p.id.0,
+                worker,
+                next_offset,
+                end_offset,
+                lag: next_offset
+                    .zip(end_offset)
+                    .map(|(next, end)| end.saturating_sub(next)),
+                watermark: core
+                    .tracker
+                    .input(slot)
+                    .filter(|w| *w > Watermark::MIN)
+                    .map(|w| w.0),
+                idle: core.tracker.is_idle(slot),
+                paused: p.paused,
+                records: p.records,
+            });
+        }
     }
 }
 
@@ -778,6 +844,9 @@ mod tests {
             beyond_bound: Arc::default(),
             paused_partitions: Arc::default(),
             watermark: Arc::default(),
+            busy: Arc::default(),
+            board: PartitionBoard::default(),
+            worker: 0,
         };
         let vote = IdleVote::new(Arc::new(InputIdleness::new(1, 1)), "s", 0);
         let strategy = strategy(WatermarkStrategy::monotonous().with_timestamps(|v: &u64| *v as i64));

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::build_state::{BuildState, Mode};
 use crate::error::EngineError;
-use crate::exchange::{ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
+use crate::exchange::{ExchangeLoad, ExchangeSpec, Keyed, ReceiverInput, SenderPush, exchange};
 use crate::graph::OperatorKind;
 use crate::operator::{NodeInput, Operator, OperatorNode};
 use crate::push::{Control, Data, Output, Push};
@@ -140,7 +140,13 @@ impl<T: Data> Stream<T> {
             batch_size: st.config.batch_size,
             capacity: st.config.channel_capacity,
         };
-        match exchange(&registry, &spec, key, out.clone()) {
+        let load = ExchangeLoad {
+            busy: st.metrics.counter(name, "busy_ns", st.worker),
+            queued: st.metrics.gauge(name, "queued_batches", st.worker),
+            capacity: st.metrics.gauge(name, "queue_capacity", st.worker),
+            records_out: st.metrics.counter(name, "records_out", st.worker),
+        };
+        match exchange(&registry, &spec, key, out.clone(), load) {
             Ok((sender, receiver)) => {
                 st.run.senders.push((id, sender.clone()));
                 st.run.inputs.push((id + 1, Box::new(ReceiverInput(receiver))));
@@ -190,12 +196,16 @@ impl<T: Data> Stream<T> {
             self.out.attach(Box::new(Discard));
             return;
         }
+        if let Some(report) = factory.report() {
+            st.metrics.sinks().register(name, report);
+        }
         match factory.create(st.worker, st.config.workers) {
             Ok(sink) => {
                 let node = Rc::new(RefCell::new(SinkNode {
                     name: Arc::from(name),
                     sink,
                     records_in: st.metrics.counter(name, "records_in", st.worker),
+                    busy: st.metrics.counter(name, "busy_ns", st.worker),
                     ended: false,
                     barrier: None,
                 }));

@@ -6,6 +6,7 @@ use crate::activity::Activity;
 use crate::checkpoint::worker_part::WorkerPart;
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
+use crate::metrics::{Counter, JobMetrics};
 use crate::runtime::Drive;
 use crate::worker_graph::WorkerGraph;
 
@@ -33,6 +34,38 @@ pub(crate) struct LoopSettings {
     pub tick_interval: Duration,
     pub clock: Clock,
     pub activity: Arc<Activity>,
+    pub time: LoopTime,
+}
+
+/// Where a worker's time goes, in nanoseconds: turns that moved something, turns in which an
+/// exchange it feeds was full (backpressure), and turns with nothing to do.
+pub(crate) struct LoopTime {
+    pub busy: Arc<Counter>,
+    pub backpressured: Arc<Counter>,
+    pub idle: Arc<Counter>,
+}
+
+/// Name under which the workers' loop time is reported.
+pub(crate) const WORKER_SCOPE: &str = "workers";
+
+impl LoopTime {
+    pub(crate) fn new(metrics: &JobMetrics, worker: usize) -> Self {
+        LoopTime {
+            busy: metrics.counter(WORKER_SCOPE, "busy_ns", worker),
+            backpressured: metrics.counter(WORKER_SCOPE, "backpressured_ns", worker),
+            idle: metrics.counter(WORKER_SCOPE, "idle_ns", worker),
+        }
+    }
+
+    fn add(&self, since: Instant, now: Instant, blocked: bool, worked: bool) {
+        let ns = u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
+        match (blocked, worked) {
+            (true, _) => &self.backpressured,
+            (false, true) => &self.busy,
+            (false, false) => &self.idle,
+        }
+        .add(ns);
+    }
 }
 
 /// Runs one worker's graph until all its inputs end, the job is stopped, or something fails.
@@ -73,6 +106,7 @@ fn worker_loop(
     let mut last_tick_at = clock.now();
     let mut idle_spins = 0u32;
     let mut paused = false;
+    let mut turn_started = Instant::now();
     loop {
         if flags.abort.load(Ordering::Relaxed) {
             return Ok(WorkerExit::Aborted);
@@ -179,5 +213,10 @@ fn worker_loop(
             };
             std::thread::park_timeout(wait.min(tick_interval));
         }
+        let now = Instant::now();
+        settings
+            .time
+            .add(turn_started, now, max_blocked.is_some(), worked);
+        turn_started = now;
     }
 }

@@ -306,6 +306,14 @@ impl<T: Data> SourceReader<T> for TestReader<T> {
         SourcePosition::of_offsets(self.owned.iter().map(|p| (p.id, p.next as u64)))
     }
 
+    fn end_offsets(&self) -> Vec<(PartitionId, u64)> {
+        let partitions = self.input.lock();
+        self.owned
+            .iter()
+            .map(|p| (p.id, partitions[p.index].log.len() as u64))
+            .collect()
+    }
+
     fn pause(&mut self, partitions: &[PartitionId], pause: bool) -> Result<bool, BoxError> {
         for p in &mut self.owned {
             if partitions.contains(&p.id) {

@@ -280,6 +280,10 @@ impl<T: Data + Serialize + DeserializeOwned> SinkFactory<T> for CassandraSink<T>
     fn create(&self, worker: usize, workers: usize) -> Result<Box<dyn Sink<T>>, BoxError> {
         self.create_writer(worker, workers).map_err(with_retry_hint)
     }
+
+    fn report(&self) -> Option<Arc<dyn sluice_engine::status::SinkReport>> {
+        Some(Arc::clone(&self.stats) as Arc<dyn sluice_engine::status::SinkReport>)
+    }
 }
 
 impl<T: Data + Serialize + DeserializeOwned> CassandraSink<T> {

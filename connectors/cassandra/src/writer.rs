@@ -63,6 +63,7 @@ pub struct SinkStats {
     requests: AtomicU64,
     retries: AtomicU64,
     rejected_rows: AtomicU64,
+    in_flight: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
 }
 
@@ -73,6 +74,7 @@ impl Default for SinkStats {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             rejected_rows: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             latency_us: Mutex::new(new_histogram()),
         }
     }
@@ -102,6 +104,11 @@ impl SinkStats {
     /// Rows the store refused for good (failed the job or went to the dead-letter topic).
     pub fn rejected_rows(&self) -> u64 {
         self.rejected_rows.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent and not answered yet, over all workers.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Latency of acknowledged requests in microseconds, from first attempt to acknowledgement.
@@ -176,6 +183,7 @@ impl Dispatcher {
             }
             progress.in_flight += 1;
         }
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let request = Request {
             target: Arc::clone(&self.target),
             table: Arc::clone(&self.table),
@@ -265,6 +273,7 @@ impl Request {
         self.stats
             .rejected_rows
             .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut progress = self.shared.lock();
         progress.in_flight -= 1;
         progress.rejected.extend(rejected);
@@ -326,6 +335,25 @@ impl Request {
 
 /// The store cannot time out, refuse a batch as too large or stall on demand, so these tests
 /// put a fault-injecting target below the sink in place of the driver.
+impl sluice_engine::status::SinkReport for SinkStats {
+    fn report(&self) -> sluice_engine::status::SinkStatus {
+        let latency = self.write_latency();
+        sluice_engine::status::SinkStatus {
+            rows_written: self.rows_written(),
+            requests: self.requests(),
+            requests_in_flight: self.requests_in_flight(),
+            retries: self.retries(),
+            rejected_rows: self.rejected_rows(),
+            latency: sluice_engine::status::LatencyPercentiles {
+                p50_us: latency.value_at_quantile(0.5),
+                p99_us: latency.value_at_quantile(0.99),
+                p999_us: latency.value_at_quantile(0.999),
+                max_us: latency.max(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;

@@ -15,6 +15,7 @@ use crate::graph::JobGraph;
 use crate::metrics::{Counter, Gauge, JobMetrics};
 use crate::participant::EventTime;
 use crate::source::SourcePosition;
+use crate::status::checkpoints::{CheckpointHistory, CheckpointLog, RestoreRecord};
 use crate::time::Watermark;
 
 /// What one worker reports when its part of a checkpoint is on disk.
@@ -87,6 +88,8 @@ pub(crate) struct Coordinator {
     /// A simulated crash happened ([`CheckpointConfig::crash_at`]): nothing more may change.
     crashed: AtomicBool,
     metrics: CheckpointMetrics,
+    /// Recent checkpoints and the latest restore, for the console.
+    log: CheckpointLog,
     /// Uploads completed checkpoints to object storage (`CheckpointConfig::remote`).
     #[cfg(feature = "remote-checkpoints")]
     uploader: Option<super::upload::Uploader>,
@@ -156,6 +159,7 @@ impl Coordinator {
             started: AtomicU64::new(0),
             crash_at,
             crashed: AtomicBool::new(false),
+            log: CheckpointLog::default(),
             finished_workers: AtomicUsize::new(0),
             base_offsets: Mutex::new(BTreeMap::new()),
             base_event_time: Mutex::new(BTreeMap::new()),
@@ -202,6 +206,11 @@ impl Coordinator {
                 tracing::warn!(job = %self.job, checkpoint = id, %reason, "skipping unusable checkpoint");
             }
             tracing::info!(job = %self.job, checkpoint = p.manifest.checkpoint_id, dir = %p.dir.display(), "restoring");
+            self.log.restored(RestoreRecord {
+                checkpoint_id: p.manifest.checkpoint_id,
+                dir: p.dir.display().to_string(),
+                at_ms: crate::time::now_millis(),
+            });
         }
         Ok(point)
     }
@@ -327,6 +336,7 @@ impl Coordinator {
             acks: (0..self.workers).map(|_| None).collect(),
         });
         self.triggered.store(id, Ordering::Release);
+        self.log.started(id, crate::time::now_millis());
         tracing::debug!(job = %self.job, checkpoint = id, "checkpoint started");
         Ok(())
     }
@@ -340,6 +350,7 @@ impl Coordinator {
     fn abandon(&self, f: InFlight, why: &str) {
         tracing::warn!(job = %self.job, checkpoint = f.id, "checkpoint abandoned: {why}");
         self.metrics.abandoned.inc();
+        self.log.abandoned(f.id, elapsed_ms(f.started), why);
         let _ = std::fs::remove_dir_all(&f.dir);
         self.settle(f.id);
     }
@@ -395,8 +406,10 @@ impl Coordinator {
         };
         drop(inflight);
         let (id, dir, started) = (f.id, f.dir.clone(), f.started);
+        self.log.acknowledged(id, elapsed_ms(started));
         match self.complete(f) {
             Ok(bytes) => {
+                self.log.completed(id, elapsed_ms(started), bytes);
                 self.completed.fetch_max(id, Ordering::AcqRel);
                 self.any_completed.store(true, Ordering::Release);
                 self.metrics.completed.inc();
@@ -427,6 +440,7 @@ impl Coordinator {
             Err(e) => {
                 tracing::warn!(job = %self.job, checkpoint = id, error = %e, "checkpoint failed");
                 self.metrics.abandoned.inc();
+                self.log.abandoned(id, elapsed_ms(started), &e.to_string());
                 let _ = std::fs::remove_dir_all(&dir);
                 self.settle(id);
                 Ok(())
@@ -551,8 +565,24 @@ impl Coordinator {
                 job: self.job.clone(),
                 reason: format!("no savepoint '{name}': {e}"),
             })?;
-        Ok(self.store.create_savepoint(id, name)?)
+        let path = self.store.create_savepoint(id, name)?;
+        self.log.savepoint(id, name);
+        Ok(path)
     }
+
+    /// Recent checkpoints and the latest restore.
+    pub(crate) fn history(&self) -> CheckpointHistory {
+        self.log.history()
+    }
+
+    /// The interval between checkpoints.
+    pub(crate) fn interval(&self) -> Duration {
+        self.config.interval
+    }
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Merges a reader's `position` into a checkpoint's offsets and reader states of its source:

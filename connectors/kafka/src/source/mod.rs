@@ -226,6 +226,8 @@ impl<T: Data> KafkaSource<T> {
             ("queued.max.messages.kbytes", queued.as_str()),
             // End-of-partition events say a partition is caught up (for idleness).
             ("enable.partition.eof", "true"),
+            // The partitions' high watermarks, for the lag the console shows.
+            ("statistics.interval.ms", "1000"),
         ])
     }
 }
@@ -262,6 +264,7 @@ impl<T: Data> KafkaSource<T> {
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
             refusals: Refusals::default(),
+            ends: Mutex::default(),
             brokers: self.config.brokers().to_string(),
         };
         let consumer: BaseConsumer<ReaderContext> = self

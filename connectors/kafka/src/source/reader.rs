@@ -378,6 +378,25 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         SourcePosition::of_offsets(self.state.positions.iter().copied())
     }
 
+    fn end_offsets(&self) -> Vec<(PartitionId, u64)> {
+        // The high watermarks of the client's last statistics (every second): no request.
+        let ends = self
+            .consumer
+            .context()
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.state
+            .positions
+            .iter()
+            .filter_map(|(id, _)| {
+                let (topic, partition) = self.state.owned(*id)?;
+                let high = ends.get(&(topic.to_string(), partition))?;
+                Some((*id, u64::try_from(*high).ok()?))
+            })
+            .collect()
+    }
+
     fn assignment_known(&self) -> bool {
         self.state.assignment_known
     }

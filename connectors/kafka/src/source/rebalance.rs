@@ -1,5 +1,7 @@
 //! Taking and giving up partitions: the consumer context and its rebalance callbacks.
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// A rebalance seen by the consumer, to be turned into partition starts and revocations.
@@ -26,6 +28,8 @@ pub(super) struct ReaderContext {
     pub(super) has_events: AtomicBool,
     /// Bad credentials or a failed TLS handshake, for the next poll to report.
     pub(super) refusals: Refusals,
+    /// The partitions' high watermarks from the client's statistics, for their lag.
+    pub(super) ends: Mutex<HashMap<(String, i32), i64>>,
     /// The bootstrap servers, for error messages.
     pub(super) brokers: String,
 }
@@ -33,6 +37,18 @@ pub(super) struct ReaderContext {
 impl ClientContext for ReaderContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         context::log(level, fac, log_message);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // librdkafka lists an internal partition -1 and -1001 for unknown offsets.
+                if partition >= 0 && p.hi_offset >= 0 {
+                    ends.insert((topic.clone(), partition), p.hi_offset);
+                }
+            }
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
