@@ -112,6 +112,9 @@ fn run(args: &Args, settings: ShopSettings) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(addr) = handle.console_addr() {
+        println!("Console: http://{addr}/");
+    }
     if let Some(server) = &metrics_server {
         println!("Metrics: http://{}/metrics", server.addr());
     }

@@ -4,12 +4,17 @@
 //! sluice run pipeline.toml
 //! sluice produce --brokers 127.0.0.1:9092 --events 100000 --rate 5000
 //! sluice produce --brokers 127.0.0.1:9092 --kind iot --events 1000000
+//! sluice run pipeline.toml --console 8080
+//! sluice status --console 127.0.0.1:8080
+//! sluice savepoint --console 127.0.0.1:8080 --name before-upgrade
+//! sluice stop --console 127.0.0.1:8080
 //! sluice status --brokers 127.0.0.1:9092 --group sluice-shop --checkpoint-store s3://checkpoints/shop
 //! sluice checkpoints list --state-dir /var/lib/sluice/revenue
 //! sluice checkpoints show --state-dir /var/lib/sluice/revenue 12
 //! ```
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +22,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sluice::cassandra::{CassandraConfig, query_text};
-use sluice::engine::{RemoteCheckpoints, RemoteHead, list_checkpoints, show_manifest};
+use sluice::engine::{ConsoleConfig, RemoteCheckpoints, RemoteHead, list_checkpoints, show_manifest};
 use sluice::kafka::{KafkaConfig, task_groups};
+use sluice_cli::console_client::ConsoleClient;
 use sluice_cli::datagen::{HostMetricGenerator, PaymentGenerator, SensorGenerator};
 use sluice_cli::pipeline::{Pipeline, ScaledPipeline};
 use sluice_cli::producer::JsonProducer;
 use sluice_cli::security::{CassandraSecuritySettings, KafkaSecuritySettings};
-use sluice_cli::shop::{ProduceSpec, ShopData, produce, thousands, utc};
+use sluice_cli::shop::{ProduceSpec, ShopData, bearer_token, parse_listen_addr, produce, thousands, utc};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +51,14 @@ enum Command {
         /// Only read and check the file and the table, then stop.
         #[arg(long)]
         check: bool,
+        /// Serve the web console and its REST API on this address; a port alone listens on
+        /// loopback only.
+        #[arg(long = "console", env = "SLUICE_CONSOLE", value_parser = parse_listen_addr, value_name = "[HOST:]PORT")]
+        console_addr: Option<SocketAddr>,
+        /// Require `Authorization: Bearer <token>` on the console's API, the token read from
+        /// this file (or from SLUICE_CONSOLE_TOKEN).
+        #[arg(long, env = "SLUICE_CONSOLE_TOKEN_FILE", value_name = "FILE")]
+        console_token_file: Option<PathBuf>,
     },
     /// Generate events into Kafka: e-commerce orders and page views, sensor readings,
     /// payments or host metrics.
@@ -88,15 +102,25 @@ enum Command {
         /// The statement, e.g. "SELECT * FROM shop.product_revenue_1m LIMIT 10".
         statement: String,
     },
-    /// Which process runs which task of a job spread over processes (the e-commerce job's
-    /// --scale-out), and each task's newest published checkpoint.
+    /// A running job's state, operators, partitions, checkpoints and sinks, from its console
+    /// (--console); or, for a job spread over processes (the e-commerce job's --scale-out),
+    /// which process runs which task and each task's newest published checkpoint (--brokers
+    /// and --group).
     Status {
+        /// The job's console.
+        #[command(flatten)]
+        console: ConsoleTarget,
         /// Kafka bootstrap servers.
-        #[arg(long, value_name = "HOST:PORT", env = "SLUICE_BROKERS")]
-        brokers: String,
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            env = "SLUICE_BROKERS",
+            required_unless_present = "console"
+        )]
+        brokers: Option<String>,
         /// The job's group: its stages are the consumer groups `<group>-stage-<stage>`.
-        #[arg(long, env = "SLUICE_GROUP")]
-        group: String,
+        #[arg(long, env = "SLUICE_GROUP", required_unless_present = "console")]
+        group: Option<String>,
         /// The job's checkpoint store (s3://bucket/prefix): task q of stage s keeps its
         /// checkpoints under <store>/<s>-<q>. Endpoint and credentials from AWS_ENDPOINT,
         /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
@@ -105,6 +129,21 @@ enum Command {
         /// TLS and SASL towards the brokers.
         #[command(flatten)]
         security: KafkaSecuritySettings,
+    },
+    /// Take a savepoint of a running job through its console.
+    Savepoint {
+        /// The job's console.
+        #[command(flatten)]
+        console: ConsoleTarget,
+        /// The savepoint's name [default: savepoint-<milliseconds since the epoch>].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stop a running job through its console, after a final checkpoint.
+    Stop {
+        /// The job's console.
+        #[command(flatten)]
+        console: ConsoleTarget,
     },
     /// List or show a job's checkpoints.
     Checkpoints {
@@ -124,6 +163,29 @@ enum Kind {
     Payments,
     /// Request latencies per host (`HostMetric`, key `host`).
     Hosts,
+}
+
+/// Where a running job's console is.
+#[derive(clap::Args, Debug)]
+struct ConsoleTarget {
+    /// The console's address (host:port, as the job's --console).
+    #[arg(long = "console", env = "SLUICE_CONSOLE", value_name = "HOST:PORT")]
+    console: Option<String>,
+    /// File holding the console's bearer token (or SLUICE_CONSOLE_TOKEN).
+    #[arg(long, env = "SLUICE_CONSOLE_TOKEN_FILE", value_name = "FILE")]
+    console_token_file: Option<PathBuf>,
+}
+
+impl ConsoleTarget {
+    fn client(&self) -> anyhow::Result<ConsoleClient> {
+        let addr = self.console.as_deref().context("--console is required")?;
+        let token = bearer_token(
+            self.console_token_file.as_deref(),
+            "console-token-file",
+            "SLUICE_CONSOLE_TOKEN",
+        )?;
+        Ok(ConsoleClient::new(addr, token))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,7 +216,13 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Run { pipeline, check } => run(&pipeline, check),
+        Command::Run {
+            pipeline,
+            check,
+            console_addr,
+            console_token_file,
+        } => console_config(console_addr, console_token_file.as_deref())
+            .and_then(|console| run(&pipeline, check, console)),
         Command::Produce {
             brokers,
             kind,
@@ -183,14 +251,43 @@ fn main() {
             security,
         } => cql(&cassandra, &security, &statement),
         Command::Status {
+            console,
             brokers,
             group,
             checkpoint_store,
             security,
-        } => security
-            .apply_to(KafkaConfig::new(brokers), "kafka", Some("SLUICE_KAFKA"))
-            .map_err(anyhow::Error::from)
-            .and_then(|kafka| status(&kafka, &group, checkpoint_store.as_deref())),
+        } => match (console.console.is_some(), brokers, group) {
+            (true, _, _) => console
+                .client()
+                .and_then(|c| Ok(c.summary()?))
+                .map(|summary| print!("{summary}")),
+            (false, Some(brokers), Some(group)) => security
+                .apply_to(KafkaConfig::new(brokers), "kafka", Some("SLUICE_KAFKA"))
+                .map_err(anyhow::Error::from)
+                .and_then(|kafka| status(&kafka, &group, checkpoint_store.as_deref())),
+            _ => Err(anyhow::anyhow!("give --console, or --brokers and --group")),
+        },
+        Command::Savepoint { console, name } => console.client().and_then(|c| {
+            let path = match name {
+                Some(name) => format!("savepoint?name={name}"),
+                None => "savepoint".to_string(),
+            };
+            let saved = c.post(&path)?;
+            println!(
+                "savepoint {} at {}",
+                saved["name"].as_str().unwrap_or("?"),
+                saved["path"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }),
+        Command::Stop { console } => console.client().and_then(|c| {
+            let stopped = c.post("stop")?;
+            match stopped["final_checkpoint"].as_u64() {
+                Some(id) => println!("stopping after final checkpoint {id}"),
+                None => println!("stopping (the job takes no checkpoints)"),
+            }
+            Ok(())
+        }),
         Command::Checkpoints { command } => match command {
             CheckpointCommand::List { state_dir } => list(&state_dir),
             CheckpointCommand::Show { state_dir, id } => show(&state_dir, id),
@@ -256,8 +353,28 @@ fn last_checkpoint(url: &str) -> String {
     }
 }
 
-fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
-    let pipeline = Pipeline::load(path)?;
+/// The console the job serves, if `--console` asks for one.
+fn console_config(
+    addr: Option<SocketAddr>,
+    token_file: Option<&Path>,
+) -> anyhow::Result<Option<ConsoleConfig>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let console = ConsoleConfig::new(addr);
+    Ok(Some(
+        match bearer_token(token_file, "console-token-file", "SLUICE_CONSOLE_TOKEN")? {
+            Some(token) => console.token(token),
+            None => console,
+        },
+    ))
+}
+
+fn run(path: &Path, check: bool, console: Option<ConsoleConfig>) -> anyhow::Result<()> {
+    let mut pipeline = Pipeline::load(path)?;
+    if let Some(console) = console {
+        pipeline = pipeline.with_console(console);
+    }
     pipeline.connect()?;
     let spec = pipeline.spec();
     println!(
@@ -288,6 +405,9 @@ fn run(path: &std::path::Path, check: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let handle = pipeline.job()?.start().context("the job did not start")?;
+    if let Some(addr) = handle.console_addr() {
+        println!("console: http://{addr}/");
+    }
     let started = Instant::now();
     while !handle.is_finished() {
         if stop.load(Ordering::SeqCst) {

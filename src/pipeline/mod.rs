@@ -24,7 +24,7 @@ pub use scale_out::ScaledPipeline;
 use serde_json::{Map, Value};
 use sluice_cassandra::{CassandraConfig, CassandraSink, SinkStats};
 use sluice_engine::{
-    CheckpointConfig, Job, JobConfig, StateBackendConfig, Stream, Timestamp, WatermarkStrategy,
+    CheckpointConfig, ConsoleConfig, Job, JobConfig, StateBackendConfig, Stream, Timestamp, WatermarkStrategy,
 };
 use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{KeyedStreamExt, StreamExt, Windows};
@@ -45,6 +45,7 @@ pub struct Pipeline {
     fields: Fields,
     kafka: KafkaConfig,
     sink: CassandraSink<Row>,
+    console: Option<ConsoleConfig>,
 }
 
 impl Pipeline {
@@ -115,7 +116,14 @@ impl Pipeline {
             fields,
             kafka,
             sink,
+            console: None,
         })
+    }
+
+    /// The job serves a web console and REST API as `console` says.
+    pub fn with_console(mut self, console: ConsoleConfig) -> Self {
+        self.console = Some(console);
+        self
     }
 
     /// The spec.
@@ -149,6 +157,9 @@ impl Pipeline {
             config = config
                 .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
                 .checkpoints(checkpoints);
+        }
+        if let Some(console) = &self.console {
+            config = config.console(console.clone());
         }
         let pipeline = self.clone();
         Ok(Job::new(config, move |b| {

@@ -38,7 +38,9 @@ pub use pipeline::{
 pub use produce::{MALFORMED_ORDERS, ProduceSpec, Produced, ShopData, VIEWS_PER_ORDER, produce};
 pub use report::{ShopReport, dollars, thousands, utc, utc_clock};
 pub use scale_out::{ScaledShop, Stage};
-pub use settings::{OnBadRecord, PartialSettings, ShopSettings, parse_duration};
+pub use settings::{
+    OnBadRecord, PartialSettings, ShopSettings, bearer_token, parse_duration, parse_listen_addr,
+};
 pub use tables::{
     ATTRIBUTION_WINDOW, CategoryRevenue, Conversion, ProductRevenue, SESSION_GAP, ShopTables, UserSession,
 };

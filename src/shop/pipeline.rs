@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use sluice_engine::{
-    CheckpointConfig, EngineError, Job, JobBuilder, JobConfig, RemoteCheckpoints, Result, StateBackendConfig,
-    Stream, WatermarkStrategy,
+    CheckpointConfig, ConsoleConfig, EngineError, Job, JobBuilder, JobConfig, RemoteCheckpoints, Result,
+    StateBackendConfig, Stream, WatermarkStrategy,
 };
 use sluice_kafka::{KafkaConfig, KafkaSource};
 use sluice_operators::{Count, JoinInterval, KeyedJoinExt, KeyedStreamExt, Min, StreamExt, Sum, Windows};
@@ -42,6 +42,16 @@ pub fn job_config(settings: &ShopSettings) -> Result<JobConfig> {
         config = config
             .state_backend(StateBackendConfig::rocksdb(dir.join("state")))
             .checkpoints(checkpoints);
+    }
+    if let Some(addr) = settings.console_addr {
+        let mut console = ConsoleConfig::new(addr);
+        if let Some(token) = settings.console_token().map_err(|e| EngineError::InvalidConfig {
+            key: "console-token-file",
+            reason: e.to_string(),
+        })? {
+            console = console.token(token);
+        }
+        config = config.console(console);
     }
     Ok(config)
 }

@@ -54,6 +54,11 @@ pub struct ShopSettings {
     /// File holding the bearer token the metrics endpoint requires (or the environment
     /// variable `SLUICE_METRICS_TOKEN`); without either it answers anyone who can reach it.
     pub metrics_token_file: Option<PathBuf>,
+    /// Serve the web console and REST API here.
+    pub console_addr: Option<SocketAddr>,
+    /// File holding the bearer token the console's API requires (or the environment variable
+    /// `SLUICE_CONSOLE_TOKEN`); without either it answers anyone who can reach it.
+    pub console_token_file: Option<PathBuf>,
     /// TLS and SASL towards Kafka.
     pub kafka_security: KafkaSecuritySettings,
     /// Credentials and TLS towards Cassandra.
@@ -80,6 +85,8 @@ impl Default for ShopSettings {
             scale_out: false,
             metrics_addr: None,
             metrics_token_file: None,
+            console_addr: None,
+            console_token_file: None,
             kafka_security: KafkaSecuritySettings::default(),
             cassandra_security: CassandraSecuritySettings::default(),
         }
@@ -123,7 +130,9 @@ impl ShopSettings {
             state_dir,
             checkpoint_store,
             metrics_addr,
-            metrics_token_file
+            metrics_token_file,
+            console_addr,
+            console_token_file
         );
         self.kafka_security.apply(o.kafka_security);
         self.cassandra_security.apply(o.cassandra_security);
@@ -268,6 +277,15 @@ pub struct PartialSettings {
     /// this file (or from SLUICE_METRICS_TOKEN).
     #[arg(long, env = "SLUICE_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Serve the web console and its REST API on this address; a port alone listens on
+    /// loopback only (e.g. 8080 = 127.0.0.1:8080).
+    #[arg(long = "console", env = "SLUICE_CONSOLE", value_parser = parse_listen_addr, value_name = "[HOST:]PORT")]
+    #[serde(default, rename = "console", deserialize_with = "de_listen_addr")]
+    pub console_addr: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on the console's API, the token read from this
+    /// file (or from SLUICE_CONSOLE_TOKEN); the page takes it from its address, /#token=<token>.
+    #[arg(long, env = "SLUICE_CONSOLE_TOKEN_FILE", value_name = "FILE")]
+    pub console_token_file: Option<PathBuf>,
     /// Kafka TLS and SASL; `[kafka_security]` in a settings file.
     #[command(flatten)]
     #[serde(default)]
@@ -307,24 +325,42 @@ impl ShopSettings {
     /// The metrics endpoint's bearer token: the contents of `metrics_token_file` (one
     /// trailing newline dropped), else `SLUICE_METRICS_TOKEN`, else none.
     pub fn metrics_token(&self) -> Result<Option<String>, ShopError> {
-        if let Some(path) = &self.metrics_token_file {
-            let text = std::fs::read_to_string(path).map_err(|e| ShopError::Setting {
-                key: "metrics-token-file".into(),
-                reason: format!("{}: {e}", path.display()),
-            })?;
-            let token = text.trim_end_matches(['\n', '\r']).to_string();
-            if token.is_empty() {
-                return Err(ShopError::Setting {
-                    key: "metrics-token-file".into(),
-                    reason: format!("{} is empty", path.display()),
-                });
-            }
-            return Ok(Some(token));
-        }
-        Ok(std::env::var("SLUICE_METRICS_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()))
+        bearer_token(
+            self.metrics_token_file.as_deref(),
+            "metrics-token-file",
+            "SLUICE_METRICS_TOKEN",
+        )
     }
+
+    /// The console's bearer token: the contents of `console_token_file` (one trailing
+    /// newline dropped), else `SLUICE_CONSOLE_TOKEN`, else none.
+    pub fn console_token(&self) -> Result<Option<String>, ShopError> {
+        bearer_token(
+            self.console_token_file.as_deref(),
+            "console-token-file",
+            "SLUICE_CONSOLE_TOKEN",
+        )
+    }
+}
+
+/// A bearer token: the contents of `file` (one trailing newline dropped; the setting `key`
+/// names it in errors), else the environment variable `env`, else none.
+pub fn bearer_token(file: Option<&Path>, key: &str, env: &str) -> Result<Option<String>, ShopError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ShopError::Setting {
+            key: key.into(),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        let token = text.trim_end_matches(['\n', '\r']).to_string();
+        if token.is_empty() {
+            return Err(ShopError::Setting {
+                key: key.into(),
+                reason: format!("{} is empty", path.display()),
+            });
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var(env).ok().filter(|t| !t.is_empty()))
 }
 
 impl PartialSettings {

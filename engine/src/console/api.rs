@@ -303,8 +303,8 @@ pub(crate) fn sinks(obs: &JobObserver, rates: &RateHistory) -> SinksView {
 #[derive(Debug, Serialize)]
 struct RateSeries {
     operator: String,
-    /// `[milliseconds since the epoch, records per second]`, oldest first; sources count the
-    /// records they emitted, other operators those they took.
+    /// `[milliseconds since the epoch, records per second]`, oldest first; sources and
+    /// exchanges count the records they handed on, other operators those they took.
     points: Vec<(i64, f64)>,
 }
 
@@ -323,7 +323,7 @@ pub(crate) fn rates(obs: &JobObserver, rates: &RateHistory) -> RatesView {
             operator: op.name.clone(),
             points: rates.series(
                 &op.name,
-                if op.kind == "source" {
+                if op.kind == "source" || op.kind == "key_by" {
                     "records_out"
                 } else {
                     "records_in"
