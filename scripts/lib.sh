@@ -33,6 +33,11 @@ ensure_build_prerequisites() {
     ensure_apt_packages build-essential pkg-config zlib1g-dev libclang-dev libssl-dev python3
 }
 
+# Headless Chromium and its WebDriver server, for the console's browser test.
+ensure_browser() {
+    ensure_apt_packages chromium chromium-driver
+}
+
 # Starts the services a run needs ("$@": kafka, cassandra, s3; default Kafka and Cassandra;
 # those SLUICE_KAFKA_BROKERS, SLUICE_CASSANDRA and SLUICE_S3_ENDPOINT already name are not
 # started) with
