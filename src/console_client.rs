@@ -55,14 +55,7 @@ impl ConsoleClient {
     /// # Errors
     /// No answer, an error status or an answer that is not JSON.
     pub fn get(&self, path: &str) -> Result<Value, ConsoleError> {
-        let mut request = ureq::get(format!("{}/api/{path}", self.base))
-            .config()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build();
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
+        let request = self.prepare(ureq::get(format!("{}/api/{path}", self.base)), 10);
         self.answer(path, request.call())
     }
 
@@ -71,15 +64,21 @@ impl ConsoleClient {
     /// # Errors
     /// No answer, an error status or an answer that is not JSON.
     pub fn post(&self, path: &str) -> Result<Value, ConsoleError> {
-        let mut request = ureq::post(format!("{}/api/{path}", self.base))
+        let request = self.prepare(ureq::post(format!("{}/api/{path}", self.base)), 120);
+        self.answer(path, request.send_empty())
+    }
+
+    /// `request` with the token, a timeout of `seconds`, and error statuses as answers.
+    fn prepare<B>(&self, request: ureq::RequestBuilder<B>, seconds: u64) -> ureq::RequestBuilder<B> {
+        let request = request
             .config()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_global(Some(Duration::from_secs(seconds)))
             .build();
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
         }
-        self.answer(path, request.send_empty())
     }
 
     fn answer(
@@ -145,7 +144,6 @@ fn share(v: &Value) -> String {
 
 fn summarize(job: &Value, ops: &Value, parts: &Value, cps: &Value, sinks: &Value) -> String {
     let mut out = String::new();
-    let empty = Vec::new();
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     let _ = writeln!(
         out,
@@ -193,7 +191,7 @@ fn summarize(job: &Value, ops: &Value, parts: &Value, cps: &Value, sinks: &Value
         "\n{:<24} {:<14} {:>12} {:>12} {:>6}",
         "operator", "kind", "in/s", "out/s", "busy"
     );
-    for o in ops["operators"].as_array().unwrap_or(&empty) {
+    for o in list(&ops["operators"]) {
         let _ = writeln!(
             out,
             "{:<24} {:<14} {:>12} {:>12} {:>6}",

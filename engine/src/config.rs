@@ -4,7 +4,7 @@ use sluice_state::DEFAULT_MAX_KEY_GROUPS;
 
 use crate::checkpoint::{CheckpointConfig, StateBackendConfig};
 use crate::clock::Clock;
-use crate::console::ConsoleConfig;
+use crate::console_config::ConsoleConfig;
 use crate::error::{EngineError, Result};
 
 /// What the engine does when an attempt of a job fails.

@@ -18,8 +18,7 @@ use crate::error::{EngineError, Result, panic_message};
 use crate::exchange::RunRegistry;
 use crate::graph::{JobGraph, OperatorKind};
 use crate::metrics::JobMetrics;
-use crate::observer::JobObserver;
-use crate::observer::Observed;
+use crate::observer::{JobObserver, Observed};
 use crate::status::{GraphView, JobLife, JobState};
 use crate::worker::{LoopSettings, LoopTime, RunFlags, WorkerExit, run_worker};
 
@@ -506,13 +505,7 @@ impl JobHandle {
     /// # Errors
     /// When checkpoints are off, no checkpoint completes in time, or the name is taken.
     pub fn savepoint(&self, name: &str, timeout: Duration) -> Result<std::path::PathBuf> {
-        match &self.coordinator {
-            Some(c) => c.savepoint(name, timeout),
-            None => Err(EngineError::InvalidConfig {
-                key: "checkpoints",
-                reason: "savepoints need checkpoints to be configured".into(),
-            }),
-        }
+        self.observer.savepoint(name, timeout)
     }
 
     /// Id of the newest complete checkpoint in the job's checkpoint directory (this run's or an

@@ -26,6 +26,7 @@ mod checkpoint;
 mod clock;
 mod config;
 pub mod console;
+mod console_config;
 mod error;
 mod exchange;
 mod graph;

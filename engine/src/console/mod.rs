@@ -15,8 +15,7 @@
 //! | `POST /api/savepoint?name=…` | takes a savepoint |
 //! | `POST /api/stop` | stops the job after a final checkpoint |
 
-mod config;
-pub use config::ConsoleConfig;
+pub use crate::console_config::ConsoleConfig;
 
 #[cfg(feature = "console")]
 mod api;

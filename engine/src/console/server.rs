@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::config::ConsoleConfig;
 use super::rates::RateHistory;
 use super::{api, assets};
+use crate::console_config::ConsoleConfig;
 use crate::error::{EngineError, Result};
 use crate::observer::JobObserver;
 
@@ -209,19 +209,13 @@ async fn savepoint(State(s): State<AppState>, Query(q): Query<SavepointQuery>) -
     let name = q
         .name
         .unwrap_or_else(|| format!("savepoint-{}", crate::time::now_millis()));
-    let job = s.job.clone();
-    let taken = tokio::task::spawn_blocking(move || {
+    act(s.job, move |job| {
         job.savepoint(&name, CHECKPOINT_WAIT).map(|path| Saved {
             name,
             path: path.display().to_string(),
         })
     })
-    .await;
-    match taken {
-        Ok(Ok(saved)) => Json(saved).into_response(),
-        Ok(Err(e)) => problem(StatusCode::CONFLICT, e.to_string()),
-        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    .await
 }
 
 async fn stop(State(s): State<AppState>) -> Response {
@@ -229,9 +223,21 @@ async fn stop(State(s): State<AppState>) -> Response {
     struct Stopping {
         final_checkpoint: Option<u64>,
     }
-    let job = s.job.clone();
-    match tokio::task::spawn_blocking(move || job.stop(CHECKPOINT_WAIT)).await {
-        Ok(Ok(final_checkpoint)) => Json(Stopping { final_checkpoint }).into_response(),
+    act(s.job, |job| {
+        job.stop(CHECKPOINT_WAIT)
+            .map(|final_checkpoint| Stopping { final_checkpoint })
+    })
+    .await
+}
+
+/// Runs an action that waits for a checkpoint off the runtime's thread; the job's refusal
+/// is a 409.
+async fn act<T: Serialize + Send + 'static>(
+    job: JobObserver,
+    action: impl FnOnce(&JobObserver) -> Result<T> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(move || action(&job)).await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(e)) => problem(StatusCode::CONFLICT, e.to_string()),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
